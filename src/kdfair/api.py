@@ -1,0 +1,156 @@
+"""The public Python API: load an experiment, run it, analyse the store; or study your own data."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from kdfair.config import Experiment, experiment_from_dict, load_experiment
+from kdfair.data.base import Part, SplitData
+from kdfair.data.registry import register_dataset
+from kdfair.errors import ConfigError
+from kdfair.models.registry import register_model
+from kdfair.runner import StudyStatus, execute
+from kdfair.train.engine import Reporter
+
+__all__ = ["load_experiment", "run", "analyze", "report", "study", "results_dir"]
+
+
+def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
+    """Where an experiment's store lives: ``<out>/<experiment name>``."""
+    return Path(out) / exp.name
+
+
+def run(experiment: Experiment | str | Path, out: str | Path = "results",
+        data_root: str | Path | None = None, reporter: Reporter | None = None,
+        write_report: bool = True, **kwargs: Any) -> StudyStatus:
+    """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
+
+    Finished runs already in the store are not trained again. Ends by writing the report.
+    """
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    where = results_dir(exp, out)
+    st = execute(exp, where, reporter=reporter,
+                 data_root=Path(data_root) if data_root else None, **kwargs)
+    if write_report:
+        report(where)
+    return st
+
+
+def analyze(results: str | Path) -> dict:
+    """All tables of a results directory as pandas DataFrames."""
+    from kdfair.analysis.report import analyze as _analyze
+
+    return _analyze(Path(results))
+
+
+def report(results: str | Path):
+    """Write report.md, report.html and the CSV tables under ``<results>/report``."""
+    from kdfair.analysis.report import write_report
+
+    return write_report(Path(results))
+
+
+# --- your own data and models --------------------------------------------------------------
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _part(split: Sequence[Any], name: str) -> Part:
+    if len(split) not in (2, 3):
+        raise ConfigError(f"{name}: give (x, y) or (x, y, {{attribute: groups}})")
+    x, y = torch.as_tensor(np.asarray(split[0])), torch.as_tensor(np.asarray(split[1]))
+    attrs = {k: np.asarray(v).astype(np.int64) for k, v in (split[2] if len(split) == 3 else {}).items()}
+    if len(x) != len(y) or any(len(v) != len(y) for v in attrs.values()):
+        raise ConfigError(f"{name}: x, y and every attribute need the same length")
+    y = y.long()
+    if x.dtype == torch.uint8 and x.ndim == 4:  # images: the fast on-device path
+        return Part(y=y, x=x, attributes=attrs)
+    return Part(y=y, dataset=torch.utils.data.TensorDataset(x.float(), y), attributes=attrs)
+
+
+def _fingerprint(*arrays: ArrayLike) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _as_arch(model: str | Callable[..., nn.Module], name: str) -> str:
+    if isinstance(model, str):
+        return model
+
+    def factory(num_classes: int, input_shape: tuple[int, ...], members: int = 1) -> nn.Module:
+        if members != 1:
+            raise ConfigError(f"{name}: a custom model trains one member at a time")
+        return model(num_classes, input_shape)
+
+    register_model(name, factory)
+    return name
+
+
+def study(
+    name: str,
+    train: Sequence[Any],
+    val: Sequence[Any],
+    test: Sequence[Any],
+    teacher: str | Callable[[int, tuple[int, ...]], nn.Module],
+    student: str | Callable[[int, tuple[int, ...]], nn.Module],
+    *,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    attribute_groups: Mapping[str, Sequence[str]] | None = None,
+    temperatures: Sequence[float] = (1, 2, 4, 8),
+    seeds: Sequence[int] = (0, 1, 2),
+    teacher_train: Mapping[str, Any] | None = None,
+    student_train: Mapping[str, Any] | None = None,
+    distill: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    out: str | Path = "results",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    reporter: Reporter | None = None,
+    write_report: bool = True,
+) -> StudyStatus:
+    """Run the whole study on your own arrays and models; same plan, store and report as YAML.
+
+    ``train``/``val``/``test`` are ``(x, y)`` or ``(x, y, {attribute: group codes})``: uint8
+    images [N, C, H, W] take the on-device path with augmentation; any other array is used as
+    float features as given. ``teacher``/``student`` are registry names or factories
+    ``f(num_classes, input_shape) -> nn.Module``.
+    """
+    parts = {k: _part(v, k) for k, v in (("train", train), ("val", val), ("test", test))}
+    k = int(num_classes or int(max(int(p.y.max()) for p in parts.values())) + 1)
+    groups = {a: list(g) for a, g in (attribute_groups or {}).items()}
+    for a in parts["test"].attributes:
+        if a not in groups:
+            n = int(parts["test"].attributes[a].max()) + 1
+            groups[a] = [str(i) for i in range(n)]
+    c = parts["train"].x.shape[1] if parts["train"].in_memory else 1
+    data = SplitData(
+        name=name, num_classes=k, class_names=list(class_names or [str(i) for i in range(k)]),
+        fingerprint=_fingerprint(train[0], train[1], val[0], test[0], test[1]),
+        attribute_groups=groups, mean=tuple(mean or (0.5,) * c), std=tuple(std or (0.5,) * c),
+        **parts,
+    )
+    dataset_name = f"custom-{name}"
+    register_dataset(dataset_name, lambda cfg, cache: data)
+    no_aug = {} if data.in_memory else {"augment": "none"}
+    exp = experiment_from_dict({
+        "name": name,
+        "dataset": {"name": dataset_name},
+        "teacher": {"model": {"arch": _as_arch(teacher, f"custom-{name}-teacher")},
+                    "train": {**no_aug, **(teacher_train or {})}},
+        "student": {"model": {"arch": _as_arch(student, f"custom-{name}-student")},
+                    "train": {**no_aug, **(student_train or {})}},
+        "distill": {"temperatures": list(temperatures), **(distill or {})},
+        "seeds": list(seeds), "device": device,
+        "analysis": {"tests": len(seeds) >= 2},
+    }, source=f"study {name!r}")
+    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report)

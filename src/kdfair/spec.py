@@ -1,0 +1,56 @@
+"""RunSpec: everything that determines one run's outcome, and its stable run id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["teacher", "nds", "ds"]
+
+
+def _fmt_t(t: float) -> str:
+    return f"{t:g}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study. ``run_id`` is derived from the other fields (see ``docs/store.md``)."""
+
+    experiment: str
+    role: Role
+    arch: str
+    seed: int
+    train: dict[str, Any]
+    dataset: dict[str, Any]
+    data_fingerprint: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    alpha: float | None = None
+    t2_scaling: bool | None = None
+    teacher_run_id: str | None = None
+    given: bool = False
+
+    def content(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def prefix(self) -> str:
+        if self.role == "ds":
+            return f"ds-T{_fmt_t(self.temperature)}-s{self.seed}"  # type: ignore[arg-type]
+        return f"{self.role}-s{self.seed}"
+
+    @property
+    def run_id(self) -> str:
+        canon = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), default=str)
+        return f"{self.prefix}-{hashlib.sha256(canon.encode()).hexdigest()[:8]}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, **self.content()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunSpec:
+        d = dict(d)
+        d.pop("run_id", None)
+        return cls(**d)

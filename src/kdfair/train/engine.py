@@ -1,0 +1,288 @@
+"""Training engine: ``train_bundle`` trains the runs of one bundle and hands back each result.
+
+A bundle is a list of runs that share data and student architecture. Each run's initialisation,
+data order and augmentation come from RNG streams derived from its own seed (``seeding``), so a
+run's result never depends on what it was bundled with. In-memory (uint8) image sets stay on the
+device and are augmented there; large sets stream through a DataLoader.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kdfair.config import TrainConfig
+from kdfair.data.base import Part, SplitData
+from kdfair.errors import RunFailed
+from kdfair.models.registry import build_model
+from kdfair.spec import RunSpec
+from kdfair.train.augment import apply_augment, draw_augment, normalize
+from kdfair.train.loss import kd_loss
+from kdfair.train.seeding import derive_seed, generator
+
+
+@dataclass
+class RunJob:
+    """A run to train; DS runs carry their (frozen, eval-mode) teacher."""
+
+    spec: RunSpec
+    teacher: nn.Module | None = None
+    init_weights: dict[str, torch.Tensor] | None = None  # a teacher given, not trained
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    metrics: dict[str, Any]
+    logits: np.ndarray
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Reporter(Protocol):
+    def start(self, run_id: str, epochs: int) -> None: ...
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None: ...
+    def finish(self, run_id: str, status: str) -> None: ...
+
+
+class _Silent:
+    def start(self, run_id: str, epochs: int) -> None:
+        pass
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
+        pass
+
+    def finish(self, run_id: str, status: str) -> None:
+        pass
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from kdfair.errors import ConfigError
+
+        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is visible; use 'auto'")
+    return torch.device(name)
+
+
+def build_run_model(spec: RunSpec, data: SplitData) -> nn.Module:
+    """The run's model, initialised from its own seed's "init" stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(spec.seed, "init"))
+        opts = {k: v for k, v in spec.model_options.items() if k != "checkpoint"}
+        return build_model(spec.arch, data.num_classes, data.input_shape, **opts)
+
+
+def lr_factor(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` of ``total``."""
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    p = (step - warm) / max(1, total - warm)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * p))
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** sum(p >= m for m in cfg.step_milestones)
+    return 1.0
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class _Batches:
+    """Normalised float batches of one part, on the device."""
+
+    def __init__(self, part: Part, data: SplitData, device: torch.device):
+        self.part, self.device = part, device
+        if part.in_memory:
+            self.x = part.x.to(device)  # type: ignore[union-attr]
+            c = self.x.shape[1]
+            self.mean = torch.tensor(data.mean[:c], device=device).view(1, -1, 1, 1)
+            self.std = torch.tensor(data.std[:c], device=device).view(1, -1, 1, 1)
+        self.y = part.y.to(device)
+
+    def train(self, cfg: TrainConfig, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        n, bs = len(self.part), cfg.batch_size
+        if not self.part.in_memory:
+            yield from self._stream(cfg, seed, epoch)
+            return
+        order = torch.randperm(n, generator=generator(seed, f"order/{epoch}"))
+        aug = generator(seed, f"augment/{epoch}")
+        crop, flip = cfg.augment in ("crop_flip", "crop"), cfg.augment in ("crop_flip", "flip")
+        stop = n - n % bs if n >= bs else n  # drop the ragged last batch (BatchNorm needs > 1)
+        for i in range(0, stop, bs):
+            idx = order[i : i + bs].to(self.device)
+            off, flips = draw_augment(len(idx), cfg.crop_padding, crop, flip, aug)
+            xb = apply_augment(self.x[idx], off, flips, cfg.crop_padding)
+            yield normalize(xb, self.mean, self.std), self.y[idx]
+
+    def _stream(self, cfg: TrainConfig, seed: int, epoch: int):
+        loader = torch.utils.data.DataLoader(
+            self.part.dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+            generator=generator(seed, f"order/{epoch}"), num_workers=_workers(self.device),
+            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+    def eval(self, batch_size: int = 512) -> Iterator[torch.Tensor]:
+        if self.part.in_memory:
+            for i in range(0, len(self.part), batch_size):
+                yield normalize(self.x[i : i + batch_size], self.mean, self.std)
+            return
+        loader = torch.utils.data.DataLoader(self.part.dataset, batch_size=batch_size,
+                                             shuffle=False, num_workers=_workers(self.device))
+        for xb, _ in loader:
+            yield xb.to(self.device, non_blocking=True)
+
+
+def _workers(device: torch.device) -> int:
+    env = os.environ.get("KDFAIR_WORKERS")
+    if env is not None:
+        return int(env)
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: _Batches, device: torch.device) -> torch.Tensor:
+    """Logits (float32, on the CPU) of ``model`` on every input of a part, in order."""
+    model.eval()
+    out = []
+    for xb in batches.eval():
+        with _autocast(device):
+            out.append(model(_layout(xb, device)).float().cpu())
+    return torch.cat(out)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[str, _Batches],
+              reporter: Reporter) -> RunResult:
+    """Train (or, for a given teacher, only evaluate) one run."""
+    spec, cfg = job.spec, TrainConfig.model_validate(job.spec.train)
+    t0 = time.perf_counter()
+    history: list[dict[str, float]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(spec.seed, "global"))  # anything else drawing randomness
+        model = build_run_model(spec, data)
+        if job.init_weights is not None:
+            model.load_state_dict(job.init_weights)
+        model.to(device)
+        if device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        if not spec.given:
+            history = _fit(model, job, cfg, parts["train"], device, reporter)
+    val_logits = predict(model, parts["val"], device)
+    test_logits = predict(model, parts["test"], device)
+    val_acc = float((val_logits.argmax(1) == data.val.y).float().mean()) if len(data.val) else None
+    test_acc = float((test_logits.argmax(1) == data.test.y).float().mean())
+    last = history[-1] if history else {}
+    metrics = {
+        "test_acc": test_acc, "val_acc": val_acc, "train_loss": last.get("loss"),
+        "train_acc": last.get("train_acc"), "epochs": len(history),
+        "wall_time_s": time.perf_counter() - t0, "device": _device_name(device),
+        "images_per_s": last.get("images_per_s"), "history": history, "versions": _versions(),
+    }
+    return RunResult(spec, metrics, test_logits.numpy(), model.cpu(), history)
+
+
+def _fit(model: nn.Module, job: RunJob, cfg: TrainConfig, train: _Batches,
+         device: torch.device, reporter: Reporter) -> list[dict[str, float]]:
+    spec = job.spec
+    opt = make_optimizer(model, cfg)
+    n = len(train.part)
+    steps_per_epoch = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
+    total = steps_per_epoch * cfg.epochs
+    step, history = 0, []
+    reporter.start(spec.run_id, cfg.epochs)
+    for epoch in range(cfg.epochs):
+        model.train()
+        t_epoch = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        for xb, yb in train.train(cfg, spec.seed, epoch):
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(step, total, steps_per_epoch, cfg)
+            xb = _layout(xb, device)
+            with _autocast(device):
+                logits = model(xb)
+                if spec.role == "ds":
+                    with torch.no_grad():
+                        t_logits = job.teacher(xb)  # type: ignore[misc]
+                    loss = kd_loss(logits, t_logits, yb, spec.temperature, spec.alpha,
+                                   spec.t2_scaling, cfg.label_smoothing)
+                else:
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(-1) == yb).sum()
+            seen += len(yb)
+        mean_loss = float(loss_sum) / max(1, seen)
+        if not math.isfinite(mean_loss):
+            raise RunFailed(f"training loss became {mean_loss} in epoch {epoch + 1}; "
+                            f"try a lower learning rate (train.lr = {cfg.lr})")
+        ips = seen / max(1e-9, time.perf_counter() - t_epoch)
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": float(correct) / seen,
+                        "lr": opt.param_groups[0]["lr"], "images_per_s": ips})
+        reporter.epoch(spec.run_id, epoch + 1, mean_loss, ips)
+    return history
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        kd = version("kdfair")
+    except PackageNotFoundError:
+        kd = "unknown"
+    return {"kdfair": kd, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
+                 on_result: Callable[[RunJob, RunResult | Exception], None],
+                 reporter: Reporter | None = None) -> None:
+    """Train every run of a bundle; each result (or the exception of a failed run) is handed to
+    ``on_result`` as soon as it exists, so an interruption loses only the run in progress."""
+    reporter = reporter or _Silent()
+    parts = {k: _Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
+    for job in jobs:
+        try:
+            result: RunResult | Exception = train_run(job, data, device, parts, reporter)
+        except (RunFailed, RuntimeError) as err:  # NaN loss, out of memory, …: record, go on
+            result = err
+        reporter.finish(job.spec.run_id, "failed" if isinstance(result, Exception) else "done")
+        on_result(job, result)
