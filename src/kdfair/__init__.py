@@ -1,0 +1,8 @@
+"""kdfair: measure what knowledge distillation leaves behind — class-wise bias, group fairness and
+individual fairness of distilled students across temperatures, against teacher and non-distilled
+student."""
+
+from kdfair.api import analyze, load_experiment, report, results_dir, run, study
+
+__all__ = ["analyze", "load_experiment", "report", "results_dir", "run", "study"]
+__version__ = "0.1.0"

@@ -146,6 +146,7 @@ def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
     if store.root.exists() and (store.root / "experiment.json").exists():
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
+    store.write_plan([s.run_id for s in specs])
     store.write_data_files(data_info(data), data.test.attributes,
                            np.arange(len(data.test)), test_features(data))
     device = resolve_device(exp.device)

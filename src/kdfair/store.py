@@ -78,6 +78,16 @@ class RunStore:
 
         _atomic_file(self.root / "test_features.npy", save_feats)
 
+    def write_plan(self, run_ids: list[str]) -> None:
+        """The run ids of the current plan, in order (what `kdfair status` compares against)."""
+        _atomic_file(self.root / "plan.json", lambda p: _write_json(p, {"runs": run_ids}))
+
+    def load_plan(self) -> list[str]:
+        path = self.root / "plan.json"
+        if not path.exists():
+            raise StoreError(f"{self.root} has no plan.json: was it written by `kdfair run`?")
+        return list(json.loads(path.read_text())["runs"])
+
     # --- runs ------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id

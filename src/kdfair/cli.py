@@ -1,0 +1,247 @@
+"""The ``kdfair`` command line: thin — parses, calls the API, prints."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from kdfair.errors import KdfairError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="kdfair: what knowledge distillation leaves behind — class-wise bias, "
+                       "group and individual fairness across temperatures.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _friendly(f):
+    """Print a KdfairError's message (no traceback) and exit 1; Ctrl-C exits 130."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except KdfairError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished runs are kept; run the same command again "
+                              "to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+class RichReporter:
+    """Progress per run (epoch, images/s, ETA) plus the study's overall progress."""
+
+    def __init__(self, total_runs: int, done: int):
+        self.live = sys.stderr.isatty()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=err_console, disable=not self.live)
+        self.study = self.progress.add_task("study", total=total_runs, completed=done, info="")
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def start(self, run_id: str, epochs: int) -> None:
+        self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
+        self._t0 = time.perf_counter()
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
+        info = f"loss {loss:.3f}  {images_per_s:,.0f} img/s"
+        if self.task is not None:
+            self.progress.update(self.task, completed=epoch, info=info)
+        if not self.live:
+            err_console.print(f"{run_id} epoch {epoch}: {info}", highlight=False)
+
+    def finish(self, run_id: str, status: str) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self.progress.advance(self.study)
+        msg = f"{run_id}: {status}"
+        if self.live:
+            self.progress.console.print(("[red]" if status == "failed" else "") + msg)
+        else:
+            err_console.print(msg, highlight=False)
+
+
+def _run_and_report(exp, out: Path, data_root: Optional[Path], report: bool) -> None:
+    from kdfair import api
+    from kdfair.runner import load_data, plan
+    from kdfair.store import RunStore
+
+    where = api.results_dir(exp, out)
+    data = load_data(exp, data_root)
+    specs = plan(exp, data.fingerprint)
+    done = len(RunStore(where).done_ids() & {s.run_id for s in specs})
+    console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({done} already done) → {where}")
+    t0 = time.perf_counter()
+    with RichReporter(len(specs), done) as rep:
+        st = api.run(exp, out=out, reporter=rep, data=data, write_report=False)
+    console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
+                  f"{len(st.failed)} failed, {len(st.missing)} missing")
+    for rid, why in st.failed.items():
+        err_console.print(f"[red]failed[/] {rid}: {why}", highlight=False)
+    if report:
+        _report(where)
+
+
+def _report(where: Path) -> None:
+    from kdfair import api
+
+    try:
+        res = api.report(where)
+    except ImportError as err:  # analysis not installed in this build
+        err_console.print(f"report skipped: {err}")
+        return
+    table = Table(title=f"summary — {where}")
+    for col in res.summary.columns:
+        table.add_column(str(col))
+    for row in res.summary.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    for line in res.findings:
+        console.print(f"• {line}", highlight=False)
+    console.print(f"report: {res.md_path}  {res.html_path}")
+
+
+@app.command()
+@_friendly
+def run(
+    experiment: str = typer.Argument(..., help="experiment YAML file or preset name"),
+    out: Path = typer.Option(Path("results"), help="results root; the study goes to OUT/<name>"),
+    data_root: Optional[Path] = typer.Option(None, help="where data sets live (default: the "
+                                             "experiment's dataset.root, $KDFAIR_DATA or ./data)"),
+    device: Optional[str] = typer.Option(None, help="override the experiment's device"),
+    report: bool = typer.Option(True, help="write the report at the end"),
+) -> None:
+    """Run a study (only what the results directory lacks), then write its report."""
+    from kdfair.config import load_experiment
+
+    exp = load_experiment(experiment)
+    if device:
+        exp = _with(exp, device=device)
+    _run_and_report(exp, out, data_root, report)
+
+
+def _with(exp, **update):
+    from kdfair.config import experiment_from_dict
+
+    return experiment_from_dict({**exp.model_dump(mode="json"), **update}, "(command line)")
+
+
+@app.command()
+@_friendly
+def demo(out: Path = typer.Option(Path("results"), help="results root; the demo goes to OUT/demo"),
+         device: Optional[str] = typer.Option(None, help="cpu, cuda or auto")) -> None:
+    """The embedded demo: Trifeature, ResNet teacher → LeNet-5 student, 3 seeds, T from 1 to 20."""
+    from kdfair.config import load_experiment
+
+    exp = load_experiment("demo")
+    if device:
+        exp = _with(exp, device=device)
+    _run_and_report(exp, out, None, True)
+
+
+@app.command()
+@_friendly
+def report(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
+    """Analyse a results directory: report.md, report.html and CSV tables under RESULTS/report."""
+    _report(results)
+
+
+@app.command()
+@_friendly
+def status(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
+    """Which runs of a study are done, missing or failed."""
+    from kdfair.store import RunStore
+
+    store = RunStore(results)
+    name = store.experiment().get("name", str(results))
+    planned = store.load_plan()
+    done, failed = store.done_ids(), store.failed()
+    table = Table(title=f"{name} — {results}")
+    for col in ("run", "status", "detail"):
+        table.add_column(col)
+    counts = {"done": 0, "failed": 0, "missing": 0}
+    for rid in planned:
+        state = "done" if rid in done else "failed" if rid in failed else "missing"
+        counts[state] += 1
+        color = {"done": "green", "failed": "red", "missing": "yellow"}[state]
+        detail = failed[rid].get("error", "") if state == "failed" else ""
+        table.add_row(rid, f"[{color}]{state}[/]", detail)
+    console.print(table)
+    console.print(f"{counts['done']} done, {counts['missing']} missing, {counts['failed']} failed")
+
+
+@app.command()
+@_friendly
+def trifeature(
+    out: Path = typer.Option(..., help="directory to write PNG files and index.csv into"),
+    size: int = typer.Option(224, help="image side in pixels"),
+    images_per_combination: int = typer.Option(10, help="images per (shape, texture, colour)"),
+    test_fraction: float = typer.Option(0.2, help="share of combinations held out for test"),
+    seed: int = typer.Option(0, help="seed of every random draw"),
+) -> None:
+    """Write the Trifeature data set as PNG files plus a CSV index."""
+    from kdfair.data.trifeature import write_png_dataset
+
+    csv = write_png_dataset(out, {"size": size, "images_per_combination": images_per_combination,
+                                  "test_fraction": test_fraction, "seed": seed})
+    console.print(f"wrote {csv}")
+
+
+@app.command()
+def presets() -> None:
+    """List the experiment presets, one per line, name first."""
+    import yaml
+
+    from kdfair.presets import preset_names, preset_path
+
+    for name in preset_names():
+        data = yaml.safe_load(preset_path(name).read_text())  # type: ignore[union-attr]
+        t, s = data.get("teacher", {}).get("model", {}), data.get("student", {}).get("model", {})
+        ds = data.get("dataset", {}).get("name", "?")
+        print(f"{name}\t{ds}: {t.get('arch', '?')} → {s.get('arch', '?')}")
+
+
+@app.command()
+@_friendly
+def datasets(root: Optional[Path] = typer.Option(None, help="data root to check")) -> None:
+    """List every data set, what it needs on disk, and whether it is found."""
+    from kdfair.data.catalog import dataset_catalog
+
+    rows = dataset_catalog(root)
+    table = Table(title="data sets")
+    for col in rows[0].keys() if rows else ("name",):
+        table.add_column(str(col))
+    for r in rows:
+        table.add_row(*[str(v) for v in r.values()])
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
