@@ -1,0 +1,72 @@
+import pytest
+
+from kdfair.config import experiment_from_dict, load_experiment
+from kdfair.errors import ConfigError
+
+BASE = {
+    "name": "x",
+    "dataset": {"name": "digits"},
+    "teacher": {"model": {"arch": "resnet8"}},
+    "student": {"model": {"arch": "lenet5"}},
+    "seeds": [0, 1],
+}
+
+
+def _with(path, value):
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    keys = path.split(".")
+    cur = d
+    for k in keys[:-1]:
+        cur[k] = dict(cur.get(k, {}))
+        cur = cur[k]
+    cur[keys[-1]] = value
+    return d
+
+
+def test_defaults_follow_the_paper():
+    exp = experiment_from_dict(BASE)
+    assert exp.distill.alpha == 0.8 and exp.distill.t2_scaling
+    assert exp.distill.teacher_policy == "paired"
+    assert exp.analysis.significance == 0.05
+
+
+@pytest.mark.parametrize(
+    "path,value,message",
+    [
+        ("dataset.name", "mnist", r"dataset.name: unknown dataset 'mnist'; allowed: .*trifeature"),
+        ("student.model.arch", "vgg", r"student.model.arch: unknown architecture 'vgg'"),
+        ("distill.temperatures", [1, 0], r"distill.temperatures: temperatures must be > 0"),
+        ("distill.temperatures", [], r"at least one temperature"),
+        ("distill.alpha", 1.5, r"distill.alpha: alpha must lie in \[0, 1\]"),
+        ("distill.teacher_policy", "random", r"distill.teacher_policy: .*'paired' or 'single'"),
+        ("seeds", [], r"seeds: .*at least one seed"),
+        ("seeds", [3], r"at least 2 seeds.*analysis.tests: false"),
+        ("teacher.train.optimizer", "lbfgs", r"teacher.train.optimizer: .*'sgd', 'adam'"),
+        ("teacher.train.epochs", 0, r"teacher.train.epochs: .*greater than or equal to 1"),
+        ("teacher.train.lr_typo", 0.1, r"teacher.train.lr_typo: unknown field"),
+    ],
+)
+def test_invalid_values_name_the_field_and_the_allowed_values(path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        experiment_from_dict(_with(path, value))
+
+
+def test_one_seed_is_fine_without_tests():
+    d = _with("seeds", [0])
+    d["analysis"] = {"tests": False}
+    assert experiment_from_dict(d).seeds == (0,)
+
+
+def test_yaml_file_and_errors(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text("name: x\ndataset: {name: digits}\nteacher: {model: {arch: resnet8}}\n"
+                 "student: {model: {arch: lenet5}}\nseeds: [0, 1]\n")
+    assert load_experiment(p).name == "x"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_experiment(p)
+    p.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError):  # safe_load refuses to construct Python objects
+        load_experiment(p)
+    with pytest.raises(ConfigError, match="no experiment file 'nope.yaml'.*kdfair presets"):
+        load_experiment("nope.yaml")
