@@ -1,0 +1,137 @@
+"""scikit-learn's bundled handwritten digits (UCI optdigits test set): a tiny, offline data set.
+
+1797 greyscale 8 × 8 images, values 0–16, 10 classes, shipped with scikit-learn (no download).
+Pixels are scaled to uint8 0–255 (round(v · 255 / 16)) and returned as [N, 1, size, size]; a
+``size`` above 8 upsamples with ``interpolation`` (nearest: pixel replication; bilinear: PIL
+bilinear on the uint8 image). The split is seeded and stratified by class: ``test_fraction`` of
+all images is held out, then ``val_fraction`` of the rest is carved out for validation. There are
+no sensitive attributes; the set exists for fast smoke tests and demos of the pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from kdfair.config import DatasetConfig
+from kdfair.data.base import Part, SplitData
+from kdfair.errors import ConfigError
+
+CLASS_NAMES: list[str] = [str(d) for d in range(10)]
+
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "size": (8, 64, "an integer"),
+    "test_fraction": (0.05, 0.5, "a number"),
+    "val_fraction": (0.02, 0.5, "a number"),
+    "seed": (0, 2**32 - 1, "an integer"),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {"interpolation": ("nearest", "bilinear")}
+
+
+class DigitsOptions(BaseModel):
+    """Loader options (``dataset:`` keys besides ``name``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(8, ge=8, le=64)
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    test_fraction: float = Field(0.3, ge=0.05, le=0.5)
+    val_fraction: float = Field(0.1, ge=0.02, le=0.5)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+def parse_options(options: dict[str, Any] | DigitsOptions | None) -> DigitsOptions:
+    """Validate loader options, raising ConfigError that names the field and what is allowed."""
+    if isinstance(options, DigitsOptions):
+        return options
+    try:
+        return DigitsOptions.model_validate(dict(options or {}))
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            name = str(e["loc"][0]) if e["loc"] else "(options)"
+            if e["type"] == "extra_forbidden":
+                allowed = ", ".join(DigitsOptions.model_fields)
+                lines.append(f"dataset.{name}: unknown option for digits; allowed: {allowed}")
+            elif name in _RANGES:
+                lo, hi, kind = _RANGES[name]
+                lines.append(
+                    f"dataset.{name}: must be {kind} between {lo} and {hi}, got {e['input']!r}"
+                )
+            elif name in _CHOICES:
+                lines.append(
+                    f"dataset.{name}: must be one of {', '.join(_CHOICES[name])}, "
+                    f"got {e['input']!r}"
+                )
+            else:  # pragma: no cover - every field is listed above
+                lines.append(f"dataset.{name}: {e['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def digits_arrays(size: int = 8, interpolation: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 images as uint8 [N, 1, size, size] (0–255) and labels int64 [N]."""
+    bunch = load_digits()
+    x = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    y = bunch.target.astype(np.int64)
+    if size != 8:
+        if interpolation == "nearest" and size % 8 == 0:
+            f = size // 8
+            x = x.repeat(f, axis=1).repeat(f, axis=2)
+        else:
+            resample = Image.NEAREST if interpolation == "nearest" else Image.BILINEAR
+            x = np.stack(
+                [np.asarray(Image.fromarray(im).resize((size, size), resample)) for im in x]
+            )
+    return np.ascontiguousarray(x[:, None]), y
+
+
+def split_indices(
+    y: np.ndarray, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded, class-stratified (train, val, test) index arrays, each sorted."""
+    idx = np.arange(len(y))
+    rest, test = train_test_split(
+        idx, test_size=test_fraction, stratify=y, random_state=seed % 2**32
+    )
+    train, val = train_test_split(
+        rest, test_size=val_fraction, stratify=y[rest], random_state=(seed + 1) % 2**32
+    )
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
+    """The digits set split as ``cfg.options`` say (nothing is cached: it loads in milliseconds)."""
+    opts = parse_options(cfg.options)
+    x, y = digits_arrays(opts.size, opts.interpolation)
+    parts_idx = split_indices(y, opts.test_fraction, opts.val_fraction, opts.seed)
+    train, val, test = (
+        Part(y=torch.from_numpy(y[i].copy()), x=torch.from_numpy(x[i].copy())) for i in parts_idx
+    )
+    xt = x[parts_idx[0]].astype(np.float64) / 255.0
+    h = hashlib.sha256()
+    for i in parts_idx:
+        h.update(x[i].tobytes())
+        h.update(y[i].tobytes())
+    opt_hash = hashlib.sha256(json.dumps(opts.model_dump(), sort_keys=True).encode())
+    return SplitData(
+        name="digits",
+        train=train,
+        val=val,
+        test=test,
+        num_classes=10,
+        class_names=list(CLASS_NAMES),
+        fingerprint=f"digits-{opt_hash.hexdigest()[:12]}-{h.hexdigest()[:12]}",
+        attribute_groups={},
+        mean=(float(xt.mean()),),
+        std=(float(xt.std()),),
+        notes=["scikit-learn load_digits: 8x8 greyscale, no sensitive attributes"],
+    )

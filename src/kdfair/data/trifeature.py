@@ -1,0 +1,574 @@
+"""Trifeature (Hermann & Lampinen, NeurIPS 2020): shape × texture × colour images, generated here.
+
+Every image shows one of 10 shapes filled with one of 10 textures in one of 10 colours on a grey
+(0.5) background. The label is the shape; colour and texture are the sensitive attributes. The
+drawing rules follow ``FORMATS.md`` ("Trifeature — exact drawing rules") literally:
+
+* shape templates are binary masks on a 128-pixel grid (:func:`shape_template`);
+* textures are period-10 binary maps on a 448 × 448 grid with a random integer phase
+  (:func:`texture_map`);
+* :func:`render_mask` rotates the template by a random integer angle in [-45, 45) (PIL, bilinear,
+  canvas grows) and pastes it at a uniform random offset in the 224 × 224 canvas, rotates the
+  texture by another such angle (PIL, nearest, same size) and crops its centre 224 × 224;
+  mask = shape × texture; :func:`render_image` gives rgb = mask·colour + (1 − mask)·0.5.
+
+The template rotated by at most 45° is at most 182 pixels wide, so it always fits the 224 canvas
+and is never scaled; the code still clips it (centre crop) if a caller's template were too large.
+The rotated 448 texture covers the whole centre crop for any angle up to 45°, so no fill shows.
+
+Output images of side ``size`` are the 224 render downsampled by exact area averaging (PIL ``BOX``
+on the float mask). Because rgb is affine in the mask, averaging the mask and then colouring is
+the same as averaging the rgb image; the generator therefore only renders the one-channel mask.
+
+Splits: ``test_fraction`` of the 1000 combinations is held out for test by a seeded, balanced
+design (:func:`held_out_combinations`: each shape loses the same number of combinations, and
+every shape, texture and colour stays in both splits); ``val_fraction`` of the remaining (train)
+images, per shape, becomes validation, so val shares combinations with train and test does not.
+
+Every image draws from its own generator ``default_rng([seed, combination, k])`` (combination =
+100·shape + 10·texture + colour, k = image number within the combination), so an image never
+depends on how many others are drawn. Generated sets are cached as
+``cache_dir/trifeature-<options hash>.npz`` (``np.savez``, read with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kdfair.config import DatasetConfig
+from kdfair.data.base import Part, SplitData
+from kdfair.errors import ConfigError
+
+SHAPES: tuple[str, ...] = (
+    "triangle", "square", "plus", "circle", "tee",
+    "rhombus", "pentagon", "star", "fivesquare", "trapezoid",
+)  # fmt: skip
+TEXTURES: tuple[str, ...] = (
+    "solid", "stripes", "grid", "hexgrid", "dots",
+    "noise", "triangles", "zigzags", "rain", "pluses",
+)  # fmt: skip
+COLOURS: tuple[str, ...] = (
+    "red", "green", "blue", "yellow", "pink",
+    "cyan", "purple", "ocean", "orange", "white",
+)  # fmt: skip
+COLOUR_RGB: dict[str, tuple[float, float, float]] = {
+    "red": (1.0, 0.0, 0.0),
+    "green": (0.0, 1.0, 0.0),
+    "blue": (0.0, 0.0, 1.0),
+    "yellow": (1.0, 1.0, 0.0),
+    "pink": (1.0, 0.4, 1.0),
+    "cyan": (0.0, 1.0, 1.0),
+    "purple": (0.3, 0.0, 0.5),
+    "ocean": (0.1, 0.4, 0.5),
+    "orange": (1.0, 0.6, 0.0),
+    "white": (1.0, 1.0, 1.0),
+}
+
+TEMPLATE_SIZE = 128
+CANVAS = 224
+TEXTURE_SIZE = 2 * CANVAS
+PERIOD = 10
+BACKGROUND = 0.5
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+# Bump when the drawing or splitting changes: it is part of the cache key and the fingerprint.
+GENERATOR_VERSION = 1
+
+# option -> (low, high, description) for validation messages
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "size": (8, 224, "an integer"),
+    "images_per_combination": (1, 100, "an integer"),
+    "test_fraction": (0.02, 0.9, "a number"),
+    "val_fraction": (0.01, 0.5, "a number"),
+    "seed": (0, 2**32 - 1, "an integer"),
+}
+
+
+class TrifeatureOptions(BaseModel):
+    """Loader options (``dataset:`` keys besides ``name``); defaults give the fast demo set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(32, ge=8, le=224)
+    images_per_combination: int = Field(3, ge=1, le=100)
+    test_fraction: float = Field(0.2, ge=0.02, le=0.9)
+    val_fraction: float = Field(0.1, ge=0.01, le=0.5)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+def parse_options(options: dict[str, Any] | TrifeatureOptions | None) -> TrifeatureOptions:
+    """Validate loader options, raising ConfigError that names the field and its allowed range."""
+    if isinstance(options, TrifeatureOptions):
+        return options
+    try:
+        return TrifeatureOptions.model_validate(dict(options or {}))
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            name = str(e["loc"][0]) if e["loc"] else "(options)"
+            if e["type"] == "extra_forbidden":
+                allowed = ", ".join(TrifeatureOptions.model_fields)
+                lines.append(f"dataset.{name}: unknown option for trifeature; allowed: {allowed}")
+            elif name in _RANGES:
+                lo, hi, kind = _RANGES[name]
+                lines.append(
+                    f"dataset.{name}: must be {kind} between {lo} and {hi}, got {e['input']!r}"
+                )
+            else:  # pragma: no cover - every field has a range
+                lines.append(f"dataset.{name}: {e['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes
+# --------------------------------------------------------------------------------------------
+
+
+def shape_template(name: str, s: int = TEMPLATE_SIZE) -> np.ndarray:
+    """Binary mask [s, s] (bool, True inside) of one shape, by the exact rules of FORMATS.md."""
+    if name not in SHAPES:
+        raise ValueError(f"unknown shape {name!r}; allowed: {', '.join(SHAPES)}")
+    i, j = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
+    h = s // 2
+    if name == "square":
+        return np.ones((s, s), dtype=bool)
+    if name == "circle":
+        return (i + 0.5 - h) ** 2 + (j + 0.5 - h) ** 2 < h**2
+    if name == "triangle":
+        return np.abs(j - h) - np.abs(i // 2) < 1
+    if name in ("plus", "tee"):
+        lo, hi = h - s // 6, h + s // 6 + 1
+        col_band = (j >= lo) & (j < hi)
+        if name == "plus":
+            return col_band | ((i >= lo) & (i < hi))
+        return col_band | (i < s // 3)
+    if name == "rhombus":
+        d = j - h + i // 2
+        return (d > 0) & (d < h)
+    if name == "pentagon":
+        m = int(0.4 * s)
+        top = np.abs(j - h) - np.abs(1.25 * i) < 1
+        o = (i - m) // 3.1
+        bottom = (o < j) & (j < s - o)
+        return np.where(i < m, top, bottom)
+    if name == "star":
+        l1 = int(0.4 * s)
+        l2 = l1 + int(0.2 * s)
+        l3 = l1 + int(0.15 * s)
+        top = (i < l1) & (np.abs(j - h) - np.abs(i // 4) < 1)
+        o = (i - l1) * 2.4
+        middle = (i >= l1) & (i < l2) & (o < j) & (j < s - o)
+        a = 0.33 * s - 0.43 * (i - l3)
+        b = 0.62 * s - 1.05 * (i - l3)
+        legs = (i >= l3) & (((a < j) & (j < b)) | ((a < s - j) & (s - j < b)))
+        return top | middle | legs
+    if name == "fivesquare":
+        lo, hi = s // 3, s - s // 3
+        row_band = (i >= lo) & (i < hi)
+        col_band = (j >= lo) & (j < hi)
+        return ~(row_band ^ col_band)  # all, minus both bands, plus their crossing (centre)
+    # trapezoid
+    o = i // 3.1
+    return (o < j) & (j < s - o)
+
+
+@cache
+def _template_image(name: str) -> Image.Image:
+    return Image.fromarray(shape_template(name).astype(np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# Textures
+# --------------------------------------------------------------------------------------------
+
+
+def _periodic_texture(name: str, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A deterministic texture evaluated at (phase-shifted) coordinates y (rows), x (columns)."""
+    xm, ym = x % PERIOD, y % PERIOD
+    if name == "solid":
+        return np.ones(np.broadcast_shapes(y.shape, x.shape), dtype=bool)
+    if name == "stripes":
+        return np.broadcast_to(ym < 3, np.broadcast_shapes(y.shape, x.shape))
+    if name == "grid":
+        return (ym < 3) | (xm < 3)
+    if name == "hexgrid":
+        k = (1.73 * y).astype(np.int64)
+        return ((x + k) % PERIOD < 2) | ((x - k) % PERIOD < 2) | (ym < 2)
+    if name == "dots":
+        return (xm - 5) ** 2 + (ym - 5) ** 2 < 16
+    if name == "triangles":
+        return ym // 2 - np.abs(xm - 5) > 0
+    if name == "zigzags":
+        xx = np.where((y // PERIOD) % 2 == 1, 9 - xm, xm)
+        o = ym // 2
+        return (o < xx) & (xx < 5 + o)
+    if name == "pluses":
+        even = (np.abs(xm - 5) < 1.5) | (np.abs(ym - 5) < 1.5)
+        odd = (xm < 1.5) | (PERIOD - xm < 1.5) | ((np.abs(ym - 5) < 1.5) & (np.abs(xm - 5) > 1.5))
+        return np.where((y // PERIOD) % 2 == 0, even, odd)
+    raise ValueError(name)  # pragma: no cover
+
+
+@cache
+def _periodic_base(name: str, size: int) -> np.ndarray:
+    """The texture on a (size + 10)² grid at phase 0; a phase (ox, oy) is then a slice of it."""
+    n = size + PERIOD
+    y = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    base = np.ascontiguousarray(_periodic_texture(name, y, x))
+    base.setflags(write=False)
+    return base
+
+
+def texture_map(
+    name: str,
+    phase: tuple[int, int] = (0, 0),
+    rng: np.random.Generator | None = None,
+    size: int = TEXTURE_SIZE,
+) -> np.ndarray:
+    """Binary texture [size, size] (bool) with phase (ox, oy): pixel (i, j) uses y=i+oy, x=j+ox.
+
+    ``noise`` and ``rain`` are random and draw from ``rng`` (required for them; phase unused).
+    Rain segments start at their pixel and run 7 pixels down, clipped at the bottom edge.
+    """
+    if name not in TEXTURES:
+        raise ValueError(f"unknown texture {name!r}; allowed: {', '.join(TEXTURES)}")
+    if name in ("noise", "rain"):
+        if rng is None:
+            raise ValueError(f"texture {name!r} is random: pass rng")
+        if name == "noise":
+            return rng.random((size, size)) < 0.5
+        starts = rng.random((size, size)) < 0.05
+        out = starts.copy()
+        for k in range(1, 7):
+            out[k:] |= starts[:-k]
+        return out
+    ox, oy = int(phase[0]), int(phase[1])
+    if not (0 <= ox < PERIOD and 0 <= oy < PERIOD):
+        raise ValueError(f"phase must lie in [0, {PERIOD}), got {phase}")
+    return _periodic_base(name, size)[oy : oy + size, ox : ox + size].copy()
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+def render_mask(shape: str, texture: str, rng: np.random.Generator) -> np.ndarray:
+    """The float mask [224, 224] in [0, 1] (shape × texture) of one image.
+
+    Draw order from ``rng``: shape angle, row and column offset, texture angle, texture phase
+    (ox, oy), then the texture's own random draws (noise, rain).
+    """
+    angle = int(rng.integers(-45, 45))
+    rotated = np.asarray(
+        _template_image(shape).rotate(angle, resample=Image.BILINEAR, expand=True),
+        dtype=np.float32,
+    )
+    h, w = rotated.shape
+    if h > CANVAS or w > CANVAS:  # cannot happen for 128 templates; clip rather than scale
+        top, left = max(0, (h - CANVAS) // 2), max(0, (w - CANVAS) // 2)
+        rotated = rotated[top : top + CANVAS, left : left + CANVAS]
+        h, w = rotated.shape
+    r0 = int(rng.integers(0, CANVAS - h + 1))
+    c0 = int(rng.integers(0, CANVAS - w + 1))
+    mask = np.zeros((CANVAS, CANVAS), dtype=np.float32)
+
+    t_angle = int(rng.integers(-45, 45))
+    ox, oy = (int(v) for v in rng.integers(0, PERIOD, size=2))
+    tex = texture_map(texture, (ox, oy), rng=rng, size=TEXTURE_SIZE)
+    if texture != "solid":
+        tex_img = Image.fromarray(tex.astype(np.uint8)).rotate(t_angle, resample=Image.NEAREST)
+        lo = (TEXTURE_SIZE - CANVAS) // 2
+        crop = np.asarray(tex_img)[lo : lo + CANVAS, lo : lo + CANVAS]
+        mask[r0 : r0 + h, c0 : c0 + w] = rotated * crop[r0 : r0 + h, c0 : c0 + w]
+    else:
+        mask[r0 : r0 + h, c0 : c0 + w] = rotated
+    return mask
+
+
+def colourise(mask: np.ndarray, colour: str) -> np.ndarray:
+    """rgb [..., 3] = mask·colour + (1 − mask)·0.5 (float32)."""
+    c = np.asarray(COLOUR_RGB[colour], dtype=np.float32)
+    return BACKGROUND + mask[..., None].astype(np.float32) * (c - BACKGROUND)
+
+
+def render_image(
+    shape: str, texture: str, colour: str, rng: np.random.Generator, canvas: int = CANVAS
+) -> np.ndarray:
+    """One full-resolution image: float32 [224, 224, 3] in [0, 1]."""
+    if canvas != CANVAS:
+        raise ValueError(f"the drawing rules fix the canvas at {CANVAS}, got {canvas}")
+    if colour not in COLOUR_RGB:
+        raise ValueError(f"unknown colour {colour!r}; allowed: {', '.join(COLOURS)}")
+    return colourise(render_mask(shape, texture, rng), colour)
+
+
+def downsample_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Exact area averaging (PIL BOX) of a float mask to [size, size]."""
+    if size == mask.shape[0]:
+        return mask.astype(np.float32)
+    return np.asarray(Image.fromarray(mask.astype(np.float32)).resize((size, size), Image.BOX))
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float [0, 1] -> uint8 with rounding."""
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_rng(seed: int, combination: int, k: int) -> np.random.Generator:
+    """The generator of image k of a combination (independent of all other images)."""
+    return np.random.default_rng([seed, combination, k])
+
+
+def render_small(shape: int, texture: int, colour: int, k: int, seed: int, size: int) -> np.ndarray:
+    """uint8 [size, size, 3] of image k of a (shape, texture, colour) combination (codes)."""
+    combination = 100 * shape + 10 * texture + colour
+    mask = render_mask(SHAPES[shape], TEXTURES[texture], image_rng(seed, combination, k))
+    return to_uint8(colourise(downsample_mask(mask, size), COLOURS[colour]))
+
+
+# --------------------------------------------------------------------------------------------
+# Splits and generation
+# --------------------------------------------------------------------------------------------
+
+
+def held_out_combinations(test_fraction: float, seed: int) -> np.ndarray:
+    """Bool [10, 10, 10] (shape, texture, colour): which combinations are held out for test.
+
+    Balanced Latin design: the three factors' codes are randomly permuted (S, T, C) and a
+    combination lies on diagonal D = (S + T + C) mod 10. Test takes the first ``k`` diagonals
+    whole and, from diagonal ``k``, the ``r`` combinations per shape with (T − S) mod 10 < r,
+    where 10k + r = round(100 · test_fraction) (the fraction counts to 0.01). Every shape gets
+    exactly 10k + r test combinations; with 0.02 ≤ test_fraction ≤ 0.9 every shape, texture and
+    colour appears in both splits (whole diagonals are balanced in every pair of factors).
+    """
+    rng = np.random.default_rng([seed, 7_770_001])
+    per_shape = int(round(test_fraction * 100))
+    k, r = divmod(per_shape, 10)
+    ps, pt, pc = (rng.permutation(10) for _ in range(3))
+    s_, t_, c_ = np.meshgrid(ps, pt, pc, indexing="ij")
+    diag = (s_ + t_ + c_) % 10
+    return (diag < k) | ((diag == k) & ((t_ - s_) % 10 < r))
+
+
+@dataclass
+class TrifeatureArrays:
+    """All generated images and their codes; ``split`` is 0 train, 1 val, 2 test."""
+
+    images: np.ndarray  # uint8 [N, 3, size, size]
+    shape: np.ndarray  # int64 [N]
+    texture: np.ndarray
+    colour: np.ndarray
+    split: np.ndarray  # int8 [N]
+    k: np.ndarray  # image number within its combination
+
+
+def _layout(opts: TrifeatureOptions) -> dict[str, np.ndarray]:
+    """Codes and split of every image, ordered by (shape, texture, colour, k)."""
+    n_img = opts.images_per_combination
+    s_, t_, c_, k_ = np.meshgrid(
+        np.arange(10), np.arange(10), np.arange(10), np.arange(n_img), indexing="ij"
+    )
+    shape, texture, colour, k = (a.reshape(-1).astype(np.int64) for a in (s_, t_, c_, k_))
+    is_test = held_out_combinations(opts.test_fraction, opts.seed)[shape, texture, colour]
+    split = np.where(is_test, 2, 0).astype(np.int8)
+    # validation: a seeded, shape-stratified share of the train images
+    rng = np.random.default_rng([opts.seed, 7_770_002])
+    for sh in range(10):
+        idx = np.flatnonzero((split == 0) & (shape == sh))
+        n_val = max(1, int(round(opts.val_fraction * len(idx))))
+        split[rng.permutation(idx)[:n_val]] = 1
+    return {"shape": shape, "texture": texture, "colour": colour, "k": k, "split": split}
+
+
+def generate(options: dict[str, Any] | TrifeatureOptions | None = None) -> TrifeatureArrays:
+    """Render the whole set (10 × 10 × 10 combinations × images_per_combination)."""
+    opts = parse_options(options)
+    lay = _layout(opts)
+    n = len(lay["shape"])
+    images = np.empty((n, 3, opts.size, opts.size), dtype=np.uint8)
+    for idx in range(n):
+        images[idx] = render_small(
+            int(lay["shape"][idx]), int(lay["texture"][idx]), int(lay["colour"][idx]),
+            int(lay["k"][idx]), opts.seed, opts.size,
+        ).transpose(2, 0, 1)  # fmt: skip
+    return TrifeatureArrays(
+        images=images,
+        shape=lay["shape"],
+        texture=lay["texture"],
+        colour=lay["colour"],
+        split=lay["split"],
+        k=lay["k"],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing, caching, loading
+# --------------------------------------------------------------------------------------------
+
+
+def options_hash(opts: TrifeatureOptions) -> str:
+    """Short hash of the options and the generator version (the cache key)."""
+    payload = json.dumps(
+        {"generator": GENERATOR_VERSION, **opts.model_dump()}, sort_keys=True
+    ).encode()
+    return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def content_hash(arrays: TrifeatureArrays) -> str:
+    """Short hash of every image, code and split assignment."""
+    h = hashlib.sha256()
+    for a in (arrays.images, arrays.shape, arrays.texture, arrays.colour, arrays.split, arrays.k):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()[:12]
+
+
+_FIELDS = ("images", "shape", "texture", "colour", "split", "k")
+
+
+def _save(path: Path, arrays: TrifeatureArrays) -> None:
+    """Write the cache atomically (temporary file in the same directory, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: getattr(arrays, k) for k in _FIELDS})
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path) -> TrifeatureArrays | None:
+    """The cached arrays, or None when the file is missing or unreadable (then regenerate)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return TrifeatureArrays(**{k: z[k] for k in _FIELDS})
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def cache_path(cache_dir: Path, options: dict[str, Any] | TrifeatureOptions | None) -> Path:
+    """Where the set with these options is cached."""
+    return Path(cache_dir) / f"trifeature-{options_hash(parse_options(options))}.npz"
+
+
+def load_arrays(
+    options: dict[str, Any] | TrifeatureOptions | None, cache_dir: Path | None
+) -> TrifeatureArrays:
+    """Read the cached set, or generate it (and cache it when ``cache_dir`` is given)."""
+    opts = parse_options(options)
+    if cache_dir is None:
+        return generate(opts)
+    path = cache_path(cache_dir, opts)
+    arrays = _read(path)
+    if arrays is not None and arrays.images.shape[1:] == (3, opts.size, opts.size):
+        return arrays
+    arrays = generate(opts)
+    _save(path, arrays)
+    return arrays
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 [N, C, H, W] images scaled to [0, 1].
+
+    Exact, from value histograms over chunks, so large sets need no float copy in memory.
+    """
+    counts = np.zeros((images.shape[1], 256), dtype=np.int64)
+    for lo in range(0, len(images), 512):
+        chunk = images[lo : lo + 512]
+        for c in range(images.shape[1]):
+            counts[c] += np.bincount(chunk[:, c].ravel(), minlength=256)
+    v = np.arange(256) / 255.0
+    n = counts.sum(axis=1)
+    mean = (counts * v).sum(axis=1) / n
+    var = (counts * (v[None, :] - mean[:, None]) ** 2).sum(axis=1) / n
+    return tuple(float(m) for m in mean), tuple(float(s) for s in np.sqrt(var))
+
+
+def _part(arrays: TrifeatureArrays, which: int) -> Part:
+    sel = arrays.split == which
+    return Part(
+        y=torch.from_numpy(arrays.shape[sel].astype(np.int64)),
+        x=torch.from_numpy(np.ascontiguousarray(arrays.images[sel])),
+        attributes={
+            "colour": arrays.colour[sel].astype(np.int64),
+            "texture": arrays.texture[sel].astype(np.int64),
+        },
+    )
+
+
+def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions) -> SplitData:
+    """Wrap generated arrays as SplitData (mean / std per channel from train, in [0, 1])."""
+    mean, std = channel_stats(arrays.images[arrays.split == 0])
+    n_test = int((arrays.split == 2).sum()) // opts.images_per_combination
+    return SplitData(
+        name="trifeature",
+        train=_part(arrays, 0),
+        val=_part(arrays, 1),
+        test=_part(arrays, 2),
+        num_classes=len(SHAPES),
+        class_names=list(SHAPES),
+        fingerprint=f"trifeature-{options_hash(opts)}-{content_hash(arrays)}",
+        attribute_groups={"colour": list(COLOURS), "texture": list(TEXTURES)},
+        mean=mean,
+        std=std,
+        notes=[
+            f"Trifeature generated: size {opts.size}, {opts.images_per_combination} images per "
+            f"combination, {n_test} of 1000 combinations held out for test, seed {opts.seed}"
+        ],
+    )
+
+
+def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
+    """Generate (or read from ``cache_dir``) the Trifeature set that ``cfg.options`` describe."""
+    opts = parse_options(cfg.options)
+    return to_split_data(load_arrays(opts, cache_dir), opts)
+
+
+# --------------------------------------------------------------------------------------------
+# PNG export
+# --------------------------------------------------------------------------------------------
+
+
+def write_png_dataset(out_dir: Path, options: dict[str, Any] | None = None) -> Path:
+    """Write every image as ``<split>/<nnnnnn>.png`` plus ``index.csv``; return the CSV path.
+
+    CSV columns: split, file (relative to ``out_dir``), shape, texture, colour (names), label
+    (the shape's class index). Images are rendered and written one at a time, so even the full
+    224-pixel set (10 000 images) never sits in memory; they equal :func:`generate`'s arrays.
+    """
+    opts = parse_options(options)
+    lay = _layout(opts)
+    out_dir = Path(out_dir)
+    csv_path = out_dir / "index.csv"
+    rows: list[list[Any]] = []
+    for code, split in enumerate(SPLITS):
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+        for n, idx in enumerate(np.flatnonzero(lay["split"] == code)):
+            s, t, c, k = (int(lay[f][idx]) for f in ("shape", "texture", "colour", "k"))
+            rel = f"{split}/{n:06d}.png"
+            Image.fromarray(render_small(s, t, c, k, opts.seed, opts.size)).save(out_dir / rel)
+            rows.append([split, rel, SHAPES[s], TEXTURES[t], COLOURS[c], s])
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["split", "file", "shape", "texture", "colour", "label"])
+        writer.writerows(rows)
+    return csv_path
