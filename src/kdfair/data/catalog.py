@@ -1,0 +1,294 @@
+"""What every data set needs on disk, where kdfair looks for it, and helpers the file loaders share.
+
+One table (``REQUIREMENTS``) says, per data set, which directory under the data root holds it,
+the exact files expected there and where to get them. The loaders use it to find their files and
+to word the ``DatasetError`` a missing data set raises; ``dataset_catalog`` uses it for
+``kdfair datasets``. The data root is ``dataset.root`` if given, else ``$KDFAIR_DATA``, else
+``./data``.
+
+The second half holds what the file-based loaders (CIFAR, SVHN, Tiny ImageNet, ImageNet, CelebA)
+have in common: option validation that names the bad field, a seeded stratified validation split
+carved from train, and the data fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kdfair.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    from kdfair.config import DatasetConfig
+
+DATA_ENV = "KDFAIR_DATA"
+
+Kind = Literal["files", "generated", "bundled", "custom"]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What one data set needs on disk.
+
+    ``subdir`` is the directory under the data root that holds ``files`` (a trailing ``/`` marks
+    a directory). With ``root_itself`` the data root may also be that directory (for sets whose
+    files sit loose in their folder, e.g. SVHN's ``.mat`` files). ``download`` says whether
+    ``download: true`` can fetch the set (through torchvision).
+    """
+
+    name: str
+    kind: Kind
+    subdir: str | None = None
+    files: tuple[str, ...] = ()
+    url: str = ""
+    download: bool = False
+    root_itself: bool = False
+    how: str = ""
+
+    def candidates(self, root: Path) -> list[Path]:
+        """Directories searched for the files, preferred first."""
+        if self.subdir is None:
+            return []
+        out = [root / self.subdir]
+        if self.root_itself or root.name == self.subdir:
+            out.append(root)
+        return list(dict.fromkeys(out))
+
+    def missing_in(self, directory: Path, files: Iterable[str] | None = None) -> list[str]:
+        """The expected files (or ``files``) that ``directory`` lacks."""
+        need = self.files if files is None else tuple(files)
+        return [f for f in need if not _exists(directory / f, f.endswith("/"))]
+
+    def find(self, root: Path, files: Iterable[str] | None = None) -> Path | None:
+        """The first candidate directory holding all expected files, else None."""
+        need = tuple(self.files if files is None else files)
+        for d in self.candidates(root):
+            if d.is_dir() and not self.missing_in(d, need):
+                return d
+        return None
+
+
+def _exists(p: Path, is_dir: bool) -> bool:
+    return p.is_dir() if is_dir else p.is_file()
+
+
+_TV = "torchvision"
+REQUIREMENTS: dict[str, Requirement] = {
+    "cifar10": Requirement(
+        "cifar10", "files", "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", download=True,
+        how="extract cifar-10-python.tar.gz in the data root",
+    ),
+    "cifar100": Requirement(
+        "cifar100", "files", "cifar-100-python", ("train", "test", "meta"),
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", download=True,
+        how="extract cifar-100-python.tar.gz in the data root",
+    ),
+    "svhn": Requirement(
+        "svhn", "files", "svhn", ("train_32x32.mat", "test_32x32.mat"),
+        "http://ufldl.stanford.edu/housenumbers/", download=True, root_itself=True,
+        how="download train_32x32.mat and test_32x32.mat (extra_32x32.mat for `extra: true`)",
+    ),
+    "tinyimagenet": Requirement(
+        "tinyimagenet", "files", "tiny-imagenet-200",
+        ("wnids.txt", "words.txt", "train/", "val/images/", "val/val_annotations.txt"),
+        "http://cs231n.stanford.edu/tiny-imagenet-200.zip", download=True, root_itself=True,
+        how="extract tiny-imagenet-200.zip in the data root",
+    ),
+    "imagenet": Requirement(
+        "imagenet", "files", "imagenet", ("train/", "val/"),
+        "https://image-net.org/challenges/LSVRC/2012/2012-downloads.php", root_itself=True,
+        how="ImageFolder layout train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; or put "
+        "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz "
+        "there and torchvision unpacks them on first use (registration required, no download)",
+    ),
+    "celeba": Requirement(
+        "celeba", "files", "celeba",
+        ("img_align_celeba/", "list_eval_partition.txt", "list_attr_celeba.txt",
+         "identity_CelebA.txt", "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt"),
+        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html", download=True,
+        how="unzip img_align_celeba.zip there and add the five annotation files (Google Drive "
+        "links on that page; torchvision's download needs `pip install gdown` and often hits "
+        "Google Drive's quota)",
+    ),
+    "hatexplain": Requirement(
+        "hatexplain", "files", "hatexplain", ("dataset.json", "post_id_divisions.json"),
+        "https://github.com/hate-alert/HateXplain", how="copy Data/dataset.json and "
+        "Data/post_id_divisions.json from that repository",
+    ),
+    "trifeature": Requirement(
+        "trifeature", "generated", how="rendered by kdfair (cached under $KDFAIR_CACHE)"
+    ),
+    "digits": Requirement("digits", "bundled", how="ships with scikit-learn"),
+}
+
+
+def default_data_root() -> Path:
+    """``$KDFAIR_DATA``, else ``./data``."""
+    return Path(os.environ.get(DATA_ENV) or "data").expanduser()
+
+
+def data_root(cfg: DatasetConfig) -> Path:
+    """The data root of ``cfg``: its ``root``, else the default."""
+    return Path(cfg.root).expanduser() if cfg.root is not None else default_data_root()
+
+
+def missing_error(
+    name: str, root: Path, files: Iterable[str] | None = None, cause: str = ""
+) -> DatasetError:
+    """The error for a data set that is not (completely) on disk: what, where, and how to fix."""
+    req = REQUIREMENTS[name]
+    need = list(req.files if files is None else files)
+    cands = req.candidates(root)
+    d = cands[0]
+    lines = [f"data set {name!r} not found" + (f" ({cause})" if cause else "") + "."]
+    lines.append("searched " + " and ".join(str(c) for c in cands) + " for:")
+    lines += [f"  {f}" + ("  <- missing" if f in req.missing_in(d, need) else "") for f in need]
+    lines.append(f"get it from {req.url}: {req.how}, so that the files above are in {d}.")
+    if req.download:
+        lines.append("or set `download: true` under `dataset:` to let torchvision fetch it.")
+    lines.append(
+        f"the data root is `dataset.root`, else ${DATA_ENV}, else ./data "
+        "(`--data-root DIR` on the command line)."
+    )
+    return DatasetError("\n".join(lines))
+
+
+def ensure_present(
+    name: str,
+    cfg: DatasetConfig,
+    fetch: Callable[[Path], None] | None = None,
+    files: Iterable[str] | None = None,
+) -> Path:
+    """The directory holding data set ``name``; fetched first with ``download: true``.
+
+    ``fetch(root)`` downloads into the data root (torchvision's download). Without ``download``,
+    or when the download fails, raise ``DatasetError`` with the message of ``missing_error``.
+    """
+    root = data_root(cfg)
+    need = tuple(REQUIREMENTS[name].files if files is None else files)
+    found = REQUIREMENTS[name].find(root, need)
+    if found is not None:
+        return found
+    if not (cfg.download and fetch is not None):
+        raise missing_error(name, root, need)
+    try:
+        fetch(root)
+    except Exception as err:  # network, checksum, missing gdown: all end in the same advice
+        raise missing_error(name, root, need, f"download failed: {err}") from None
+    found = REQUIREMENTS[name].find(root, need)
+    if found is None:
+        raise missing_error(name, root, need, "download finished but files are missing")
+    return found
+
+
+def dataset_catalog(root: Path | None = None) -> list[dict[str, Any]]:
+    """One row per registered data set: what it needs on disk and whether it is there.
+
+    Keys: ``name``, ``kind`` (files / generated / bundled / custom), ``directory`` (where it was
+    found, else where it is expected; None if nothing is read from disk), ``files`` (expected
+    there), ``missing`` (those not found), ``found`` (bool; None for custom loaders, which kdfair
+    cannot check), ``download`` (whether ``download: true`` can fetch it), ``url``, ``how``.
+    """
+    from kdfair.data.registry import dataset_names
+
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    rows = []
+    for name in dataset_names():
+        req = REQUIREMENTS.get(name) or Requirement(name, "custom", how="registered in Python")
+        row: dict[str, Any] = {
+            "name": name, "kind": req.kind, "directory": None, "files": list(req.files),
+            "missing": [], "found": None if req.kind == "custom" else True,
+            "download": req.download, "url": req.url, "how": req.how,
+        }
+        if req.kind == "files":
+            d = req.find(root)
+            row["found"] = d is not None
+            row["directory"] = str(d if d is not None else req.candidates(root)[0])
+            row["missing"] = [] if d is not None else req.missing_in(req.candidates(root)[0])
+        rows.append(row)
+    return rows
+
+
+# --- helpers shared by the file-based loaders ---------------------------------------------------
+
+
+class LoaderOptions(BaseModel):
+    """Options every file-based loader with a carved validation split accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out as val")
+    split_seed: int = Field(0, ge=0, description="seed of the train/val split")
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def parse_options(model: type[OptionsT], cfg: DatasetConfig) -> OptionsT:
+    """Validate ``cfg.options`` with ``model``; ConfigError naming each bad ``dataset.<field>``."""
+    try:
+        return model.model_validate(cfg.options)
+    except ValidationError as err:
+        lines = [f"invalid options for dataset {cfg.name!r}:"]
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(model.model_fields))
+                msg = f"unknown option; allowed: {allowed}"
+            lines.append(f"  dataset.{loc}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def carve_val(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices of ``labels`` into (train, val), stratified by class, seeded.
+
+    Val gets ``round(fraction · N)`` items (at least one), shared out over the classes in
+    proportion to their sizes (largest remainders, ties broken by the seed), so class shares
+    match. Both index arrays are sorted.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 0x5EED])
+    classes, counts = np.unique(labels, return_counts=True)
+    total = min(max(int(round(fraction * len(labels))), 1), max(len(labels) - 1, 0))
+    quota = fraction * counts
+    take = np.floor(quota).astype(np.int64)
+    short = total - int(take.sum())
+    if short > 0:
+        order = np.lexsort((rng.random(len(classes)), -(quota - take)))
+        take[order[:short]] += 1
+    val = [rng.permutation(np.flatnonzero(labels == c))[:k]
+           for c, k in zip(classes, take, strict=True)]
+    mask = np.zeros(len(labels), dtype=bool)
+    if val:
+        mask[np.concatenate(val)] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def digest(*items: Any) -> str:
+    """sha256 over arrays (their bytes, dtype, shape) and JSON-able values, in order."""
+    h = hashlib.sha256()
+    for it in items:
+        if isinstance(it, np.ndarray):
+            a = np.ascontiguousarray(it)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.data)
+        else:
+            h.update(json.dumps(it, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def fingerprint(name: str, options: BaseModel, *content: Any, version: int = 1) -> str:
+    """Short id of the exact data: loader, its version and options, and a content digest."""
+    return f"{name}-{digest(version, options.model_dump(mode='json'), *content)[:16]}"

@@ -1,0 +1,137 @@
+"""Tiny ImageNet-200, streamed from its own on-disk layout.
+
+Layout (``<data root>/tiny-imagenet-200/``): ``wnids.txt`` (the 200 classes; class i is line i),
+``words.txt`` (``wnid<TAB>names``), ``train/<wnid>/images/*.JPEG`` and ``val/images/*.JPEG`` with
+labels in ``val/val_annotations.txt`` (``file<TAB>wnid<TAB>box``). Images are 64 x 64, some
+greyscale (converted to RGB). The official test labels are not public, so the official val split
+is kdfair's test part; validation is a seeded, class-stratified share of train.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from kdfair.config import DatasetConfig
+from kdfair.data.base import Part, SplitData
+from kdfair.data.catalog import (
+    REQUIREMENTS,
+    LoaderOptions,
+    carve_val,
+    ensure_present,
+    fingerprint,
+    parse_options,
+)
+from kdfair.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFileDataset,
+    eval_transform,
+    train_transform,
+)
+from kdfair.errors import DatasetError
+
+MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # tiny-imagenet-200.zip
+_IMG_EXT = (".jpeg", ".jpg", ".png")
+
+
+class TinyImageNetOptions(LoaderOptions):
+    """Tiny ImageNet options: the validation split and the side length images are resized to."""
+
+    image_size: int = Field(64, ge=8, description="side of the (square) input; 64 = native")
+
+
+def _lines(p: Path) -> list[str]:
+    return [ln.rstrip("\n\r") for ln in p.read_text().splitlines() if ln.strip()]
+
+
+Index = tuple[list[str], list[str], list[str], np.ndarray, list[str], np.ndarray]
+
+
+def read_index(d: Path) -> Index:
+    """(wnids, class names, train paths, train labels, test paths, test labels) of a layout."""
+    wnids = [w.strip() for w in _lines(d / "wnids.txt")]
+    if len(set(wnids)) != len(wnids):
+        raise DatasetError(f"{d / 'wnids.txt'}: repeated class ids")
+    index = {w: i for i, w in enumerate(wnids)}
+    words = {}
+    for ln in _lines(d / "words.txt"):
+        wnid, _, names = ln.partition("\t")
+        words[wnid.strip()] = names.split(",")[0].strip()
+    names = [words.get(w, w) for w in wnids]
+
+    tr_paths: list[str] = []
+    tr_labels: list[int] = []
+    for w in wnids:
+        img_dir = d / "train" / w / "images"
+        files = sorted(p for p in img_dir.glob("*") if p.suffix.lower() in _IMG_EXT)
+        if not files:
+            raise DatasetError(
+                f"data set 'tinyimagenet': no images in {img_dir} (class {w} of wnids.txt); "
+                "the archive seems incompletely extracted: extract tiny-imagenet-200.zip again"
+            )
+        tr_paths += [str(p) for p in files]
+        tr_labels += [index[w]] * len(files)
+
+    te_paths: list[str] = []
+    te_labels: list[int] = []
+    ann = d / "val" / "val_annotations.txt"
+    missing = []
+    for n, ln in enumerate(_lines(ann), 1):
+        fields = ln.split("\t")
+        if len(fields) < 2 or fields[1].strip() not in index:
+            raise DatasetError(f"{ann}, line {n}: expected 'file<TAB>wnid<TAB>...' with a wnid "
+                               f"from wnids.txt; got {ln!r}")
+        p = d / "val" / "images" / fields[0].strip()
+        if not p.is_file():
+            missing.append(p.name)
+        te_paths.append(str(p))
+        te_labels.append(index[fields[1].strip()])
+    if missing:
+        raise DatasetError(
+            f"data set 'tinyimagenet': {len(missing)} images named in {ann} are missing from "
+            f"{d / 'val' / 'images'} (e.g. {', '.join(missing[:3])}); extract the archive again"
+        )
+    return (wnids, names, tr_paths, np.asarray(tr_labels, dtype=np.int64), te_paths,
+            np.asarray(te_labels, dtype=np.int64))
+
+
+def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
+    """Index Tiny ImageNet and wrap its parts as streaming datasets."""
+    opts = parse_options(TinyImageNetOptions, cfg)
+    req = REQUIREMENTS["tinyimagenet"]
+
+    def fetch(root: Path) -> None:
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(req.url, str(root), md5=MD5)
+
+    d = ensure_present("tinyimagenet", cfg, fetch)
+    wnids, names, tr_paths, tr_y, te_paths, te_y = read_index(d)
+    tr, va = carve_val(tr_y, opts.val_fraction, opts.split_seed)
+    size = opts.image_size
+    t_train, t_eval = train_transform("tinyimagenet", size), eval_transform("tinyimagenet", size)
+
+    def part(paths: list[str], y: np.ndarray, transform) -> Part:
+        return Part(y=torch.from_numpy(y), dataset=ImageFileDataset(paths, y, transform))
+
+    rel = [str(Path(p).relative_to(d)) for p in tr_paths + te_paths]
+    return SplitData(
+        name="tinyimagenet",
+        train=part([tr_paths[i] for i in tr], tr_y[tr], t_train),
+        val=part([tr_paths[i] for i in va], tr_y[va], t_eval),
+        test=part(te_paths, te_y, t_eval),
+        num_classes=len(wnids),
+        class_names=names,
+        fingerprint=fingerprint("tinyimagenet", opts, wnids, rel, tr_y, te_y),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        notes=[
+            f"tinyimagenet: {len(tr)} train / {len(va)} val (carved from train, val_fraction="
+            f"{opts.val_fraction}, split_seed={opts.split_seed}) / {len(te_y)} test (the "
+            f"official val split; test labels are not public); images {size} x {size}"
+        ],
+    )

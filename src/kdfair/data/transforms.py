@@ -1,0 +1,96 @@
+"""Streaming image data: the torch Dataset large sets hand out, and their torchvision v2 transforms.
+
+Large image sets (Tiny ImageNet, ImageNet, CelebA) are read from disk image by image. Each part's
+``Part.dataset`` is an ``ImageFileDataset`` yielding ``(float32 image [3, H, W] in [0, 1], label)``:
+augmented for train, resized/cropped for val and test. Images are *not* standardised here: the
+engine standardises with ``SplitData.mean`` / ``std`` on every path, exactly as it does for the
+uint8 in-memory sets after scaling them to [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+Family = Literal["imagenet", "tinyimagenet", "celeba"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# CelebA's aligned faces are 178 x 218; the usual face crop is the centred 178 x 178 square.
+CELEBA_CROP = 178
+
+
+def _to_float() -> list[v2.Transform]:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+
+
+def train_transform(family: Family, size: int) -> v2.Compose:
+    """Standard training augmentation of each family, ending in a float tensor in [0, 1].
+
+    imagenet: RandomResizedCrop(size) + flip (torchvision's reference recipe).
+    tinyimagenet: resize to ``size`` if it is not 64, random crop with size/8 padding + flip (the
+    CIFAR-style recipe at 64 px). celeba: centre face crop, resize, mild RandomResizedCrop
+    (scale 0.75-1) + flip.
+    """
+    if family == "imagenet":
+        ops: list = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+    elif family == "tinyimagenet":
+        ops = [] if size == 64 else [v2.Resize(size, antialias=True)]
+        ops += [v2.RandomCrop(size, padding=max(size // 8, 1)), v2.RandomHorizontalFlip()]
+    elif family == "celeba":
+        ops = [
+            v2.CenterCrop(CELEBA_CROP),
+            v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(0.9, 1.1), antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+    else:
+        raise ValueError(f"unknown transform family {family!r}")
+    return v2.Compose([*ops, *_to_float()])
+
+
+def eval_transform(family: Family, size: int) -> v2.Compose:
+    """Deterministic evaluation transform of each family (float tensor in [0, 1]).
+
+    imagenet: resize the short side to size·256/224, centre crop ``size``. tinyimagenet: resize
+    to ``size`` (a no-op at 64). celeba: centre face crop, resize to ``size``.
+    """
+    if family == "imagenet":
+        ops: list = [v2.Resize(int(round(size * 256 / 224)), antialias=True), v2.CenterCrop(size)]
+    elif family == "tinyimagenet":
+        ops = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+    elif family == "celeba":
+        ops = [v2.CenterCrop(CELEBA_CROP), v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+    else:
+        raise ValueError(f"unknown transform family {family!r}")
+    return v2.Compose([*ops, *_to_float()])
+
+
+class ImageFileDataset(Dataset):
+    """Images read from files, converted to RGB (Tiny ImageNet and ImageNet have greyscale and
+    CMYK JPEGs), transformed; item i is ``(transform(image_i), labels[i])``.
+
+    Holds only paths (as str) and an int64 label array, so it pickles cheaply into DataLoader
+    worker processes.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray, transform: v2.Transform) -> None:
+        if len(paths) != len(labels):
+            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+        self.paths = [str(p) for p in paths]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.paths[i]) as im:
+            img = im.convert("RGB")
+        return self.transform(img), int(self.labels[i])
