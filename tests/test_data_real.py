@@ -20,6 +20,7 @@ from fake_datasets import (
     write_svhn,
     write_tinyimagenet,
 )
+from PIL import Image
 
 from kdfair.config import DatasetConfig
 from kdfair.data import catalog
@@ -206,13 +207,16 @@ def test_tinyimagenet_layout_greyscale_and_official_val_as_test(tmp_path):
     assert s.test.y.tolist() == w["val_labels"].tolist()
     for part in (s.train, s.val, s.test):
         assert part.y.dtype == torch.int64 and len(part.dataset) == len(part)
-    # greyscale files (every 3rd) come out as 3-channel float images in [0, 1]
+    # float images, standardised with the set's mean / std: undoing that gives the file's pixels;
+    # greyscale files (every 3rd) come out with three equal channels
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (s.mean, s.std))
     for i in range(len(s.test)):
         x, y = s.test.dataset[i]
-        assert x.dtype == torch.float32 and tuple(x.shape) == (3, 64, 64)
-        assert 0 <= float(x.min()) and float(x.max()) <= 1 and y == int(s.test.y[i])
-    x0, _ = s.test.dataset[0]
-    assert torch.equal(x0[0], x0[1])  # the greyscale one: equal channels
+        assert x.dtype == torch.float32 and tuple(x.shape) == (3, 64, 64) and y == int(s.test.y[i])
+        with Image.open(s.test.dataset.paths[i]) as im:
+            pixels = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1) / 255
+        assert torch.allclose(x * std + mean, pixels, atol=1e-5)
+        assert torch.allclose(pixels[0], pixels[1]) == (i % 3 == 0)
     # train and val come from train/, disjoint, labels match the folder
     paths = s.train.dataset.paths + s.val.dataset.paths
     assert len(set(paths)) == 20 and all("/train/" in p for p in paths)

@@ -1,10 +1,11 @@
 """Streaming image data: the torch Dataset large sets hand out, and their torchvision v2 transforms.
 
 Large image sets (Tiny ImageNet, ImageNet, CelebA) are read from disk image by image. Each part's
-``Part.dataset`` is an ``ImageFileDataset`` yielding ``(float32 image [3, H, W] in [0, 1], label)``:
-augmented for train, resized/cropped for val and test. Images are *not* standardised here: the
-engine standardises with ``SplitData.mean`` / ``std`` on every path, exactly as it does for the
-uint8 in-memory sets after scaling them to [0, 1].
+``Part.dataset`` is an ``ImageFileDataset`` yielding ``(float32 image [3, H, W], label)``, ready for
+the model: augmented for train, resized/cropped for val and test, scaled to [0, 1] and then
+standardised with the set's ``SplitData.mean`` / ``std`` (ImageNet statistics, which pretrained
+torchvision weights expect). The engine feeds streamed batches to the model as they come; it
+standardises only the uint8 in-memory sets itself.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CELEBA_CROP = 178
 
 
-def _to_float() -> list[v2.Transform]:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+def _to_float(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
 
-def train_transform(family: Family, size: int) -> v2.Compose:
-    """Standard training augmentation of each family, ending in a float tensor in [0, 1].
+def train_transform(family: Family, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
+    """Standard training augmentation of each family, ending in a standardised float tensor.
 
     imagenet: RandomResizedCrop(size) + flip (torchvision's reference recipe).
     tinyimagenet: resize to ``size`` if it is not 64, random crop with size/8 padding + flip (the
@@ -52,11 +54,12 @@ def train_transform(family: Family, size: int) -> v2.Compose:
         ]
     else:
         raise ValueError(f"unknown transform family {family!r}")
-    return v2.Compose([*ops, *_to_float()])
+    return v2.Compose([*ops, *_to_float(mean, std)])
 
 
-def eval_transform(family: Family, size: int) -> v2.Compose:
-    """Deterministic evaluation transform of each family (float tensor in [0, 1]).
+def eval_transform(family: Family, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                   std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
+    """Deterministic evaluation transform of each family (standardised float tensor).
 
     imagenet: resize the short side to size·256/224, centre crop ``size``. tinyimagenet: resize
     to ``size`` (a no-op at 64). celeba: centre face crop, resize to ``size``.
@@ -69,7 +72,7 @@ def eval_transform(family: Family, size: int) -> v2.Compose:
         ops = [v2.CenterCrop(CELEBA_CROP), v2.Resize(size, antialias=True), v2.CenterCrop(size)]
     else:
         raise ValueError(f"unknown transform family {family!r}")
-    return v2.Compose([*ops, *_to_float()])
+    return v2.Compose([*ops, *_to_float(mean, std)])
 
 
 class ImageFileDataset(Dataset):
