@@ -411,3 +411,98 @@ def test_catalog_default_root_from_env(tmp_path, monkeypatch):
     rows = {r["name"]: r for r in dataset_catalog()}
     assert rows["cifar100"]["found"] and not rows["cifar10"]["found"]
     assert os.path.commonpath([rows["cifar10"]["directory"], str(tmp_path)]) == str(tmp_path)
+
+
+# --- end to end through the CLI (slow) ----------------------------------------------------------
+
+E2E_TRAIN = {"optimizer": "sgd", "lr": 0.01, "epochs": 1, "batch_size": 8, "augment": "none"}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is faster, and immune to busy CPUs (OpenMP barriers between
+    two threads on an oversubscribed machine cost seconds per step)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _study(tmp_path: Path, monkeypatch, dataset: dict, teacher: dict, student: dict,
+           writer, report: bool = False) -> tuple[Path, dict]:
+    """Write a fake data set with ``writer``, run a 1-epoch study through ``kdfair run`` (on the
+    CPU, 2 seeds, one temperature) and return the results directory and data.json."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from kdfair.cli import app
+
+    root = tmp_path / "data"
+    writer(root)
+    monkeypatch.setenv("KDFAIR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KDFAIR_WORKERS", "0")
+    exp = {
+        "name": f"e2e-{dataset['name']}", "dataset": dataset, "device": "cpu", "seeds": [0, 1],
+        "teacher": {"model": teacher, "train": E2E_TRAIN},
+        "student": {"model": student, "train": E2E_TRAIN},
+        "distill": {"temperatures": [4]},
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"),
+                                   "--data-root", str(root)] + ([] if report else ["--no-report"]))
+    assert res.exit_code == 0, res.output
+    where = tmp_path / "out" / exp["name"]
+    runs = sorted(p for p in (where / "runs").iterdir() if (p / "predictions.npz").exists())
+    assert len(runs) == 6, res.output  # 2 teachers, 2 NDS, 2 DS
+    info = json.loads((where / "data.json").read_text())
+    if report and "report skipped" not in res.output:  # once the analysis is installed
+        assert list(where.rglob("report.md")), res.output
+    for r in runs:
+        with np.load(r / "predictions.npz") as z:
+            assert z["logits"].shape == (info["n_test"], info["num_classes"])
+    return where, info
+
+
+@pytest.mark.slow
+def test_e2e_cifar10_in_memory(tmp_path, monkeypatch, integrity, one_thread):
+    _, info = _study(tmp_path, monkeypatch, {"name": "cifar10"}, {"arch": "resnet8"},
+                     {"arch": "lenet5"}, lambda r: write_cifar10(r, per_batch=16, n_test=20))
+    assert info["n_test"] == 20 and info["num_classes"] == 10
+
+
+@pytest.mark.slow
+def test_e2e_svhn_in_memory(tmp_path, monkeypatch, integrity, one_thread):
+    _, info = _study(tmp_path, monkeypatch, {"name": "svhn"}, {"arch": "resnet8"},
+                     {"arch": "lenet5"}, lambda r: write_svhn(r, n_train=60, n_test=20))
+    assert info["n_test"] == 20
+
+
+@pytest.mark.slow
+def test_e2e_tinyimagenet_streaming(tmp_path, monkeypatch, one_thread):
+    _, info = _study(tmp_path, monkeypatch, {"name": "tinyimagenet", "image_size": 16},
+                     {"arch": "resnet18", "small_input": True}, {"arch": "lenet5"},
+                     lambda r: write_tinyimagenet(r, n_classes=3, per_class=6, n_val=6))
+    assert info["n_test"] == 6 and info["num_classes"] == 3
+
+
+@pytest.mark.slow
+def test_e2e_imagenet_streaming(tmp_path, monkeypatch, one_thread):
+    _, info = _study(tmp_path, monkeypatch, {"name": "imagenet", "image_size": 16},
+                     {"arch": "resnet18", "small_input": True}, {"arch": "lenet5"},
+                     lambda r: write_imagenet(r, n_classes=3, per_class=6, val_per_class=2))
+    assert info["n_test"] == 6
+
+
+@pytest.mark.slow
+def test_e2e_celeba_streaming_with_attributes(tmp_path, monkeypatch, integrity,
+                                              one_thread):
+    where, info = _study(tmp_path, monkeypatch, {"name": "celeba", "image_size": 16},
+                         {"arch": "resnet18", "small_input": True}, {"arch": "lenet5"},
+                         lambda r: write_celeba(r, n=40), report=True)
+    assert info["num_classes"] == 2 and set(info["attributes"]) == {"Young", "Male"}
+    assert any("undersampling" in n for n in info["notes"])
+    with np.load(where / "attributes.npz") as z:
+        assert set(z.files) >= {"Young", "Male"} and len(z["Young"]) == info["n_test"]
