@@ -1,0 +1,275 @@
+"""Turn a run store into the study's answers: tables (``analyze``) and a report (``write_report``).
+
+``analyze`` reads every run once (see runs.py), then computes the class-wise tests, group and
+individual fairness and disagreement from the reduced runs. ``write_report`` adds the plots and
+writes ``<results>/report/{report.md, report.html, *.csv, *.png}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdfair.analysis import classwise, disagreement, fairness, individual
+from kdfair.analysis.common import Analysis, by_group, sort_roles
+from kdfair.analysis.load import Store, open_store
+from kdfair.analysis.runs import RunResult, labels_of, reduce_runs
+from kdfair.analysis.text import build_document, findings, summary_table
+from kdfair.config import AnalysisConfig
+from kdfair.errors import StoreError
+
+TOP_FLIPS = 200  # entries kept per disagreement matrix when there are many classes
+
+
+@dataclass
+class ReportResult:
+    """Where the report went, and what the CLI prints."""
+
+    md_path: Path
+    html_path: Path
+    csv_paths: list[Path]
+    summary: pd.DataFrame
+    findings: list[str]
+
+
+def resolve_options(store: Store, options: AnalysisConfig | None,
+                    notes: list[str]) -> tuple[AnalysisConfig, str]:
+    """The given options, else the ``analysis`` section of experiment.json, else the defaults."""
+    if options is not None:
+        return options, "given by the caller"
+    section = store.experiment.get("analysis")
+    if isinstance(section, dict):
+        try:
+            return AnalysisConfig.model_validate(section), "experiment.json"
+        except ValueError as err:
+            notes.append(f"experiment.json's analysis section is invalid ({err}); "
+                         "defaults are used.")
+    return AnalysisConfig(), "defaults"
+
+
+def _graph(store: Store, opts: AnalysisConfig, notes: list[str]):
+    if not store.features_path.exists():
+        notes.append("test_features.npy is missing, so individual fairness (I(f), consistency) "
+                     "is skipped.")
+        return None
+    try:
+        shape = np.load(store.features_path, mmap_mode="r", allow_pickle=False).shape
+        if shape[0] != store.n_test:
+            notes.append(f"test_features.npy has {shape[0]} rows for {store.n_test} test inputs; "
+                         "individual fairness is skipped.")
+            return None
+        return individual.cached_graph(store.root, opts.similarity, opts.similarity_dim,
+                                       opts.individual_k)
+    except (OSError, ValueError) as err:
+        notes.append(f"test_features.npy cannot be used ({err}); individual fairness is skipped.")
+        return None
+
+
+# --- the analysis ----------------------------------------------------------------------------
+
+
+def _runs_table(results: list[RunResult]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        reported = r.info.metrics.get("test_acc")
+        rows.append({
+            "run_id": r.info.run_id, "role": r.info.role, "T": r.info.temperature,
+            "seed": r.info.seed, "given": r.info.given, "accuracy": 100 * r.accuracy,
+            "reported_test_acc": 100 * reported if isinstance(reported, (int, float)) else np.nan,
+            "individual": r.individual, "consistency": r.consistency,
+        })
+    return sort_roles(pd.DataFrame(rows))
+
+
+def _class_accuracy_table(runs: pd.DataFrame, class_acc: np.ndarray,
+                          names: list[str]) -> pd.DataFrame:
+    parts = []
+    for (role, temp), idx in runs.groupby(["role", "T"], dropna=False, sort=False).groups.items():
+        a = 100 * class_acc[np.asarray(idx)]
+        parts.append(pd.DataFrame({
+            "role": role, "T": temp, "class": np.arange(a.shape[1]), "class_name": names,
+            "n_runs": len(a), "acc_mean": a.mean(0),
+            "acc_std": a.std(0, ddof=1) if len(a) > 1 else np.nan}))
+    return sort_roles(pd.concat(parts, ignore_index=True))
+
+
+def _fairness(store: Store, runs: pd.DataFrame, results: list[RunResult], labels: np.ndarray,
+              opts: AnalysisConfig, notes: list[str]) -> dict[str, pd.DataFrame]:
+    c = store.num_classes
+    per_run, per_group = [], []
+    for attr, codes in store.attributes.items():
+        names = store.attribute_groups[attr]
+        if len(np.unique(codes[codes >= 0])) < 2:
+            notes.append(f"attribute {attr!r} has fewer than two groups in the test set; "
+                         "its fairness differences are 0 by definition.")
+        for (_, row), r in zip(runs.iterrows(), results, strict=True):
+            dpd, eod, undefined = fairness.run_fairness(labels, r.pred, codes, c)
+            per_run.append({"run_id": row["run_id"], "role": row["role"], "T": row["T"],
+                            "seed": row["seed"], "attribute": attr, "dpd": 100 * dpd,
+                            "eod": 100 * eod, "undefined_cells": undefined})
+            g = fairness.group_frame(labels, r.pred, codes, names, binary=c == 2)
+            g.insert(0, "attribute", attr)
+            g.insert(0, "T", row["T"])
+            g.insert(0, "role", row["role"])
+            per_group.append(g)
+        bad = max((p["undefined_cells"] for p in per_run if p["attribute"] == attr), default=0)
+        if bad:
+            notes.append(f"attribute {attr!r}: up to {bad} (group, class) cells have no positive "
+                         "(or no negative) test inputs; Fairlearn counts their TPR (FPR) as 0, "
+                         "which can inflate EOD.")
+    runs_df = pd.DataFrame(per_run)
+    summary = by_group(runs_df, ["dpd", "eod"], ("attribute",)) if per_run else pd.DataFrame()
+    if per_run and opts.bootstrap > 0:
+        summary = _bootstrap(summary, runs, results, labels, store, opts.bootstrap)
+    groups = pd.DataFrame()
+    if per_group:
+        allg = pd.concat(per_group, ignore_index=True)
+        allg["accuracy"] *= 100
+        cols = ["accuracy"] + (["selection_rate"] if "selection_rate" in allg else [])
+        if "selection_rate" in allg:
+            allg["selection_rate"] *= 100
+        groups = by_group(allg, ["n", *cols], ("attribute", "group"))
+        groups = groups.drop(columns="n_std").rename(columns={"n_mean": "n"})
+    return {"fairness": summary, "fairness_runs": runs_df, "fairness_groups": groups}
+
+
+def _bootstrap(summary: pd.DataFrame, runs: pd.DataFrame, results: list[RunResult],
+               labels: np.ndarray, store: Store, replicates: int) -> pd.DataFrame:
+    """Add 95% percentile bootstrap CIs (test-set resampling) of each seed-mean DPD / EOD."""
+    summary = summary.copy()
+    for col in ("dpd_ci_low", "dpd_ci_high", "eod_ci_low", "eod_ci_high"):
+        summary[col] = np.nan
+    for i, row in summary.iterrows():
+        same_t = (runs["T"] == row["T"]) | (runs["T"].isna() & pd.isna(row["T"]))
+        idx = np.flatnonzero((runs["role"] == row["role"]).to_numpy() & same_t.to_numpy())
+        dpd, eod = fairness.bootstrap_group_means(
+            labels, [results[j].pred for j in idx], store.attributes[row["attribute"]],
+            store.num_classes, replicates)
+        summary.loc[i, ["dpd_ci_low", "dpd_ci_high"]] = 100 * np.percentile(dpd, [2.5, 97.5])
+        summary.loc[i, ["eod_ci_low", "eod_ci_high"]] = 100 * np.percentile(eod, [2.5, 97.5])
+    return summary
+
+
+def _disagreement(store: Store, results: list[RunResult], labels: np.ndarray,
+                  temps: list[float]) -> tuple[dict[str, pd.DataFrame], dict]:
+    c = store.num_classes
+    preds = {r.info.run_id: r.pred for r in results}
+    refs = {role: {r.info.run_id: r.info.seed for r in results if r.info.role == role}
+            for role in ("teacher", "nds")}
+    rows, flips, mats = [], [], {}
+    for temp in temps:
+        ds_runs = [r.info for r in results if r.info.role == "ds" and r.info.temperature == temp]
+        for comparison, role in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "nds")):
+            if not refs[role] or not ds_runs:
+                continue
+            shares, mat = [], np.zeros((c, c), np.float64)
+            for ds in ds_runs:
+                tid = ds.teacher_run_id if role == "teacher" else None
+                for ref in disagreement.partner(ds.seed, tid, refs[role]):
+                    shares.append(disagreement.disagreement_by_class(preds[ref], preds[ds.run_id],
+                                                                     labels, c))
+                    mat += disagreement.offdiag_matrix(preds[ref], preds[ds.run_id], c)
+            s = 100 * np.asarray(shares)
+            mat /= len(shares)
+            mats[(comparison, temp)] = mat
+            rows.append(pd.DataFrame({
+                "comparison": comparison, "T": temp, "class": np.arange(c),
+                "class_name": store.class_names, "n_pairs": len(s), "share_mean": s.mean(0),
+                "share_std": s.std(0, ddof=1) if len(s) > 1 else np.nan}))
+            a, b = np.nonzero(mat)
+            vals = mat[a, b]
+            if c > 100 and len(vals) > TOP_FLIPS:
+                top = np.argsort(vals)[::-1][:TOP_FLIPS]
+                a, b, vals = a[top], b[top], vals[top]
+            flips.append(pd.DataFrame({
+                "comparison": comparison, "T": temp, "reference_pred": a, "ds_pred": b,
+                "reference_name": [store.class_names[i] for i in a],
+                "ds_name": [store.class_names[i] for i in b], "mean_count": vals}))
+    cols = ["comparison", "T", "class", "class_name", "n_pairs", "share_mean", "share_std"]
+    tables = {
+        "disagreement": pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols),
+        "disagreement_matrix": pd.concat(flips, ignore_index=True) if flips else pd.DataFrame(),
+    }
+    return tables, mats
+
+
+def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> Analysis:
+    store = open_store(results_dir)
+    notes = list(store.notes)
+    opts, source = resolve_options(store, options, notes)
+    norm = getattr(opts, "individual_norm", "tv")
+    graph = _graph(store, opts, notes)
+    results, bad = reduce_runs(store.runs, store.n_test, store.num_classes, graph, norm)
+    store.skipped.extend(bad)
+    if not results:
+        raise StoreError(f"{store.root}: no run could be read; skipped: "
+                         + "; ".join(f"{n} ({why})" for n, why in store.skipped))
+    labels = labels_of(results, store.n_test)
+    runs = _runs_table(results)
+    order = {rid: i for i, rid in enumerate(runs["run_id"])}
+    results = sorted(results, key=lambda r: order[r.info.run_id])
+    class_acc = np.stack([r.class_acc for r in results])
+    temps = sorted(set(runs.loc[runs["role"] == "ds", "T"]))
+
+    tables: dict[str, pd.DataFrame] = {"runs": runs}
+    tables["accuracy"] = by_group(runs, ["accuracy"]).rename(
+        columns={"accuracy_mean": "acc_mean", "accuracy_std": "acc_std"})
+    tables["class_accuracy"] = _class_accuracy_table(runs, class_acc, store.class_names)
+    counts, detail = classwise.classwise_tables(
+        runs.assign(accuracy=runs["accuracy"] / 100), class_acc, opts.significance, opts.tests,
+        store.class_names)
+    tables["classwise_counts"], tables["classwise"] = counts, detail
+    if store.attributes:
+        tables.update(_fairness(store, runs, results, labels, opts, notes))
+    elif not store.data.get("attributes"):
+        notes.append("The data set has no sensitive attributes, so group fairness (DPD, EOD) "
+                     "is skipped.")
+    if graph is not None:
+        tables["individual"] = by_group(runs, ["individual", "consistency"])
+        zero = int((graph.distances == 0).sum())
+        if zero:
+            notes.append(f"{zero} of {graph.distances.size} neighbour pairs are exact duplicates "
+                         "(distance 0); I(f) leaves them out (the ratio is undefined).")
+    dis, mats = _disagreement(store, results, labels, temps)
+    tables.update(dis)
+    tables["skipped"] = pd.DataFrame(store.skipped, columns=["run", "reason"])
+    tables["failed"] = pd.DataFrame(store.failed, columns=["run_id", "role", "T", "seed",
+                                                           "error", "time"])
+    analysis = Analysis(store=store, options=opts, options_source=source, tables=tables,
+                        notes=notes, graph=graph, norm=norm, matrices=mats)
+    tables["summary"] = summary_table(analysis)
+    analysis.findings = findings(analysis)
+    tables["notes"] = pd.DataFrame({"note": notes})
+    return analysis
+
+
+def analyze(results_dir: Path | str, options: AnalysisConfig | None = None
+            ) -> dict[str, pd.DataFrame]:
+    """All tables of a study (runs, accuracy, classwise counts and detail, fairness, individual
+    fairness, disagreement, skipped and failed runs, summary, notes).
+
+    ``options`` defaults to the ``analysis`` section of the store's experiment.json, else
+    ``AnalysisConfig()``. Accuracies, DPD and EOD are in percent; std is over seeds (ddof 1).
+    """
+    return _analyze(results_dir, options).tables
+
+
+def write_report(results_dir: Path | str, options: AnalysisConfig | None = None) -> ReportResult:
+    """Analyse the store and write ``<results>/report/``: report.md, report.html (self-contained,
+    plots embedded), one CSV per table and the PNG plots."""
+    analysis = _analyze(results_dir, options)
+    out = analysis.store.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    csv_paths = [out / f"{name}.csv" for name in analysis.tables]
+    doc = build_document(analysis, out, csv_paths)  # may add notes (e.g. a failed plot)
+    analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes})
+    for path, df in zip(csv_paths, analysis.tables.values(), strict=True):
+        df.to_csv(path, index=False)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(doc.markdown(), encoding="utf-8")
+    html_path.write_text(doc.html(), encoding="utf-8")
+    return ReportResult(md_path=md_path, html_path=html_path, csv_paths=csv_paths,
+                        summary=analysis.tables["summary"], findings=analysis.findings)

@@ -1,0 +1,117 @@
+"""One pass over the runs: read each run's logits once and keep only what the analysis needs.
+
+A run's logits can be 200 MB (50 000 inputs × 1 000 classes); a study has dozens of runs. Each
+run is therefore reduced right after reading (predictions, class accuracies, its individual
+fairness numbers) and its logits are dropped. Runs are reduced in a small thread pool: the heavy
+NumPy work releases the GIL, and each thread reuses one probability buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdfair.analysis.classwise import class_accuracy
+from kdfair.analysis.individual import (
+    NeighbourGraph,
+    Norm,
+    consistency,
+    individual_unfairness,
+    pair_distances,
+    softmax,
+)
+from kdfair.analysis.load import CorruptRun, RunInfo, read_predictions
+
+
+@dataclass
+class RunResult:
+    """What is kept of one run."""
+
+    info: RunInfo
+    pred: np.ndarray  # predicted class per test input (index order), int32 [N]
+    labels_digest: str
+    accuracy: float
+    class_acc: np.ndarray  # float64 [C]
+    individual: float = float("nan")
+    consistency: float = float("nan")
+
+
+def reduce_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
+                  graph: NeighbourGraph | None = None, norm: Norm = "tv",
+                  buffer: np.ndarray | None = None) -> dict:
+    """Predictions, accuracies and individual-fairness numbers of one model's logits."""
+    if logits.shape[1] != num_classes:
+        raise CorruptRun(f"{logits.shape[1]} logits per input, expected {num_classes}")
+    row_max = logits.max(1)
+    if not np.isfinite(row_max).all():
+        raise CorruptRun("logits contain NaN or infinite values")
+    pred = logits.argmax(1).astype(np.int32)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= num_classes:
+        raise CorruptRun(f"labels outside 0..{num_classes - 1}")
+    out = {"pred": pred, "accuracy": float(np.mean(pred == labels)),
+           "class_acc": class_accuracy(pred, labels, num_classes)}
+    if graph is not None:
+        probs = softmax(logits, out=buffer)
+        pair_d = pair_distances(probs, graph.neighbours, norm, graph.order)
+        out["individual"] = individual_unfairness(pair_d, graph.distances)
+        out["consistency"] = consistency(pred, graph.neighbours)
+    return out
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
+                graph: NeighbourGraph | None = None, norm: Norm = "tv",
+                workers: int | None = None) -> tuple[list[RunResult], list[tuple[str, str]]]:
+    """Reduce every run; returns (results in input order, skipped (run_id, reason)).
+
+    Runs whose labels differ from the majority's are skipped: they were scored on other data.
+    """
+    local = threading.local()
+
+    def one(run: RunInfo) -> RunResult | tuple[str, str]:
+        try:
+            logits, labels = read_predictions(run, n_test)
+            if graph is not None and getattr(local, "buffer", None) is None:
+                local.buffer = np.empty((n_test, num_classes), np.float32)
+            r = reduce_logits(logits, labels, num_classes, graph, norm,
+                              getattr(local, "buffer", None))
+            del logits
+            digest = hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest()
+            return RunResult(info=run, labels_digest=digest, **r)
+        except CorruptRun as err:
+            return run.run_id, str(err)
+        except (OSError, ValueError) as err:  # e.g. a file truncated after it was indexed
+            return run.run_id, f"predictions.npz cannot be read ({err})"
+
+    workers = workers or default_workers()
+    if workers == 1 or len(runs) == 1:
+        outs = [one(r) for r in runs]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(runs))) as pool:
+            outs = list(pool.map(one, runs))
+    results = [o for o in outs if isinstance(o, RunResult)]
+    skipped = [o for o in outs if not isinstance(o, RunResult)]
+    if results:
+        digests = [r.labels_digest for r in results]
+        majority = max(set(digests), key=digests.count)
+        skipped += [(r.info.run_id, "its test labels differ from the other runs' labels")
+                    for r in results if r.labels_digest != majority]
+        results = [r for r in results if r.labels_digest == majority]
+    return results, skipped
+
+
+def labels_of(results: list[RunResult], n_test: int) -> np.ndarray:
+    """The test labels (index order) shared by all kept runs, re-read from the first one."""
+    _, labels = read_predictions(results[0].info, n_test)
+    return labels
