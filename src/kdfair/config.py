@@ -74,7 +74,7 @@ class TrainConfig(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    schedule: Literal["cosine", "linear", "step", "constant"] = "cosine"
     step_milestones: tuple[float, ...] = (0.5, 0.75)
     step_gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: float = Field(0.0, ge=0)

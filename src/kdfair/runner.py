@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -134,59 +135,113 @@ def load_data(exp: Experiment, data_root: Path | None = None) -> SplitData:
         raise DatasetError(f"dataset {cfg.name!r}: {err}") from None
 
 
-def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
-            data: SplitData | None = None, data_root: Path | None = None,
-            on_run: Callable[[RunSpec, str], None] | None = None,
-            teacher_loader: Callable[[RunSpec, SplitData], torch.nn.Module] | None = None,
-            ) -> StudyStatus:
-    """Train every planned run the store lacks; return what is done, missing and failed."""
-    data = data if data is not None else load_data(exp, data_root)
+def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list[RunSpec]]:
+    """Plan the study, check the store holds nothing stale, write the per-experiment files."""
     specs = plan(exp, data.fingerprint)
     store = RunStore(out)
-    if store.root.exists() and (store.root / "experiment.json").exists():
+    if (store.root / "experiment.json").exists():
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
     store.write_data_files(data_info(data), data.test.attributes,
                            np.arange(len(data.test)), test_features(data))
-    device = resolve_device(exp.device)
-    by_id = {s.run_id: s for s in specs}
-    teachers: dict[str, torch.nn.Module] = {}
+    return store, specs
+
+
+def phases(store: RunStore, specs: list[RunSpec]) -> list[list[list[str]]]:
+    """What is left to train, as phases of bundles (run ids): teachers, then students.
+
+    Every bundle of a phase can run at the same time, on any worker; a phase starts only when
+    the one before it has ended, as students distil from finished teachers.
+    """
+    done = store.done_ids()
+    out: list[list[list[str]]] = [[], []]
     for bundle in bundles(specs):
-        todo = [s for s in bundle if not store.is_done(s.run_id)]
-        jobs, blocked = [], []
-        for s in todo:
-            if s.role == "ds":
-                t = s.teacher_run_id
-                if not store.is_done(t):  # type: ignore[arg-type]
-                    blocked.append(s)
-                    continue
-                if t not in teachers:
-                    teachers[t] = _load_teacher(store, by_id[t], data, device)  # type: ignore[index]
-                jobs.append(RunJob(s, teacher=teachers[t]))  # type: ignore[index]
-            else:
-                jobs.append(RunJob(s, init_weights=_given_weights(s)))
-        for s in blocked:
-            store.record_failure(s, f"its teacher run {s.teacher_run_id} did not finish")
+        todo = [s.run_id for s in bundle if s.run_id not in done]
+        if todo:
+            out[0 if bundle[0].role == "teacher" else 1].append(todo)
+    return [p for p in out if p]
+
+
+def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData | None = None,
+               data_root: Path | None = None, reporter: Reporter | None = None,
+               on_run: Callable[[RunSpec, str], None] | None = None) -> None:
+    """Train the named runs of a study (one bundle) into its store; skips those already done.
+
+    Self-contained — loads the data, plans, loads teachers from the store — so that a worker
+    process or a cluster job can call it with nothing but the experiment and the run ids.
+    """
+    data = data if data is not None else load_data(exp, data_root)
+    by_id = {s.run_id: s for s in plan(exp, data.fingerprint)}
+    unknown = [r for r in run_ids if r not in by_id]
+    if unknown:
+        raise StoreError(f"run(s) {unknown} are not part of experiment {exp.name!r} as planned")
+    store = RunStore(out)
+    device = resolve_device(exp.device)
+    teachers: dict[str, torch.nn.Module] = {}
+    jobs = []
+    for s in (by_id[r] for r in run_ids if not store.is_done(r)):
+        if s.role != "ds":
+            jobs.append(RunJob(s, init_weights=_given_weights(s)))
+            continue
+        t = s.teacher_run_id
+        if not store.is_done(t):  # type: ignore[arg-type]
+            store.record_failure(s, f"its teacher run {t} did not finish")
             if on_run:
                 on_run(s, "failed")
-        if jobs:
-            log.info("bundle %s: %d run(s) to train on %s", bundle[0].arch, len(jobs), device)
+            continue
+        if t not in teachers:
+            teachers[t] = _load_teacher(store, by_id[t], data, device)  # type: ignore[index]
+        jobs.append(RunJob(s, teacher=teachers[t]))  # type: ignore[index]
+    if jobs:
+        log.info("bundle %s: %d run(s) to train on %s", jobs[0].spec.arch, len(jobs), device)
 
-        def save(job: RunJob, result: RunResult | Exception) -> None:
-            if isinstance(result, Exception):
-                store.record_failure(job.spec, f"{type(result).__name__}: {result}")
-                status = "failed"
-            else:
-                keep = job.spec.role == "teacher"
-                store.save_run(job.spec, result.metrics, result.logits, data.test.y.numpy(),
-                               np.arange(len(data.test)),
-                               weights=result.model.state_dict() if keep else None)
-                status = "done"
-            if on_run:
-                on_run(job.spec, status)
+    def save(job: RunJob, result: RunResult | Exception) -> None:
+        if isinstance(result, Exception):
+            store.record_failure(job.spec, f"{type(result).__name__}: {result}")
+            state = "failed"
+        else:
+            keep = job.spec.role == "teacher"
+            store.save_run(job.spec, result.metrics, result.logits, data.test.y.numpy(),
+                           np.arange(len(data.test)),
+                           weights=result.model.state_dict() if keep else None)
+            state = "done"
+        if on_run:
+            on_run(job.spec, state)
 
-        train_bundle(jobs, data, device, save, reporter)
+    train_bundle(jobs, data, device, save, reporter)
+
+
+class Executor(Protocol):
+    """Runs the bundles of one phase (each a list of run ids) and returns when all have ended."""
+
+    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
+                  data: SplitData, data_root: Path | None) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """Bundles run one after another in this process."""
+
+    reporter: Reporter | None = None
+    on_run: Callable[[RunSpec, str], None] | None = None
+
+    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
+                  data: SplitData, data_root: Path | None) -> None:
+        for ids in bundles:
+            train_runs(exp, out, ids, data=data, reporter=self.reporter, on_run=self.on_run)
+
+
+def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
+            data: SplitData | None = None, data_root: Path | None = None,
+            on_run: Callable[[RunSpec, str], None] | None = None,
+            executor: Executor | None = None) -> StudyStatus:
+    """Train every planned run the store lacks; return what is done, missing and failed."""
+    data = data if data is not None else load_data(exp, data_root)
+    store, specs = prepare(exp, out, data)
+    executor = executor or LocalExecutor(reporter, on_run)
+    for phase in phases(store, specs):
+        executor.run_phase(exp, out, phase, data, data_root)
     return status(store, specs)
 
 

@@ -64,4 +64,4 @@ class SplitData:
         if self.train.x is not None:
             return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
         x0, _ = self.train.dataset[0]  # type: ignore[index]
-        return tuple(x0.shape)  # type: ignore[return-value]
+        return tuple(x0.shape) if isinstance(x0, torch.Tensor) else ()  # type: ignore[return-value]

@@ -93,6 +93,8 @@ def lr_factor(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> 
     p = (step - warm) / max(1, total - warm)
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * p))
+    if cfg.schedule == "linear":
+        return 1.0 - p
     if cfg.schedule == "step":
         return cfg.step_gamma ** sum(p >= m for m in cfg.step_milestones)
     return 1.0
@@ -133,25 +135,34 @@ class _Batches:
             idx = order[i : i + bs].to(self.device)
             off, flips = draw_augment(len(idx), cfg.crop_padding, crop, flip, aug)
             xb = apply_augment(self.x[idx], off, flips, cfg.crop_padding)
-            yield normalize(xb, self.mean, self.std), self.y[idx]
+            yield normalize(xb, self.mean, self.std), self.y[idx], idx
 
     def _stream(self, cfg: TrainConfig, seed: int, epoch: int):
         loader = torch.utils.data.DataLoader(
             self.part.dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
             generator=generator(seed, f"order/{epoch}"), num_workers=_workers(self.device),
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            collate_fn=getattr(self.part.dataset, "collate", None))
         for xb, yb in loader:
-            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+            yield _to(xb, self.device), _to(yb, self.device), None
 
     def eval(self, batch_size: int = 512) -> Iterator[torch.Tensor]:
         if self.part.in_memory:
             for i in range(0, len(self.part), batch_size):
                 yield normalize(self.x[i : i + batch_size], self.mean, self.std)
             return
-        loader = torch.utils.data.DataLoader(self.part.dataset, batch_size=batch_size,
-                                             shuffle=False, num_workers=_workers(self.device))
+        loader = torch.utils.data.DataLoader(
+            self.part.dataset, batch_size=batch_size, shuffle=False,
+            num_workers=_workers(self.device), collate_fn=getattr(self.part.dataset, "collate", None))
         for xb, _ in loader:
-            yield xb.to(self.device, non_blocking=True)
+            yield _to(xb, self.device)
+
+
+def _to(x, device: torch.device):
+    """Move a batch (a tensor, or a dict of tensors such as tokenised text) to the device."""
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
 
 
 def _workers(device: torch.device) -> int:
@@ -176,12 +187,24 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def _layout(x, device: torch.device):
+    """channels_last for image batches on CUDA; anything else as it is."""
+    if device.type == "cuda" and isinstance(x, torch.Tensor) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def teacher_table(teacher: nn.Module, train: _Batches, device: torch.device) -> torch.Tensor:
+    """The teacher's logits on every (unaugmented) training input, on the device.
+
+    Exact to reuse when the student's training inputs are not augmented: the frozen teacher then
+    sees the same inputs every epoch, so its forward pass is done once per teacher, not per step.
+    """
+    return predict(teacher, train, device).to(device)
 
 
 def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[str, _Batches],
-              reporter: Reporter) -> RunResult:
+              reporter: Reporter, table: torch.Tensor | None = None) -> RunResult:
     """Train (or, for a given teacher, only evaluate) one run."""
     spec, cfg = job.spec, TrainConfig.model_validate(job.spec.train)
     t0 = time.perf_counter()
@@ -195,7 +218,7 @@ def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[st
         if device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         if not spec.given:
-            history = _fit(model, job, cfg, parts["train"], device, reporter)
+            history = _fit(model, job, cfg, parts["train"], device, reporter, table)
     val_logits = predict(model, parts["val"], device)
     test_logits = predict(model, parts["test"], device)
     val_acc = float((val_logits.argmax(1) == data.val.y).float().mean()) if len(data.val) else None
@@ -211,7 +234,8 @@ def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[st
 
 
 def _fit(model: nn.Module, job: RunJob, cfg: TrainConfig, train: _Batches,
-         device: torch.device, reporter: Reporter) -> list[dict[str, float]]:
+         device: torch.device, reporter: Reporter,
+         table: torch.Tensor | None = None) -> list[dict[str, float]]:
     spec = job.spec
     opt = make_optimizer(model, cfg)
     n = len(train.part)
@@ -225,15 +249,18 @@ def _fit(model: nn.Module, job: RunJob, cfg: TrainConfig, train: _Batches,
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        for xb, yb in train.train(cfg, spec.seed, epoch):
+        for xb, yb, idx in train.train(cfg, spec.seed, epoch):
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(step, total, steps_per_epoch, cfg)
             xb = _layout(xb, device)
             with _autocast(device):
                 logits = model(xb)
                 if spec.role == "ds":
-                    with torch.no_grad():
-                        t_logits = job.teacher(xb)  # type: ignore[misc]
+                    if table is not None:
+                        t_logits = table[idx]
+                    else:
+                        with torch.no_grad():
+                            t_logits = job.teacher(xb)  # type: ignore[misc]
                     loss = kd_loss(logits, t_logits, yb, spec.temperature, spec.alpha,
                                    spec.t2_scaling, cfg.label_smoothing)
                 else:
@@ -242,7 +269,7 @@ def _fit(model: nn.Module, job: RunJob, cfg: TrainConfig, train: _Batches,
             loss.backward()
             opt.step()
             step += 1
-            loss_sum += loss.detach() * len(yb)
+            loss_sum += loss.detach() * len(yb)  # NaN/inf propagate; checked once per epoch
             correct += (logits.detach().argmax(-1) == yb).sum()
             seen += len(yb)
         mean_loss = float(loss_sum) / max(1, seen)
@@ -279,9 +306,16 @@ def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
     ``on_result`` as soon as it exists, so an interruption loses only the run in progress."""
     reporter = reporter or _Silent()
     parts = {k: _Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
+    tables: dict[int, torch.Tensor] = {}
     for job in jobs:
+        table = None
+        cfg = TrainConfig.model_validate(job.spec.train)
+        if job.teacher is not None and cfg.augment == "none" and data.train.in_memory:
+            if id(job.teacher) not in tables:
+                tables[id(job.teacher)] = teacher_table(job.teacher, parts["train"], device)
+            table = tables[id(job.teacher)]
         try:
-            result: RunResult | Exception = train_run(job, data, device, parts, reporter)
+            result: RunResult | Exception = train_run(job, data, device, parts, reporter, table)
         except (RunFailed, RuntimeError) as err:  # NaN loss, out of memory, …: record, go on
             result = err
         reporter.finish(job.spec.run_id, "failed" if isinstance(result, Exception) else "done")
