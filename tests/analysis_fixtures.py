@@ -60,10 +60,13 @@ def write_run(root: Path, spec: dict, logits: np.ndarray, labels: np.ndarray,
         {"status": "ok", "test_acc": acc, "val_acc": acc, "train_loss": 0.1, "epochs": 1,
          "wall_time_s": 1.0, "device": "cpu", "versions": {}, "history": [],
          **(metrics or {})}))
-    idx = np.arange(len(labels)) if index is None else index
+    if index is None:
+        index = np.arange(len(labels))
+    else:
+        logits, labels = logits[index], labels[index]
     with open(d / "predictions.npz", "wb") as f:
-        np.savez(f, logits=logits[idx].astype(np.float32), labels=labels[idx].astype(np.int64),
-                 index=idx.astype(np.int64))
+        np.savez(f, logits=logits.astype(np.float32, copy=False),
+                 labels=labels.astype(np.int64), index=index.astype(np.int64))
     return d
 
 

@@ -4,15 +4,17 @@ import numpy as np
 import pytest
 from fairlearn.metrics import (
     MetricFrame,
+    count,
     demographic_parity_difference,
     equalized_odds_difference,
+    selection_rate,
 )
 from sklearn.metrics import accuracy_score
 
 from kdfair.analysis.fairness import (
     binary_fairness,
     bootstrap_group_means,
-    group_frame,
+    group_table,
     ovr_fairness,
     ovr_rates,
     run_fairness,
@@ -47,6 +49,7 @@ def test_one_vs_rest_matches_fairlearn_class_by_class():
     mean_dpd, mean_eod, undefined = ovr_fairness(y, pred, g, 4)
     assert mean_dpd == pytest.approx(dpd.mean()) and mean_eod == pytest.approx(eod.mean())
     assert undefined == 0
+    assert run_fairness(y, pred, g, 4)[:3] == pytest.approx((mean_dpd, mean_eod, 0))
 
 
 def test_empty_cells_follow_fairlearn_and_are_counted():
@@ -70,6 +73,8 @@ def test_binary_uses_fairlearn_and_agrees_with_one_vs_rest():
     o_dpd, o_eod, _ = ovr_fairness(y, pred, g, 2)
     assert (o_dpd, o_eod) == pytest.approx((dpd, eod))
     assert run_fairness(y, pred, g, 2)[:2] == pytest.approx((dpd, eod))
+    y[(g == 1)] = 1  # group 1 now has no negatives: counted once, not once per class
+    assert run_fairness(y, pred, g, 2)[2] == 1
 
 
 def test_weights_are_fairlearn_sample_weights():
@@ -81,18 +86,22 @@ def test_weights_are_fairlearn_sample_weights():
     assert ovr_fairness(y, pred, g, 2, weights=w)[1] == pytest.approx(expected)
 
 
-def test_group_frame_matches_metricframe_by_hand():
-    y, pred, g = _data(c=2, seed=4)
+@pytest.mark.parametrize("c", [2, 4])
+def test_group_table_matches_metricframe(c):
+    y, pred, g = _data(c=c, seed=4)
     names = ["young", "old", "other"]
-    df = group_frame(y, pred, g, names, binary=True).set_index("group")
-    for code, name in enumerate(names):
-        m = g == code
-        assert df.loc[name, "accuracy"] == pytest.approx(accuracy_score(y[m], pred[m]))
-        assert df.loc[name, "selection_rate"] == pytest.approx(pred[m].mean())
-        assert df.loc[name, "n"] == m.sum()
-    mf = MetricFrame(metrics=accuracy_score, y_true=y[g >= 0], y_pred=pred[g >= 0],
-                     sensitive_features=g[g >= 0])
-    assert sorted(mf.by_group.to_numpy()) == pytest.approx(sorted(df["accuracy"]))
+    table = group_table(ovr_rates(y, pred, g, c), names, binary=c == 2).set_index("group")
+    keep = g >= 0
+    metrics = {"n": count, "accuracy": accuracy_score}
+    if c == 2:
+        metrics["selection_rate"] = selection_rate
+    mf = MetricFrame(metrics=metrics, y_true=y[keep], y_pred=pred[keep],
+                     sensitive_features=np.array(names, dtype=object)[g[keep]])
+    expected = mf.by_group
+    for name in names:
+        for col in metrics:
+            assert table.loc[name, col] == pytest.approx(expected.loc[name, col]), (name, col)
+    assert ("selection_rate" in table) == (c == 2)
 
 
 def test_single_group_has_zero_difference():

@@ -323,19 +323,56 @@ def open_store(root: str | Path) -> Store:
                  attributes=attributes, attribute_groups=groups, notes=notes)
 
 
-def read_predictions(run: RunInfo, n_test: int) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [N, C] in index order, labels [N]) of one run; logits may be a read-only memmap.
+def read_member_into(path: Path, key: str, out: np.ndarray) -> None:
+    """Read array ``key`` of an .npz into ``out`` (same shape): one read() for an uncompressed
+    float32 C-order member (no page-fault per 4 KB as with a memmap), else load and convert."""
+    try:
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+            info = zf.getinfo(f"{key}.npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                shape, fortran, dtype, offset = _member_header(f, info)
+                if shape == out.shape and dtype == out.dtype and not fortran:
+                    f.seek(offset)
+                    if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+                        raise CorruptRun(f"{path.name}:{key} is truncated")
+                    return
+    except KeyError:
+        raise CorruptRun(f"{path.name} lacks {key!r}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, struct.error) as err:
+        raise CorruptRun(f"{path.name} is not a readable .npz ({err})") from None
+    src = load_npz(path, keys=(key,))[key]
+    if src.shape != out.shape:
+        raise CorruptRun(f"{path.name}:{key} has shape {src.shape}, expected {out.shape}")
+    np.copyto(out, src, casting="same_kind")
 
-    Raises CorruptRun when the file is truncated or its index is not a permutation of 0..N-1.
+
+def read_predictions(run: RunInfo, n_test: int,
+                     out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [N, C] in index order, labels [N]) of one run.
+
+    With ``out`` (float32 [N, C], reused across runs) the logits are read into it and ``out`` is
+    returned; without, they may be a read-only memmap. Raises CorruptRun when the file is
+    truncated or its index is not a permutation of 0..N-1.
     """
-    arrays = load_npz(run.path / "predictions.npz", keys=("logits", "labels", "index"))
+    path = run.path / "predictions.npz"
+    arrays = load_npz(path, keys=("labels", "index") if out is not None else
+                      ("logits", "labels", "index"))
     index = np.asarray(arrays["index"], dtype=np.int64)
-    logits, labels = arrays["logits"], np.asarray(arrays["labels"], dtype=np.int64)
-    if logits.shape[0] != n_test:
-        raise CorruptRun(f"{logits.shape[0]} predictions, expected {n_test}")
+    labels = np.asarray(arrays["labels"], dtype=np.int64)
+    if len(index) != n_test:
+        raise CorruptRun(f"{len(index)} predictions, expected {n_test}")
+    if out is not None:
+        read_member_into(path, "logits", out)
+        logits = out
+    else:
+        logits = arrays["logits"]
     if not np.array_equal(index, np.arange(n_test)):
         order = np.argsort(index, kind="stable")
         if not np.array_equal(index[order], np.arange(n_test)):
             raise CorruptRun(f"predictions index is not a permutation of 0..{n_test - 1}")
-        logits, labels = np.asarray(logits)[order], labels[order]
+        labels = labels[order]
+        if out is not None:
+            out[:] = out[order]
+        else:
+            logits = np.asarray(logits)[order]
     return logits, labels

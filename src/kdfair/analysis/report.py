@@ -99,22 +99,29 @@ def _class_accuracy_table(runs: pd.DataFrame, class_acc: np.ndarray,
 def _fairness(store: Store, runs: pd.DataFrame, results: list[RunResult], labels: np.ndarray,
               opts: AnalysisConfig, notes: list[str]) -> dict[str, pd.DataFrame]:
     c = store.num_classes
-    per_run, per_group = [], []
+    per_run, per_group, per_class = [], [], []
     for attr, codes in store.attributes.items():
         names = store.attribute_groups[attr]
         if len(np.unique(codes[codes >= 0])) < 2:
             notes.append(f"attribute {attr!r} has fewer than two groups in the test set; "
                          "its fairness differences are 0 by definition.")
         for (_, row), r in zip(runs.iterrows(), results, strict=True):
-            dpd, eod, undefined = fairness.run_fairness(labels, r.pred, codes, c)
+            dpd, eod, undefined, rates = fairness.run_fairness(labels, r.pred, codes, c)
             per_run.append({"run_id": row["run_id"], "role": row["role"], "T": row["T"],
                             "seed": row["seed"], "attribute": attr, "dpd": 100 * dpd,
                             "eod": 100 * eod, "undefined_cells": undefined})
-            g = fairness.group_frame(labels, r.pred, codes, names, binary=c == 2)
+            g = fairness.group_table(rates, names, binary=c == 2)
             g.insert(0, "attribute", attr)
             g.insert(0, "T", row["T"])
             g.insert(0, "role", row["role"])
             per_group.append(g)
+            if c > 2:  # multi-class: one-vs-rest selection rate of every class in every group
+                sel = rates.selection
+                per_class.append(pd.DataFrame({
+                    "role": row["role"], "T": row["T"], "attribute": attr,
+                    "group": np.repeat([names[i] for i in rates.groups], c),
+                    "class": np.tile(np.arange(c), len(sel)),
+                    "selection_rate": 100 * sel.ravel()}))
         bad = max((p["undefined_cells"] for p in per_run if p["attribute"] == attr), default=0)
         if bad:
             notes.append(f"attribute {attr!r}: up to {bad} (group, class) cells have no positive "
@@ -133,7 +140,14 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[RunResult], labels
             allg["selection_rate"] *= 100
         groups = by_group(allg, ["n", *cols], ("attribute", "group"))
         groups = groups.drop(columns="n_std").rename(columns={"n_mean": "n"})
-    return {"fairness": summary, "fairness_runs": runs_df, "fairness_groups": groups}
+    out = {"fairness": summary, "fairness_runs": runs_df, "fairness_groups": groups}
+    if per_class:
+        sel = by_group(pd.concat(per_class, ignore_index=True), ["selection_rate"],
+                       ("attribute", "group", "class"))
+        sel.insert(sel.columns.get_loc("class") + 1, "class_name",
+                   [store.class_names[i] for i in sel["class"]])
+        out["fairness_selection"] = sel
+    return out
 
 
 def _bootstrap(summary: pd.DataFrame, runs: pd.DataFrame, results: list[RunResult],
@@ -174,7 +188,8 @@ def _disagreement(store: Store, results: list[RunResult], labels: np.ndarray,
                     mat += disagreement.offdiag_matrix(preds[ref], preds[ds.run_id], c)
             s = 100 * np.asarray(shares)
             mat /= len(shares)
-            mats[(comparison, temp)] = mat
+            if temp == temps[-1]:  # the report draws the largest T; the table keeps every T
+                mats[(comparison, temp)] = mat
             rows.append(pd.DataFrame({
                 "comparison": comparison, "T": temp, "class": np.arange(c),
                 "class_name": store.class_names, "n_pairs": len(s), "share_mean": s.mean(0),

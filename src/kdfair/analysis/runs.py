@@ -43,20 +43,25 @@ class RunResult:
 
 def reduce_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
                   graph: NeighbourGraph | None = None, norm: Norm = "tv",
-                  buffer: np.ndarray | None = None) -> dict:
-    """Predictions, accuracies and individual-fairness numbers of one model's logits."""
+                  in_place: bool = False) -> dict:
+    """Predictions, accuracies and individual-fairness numbers of one model's logits.
+
+    With ``in_place`` the logits array is overwritten by the probabilities (saves 200 MB and a
+    pass per run at ImageNet scale).
+    """
     if logits.shape[1] != num_classes:
         raise CorruptRun(f"{logits.shape[1]} logits per input, expected {num_classes}")
-    row_max = logits.max(1)
-    if not np.isfinite(row_max).all():
+    pred = logits.argmax(1)
+    row_max = np.take_along_axis(logits, pred[:, None], 1)[:, 0]
+    if not np.isfinite(row_max).all():  # argmax returns the first NaN, if any
         raise CorruptRun("logits contain NaN or infinite values")
-    pred = logits.argmax(1).astype(np.int32)
+    pred = pred.astype(np.int32)
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= num_classes:
         raise CorruptRun(f"labels outside 0..{num_classes - 1}")
     out = {"pred": pred, "accuracy": float(np.mean(pred == labels)),
            "class_acc": class_accuracy(pred, labels, num_classes)}
     if graph is not None:
-        probs = softmax(logits, out=buffer)
+        probs = softmax(logits, out=logits if in_place else None, row_max=row_max)
         pair_d = pair_distances(probs, graph.neighbours, norm, graph.order)
         out["individual"] = individual_unfairness(pair_d, graph.distances)
         out["consistency"] = consistency(pred, graph.neighbours)
@@ -81,12 +86,10 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
 
     def one(run: RunInfo) -> RunResult | tuple[str, str]:
         try:
-            logits, labels = read_predictions(run, n_test)
-            if graph is not None and getattr(local, "buffer", None) is None:
+            if getattr(local, "buffer", None) is None:  # one logits buffer per thread, reused
                 local.buffer = np.empty((n_test, num_classes), np.float32)
-            r = reduce_logits(logits, labels, num_classes, graph, norm,
-                              getattr(local, "buffer", None))
-            del logits
+            logits, labels = read_predictions(run, n_test, out=local.buffer)
+            r = reduce_logits(logits, labels, num_classes, graph, norm, in_place=True)
             digest = hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest()
             return RunResult(info=run, labels_digest=digest, **r)
         except CorruptRun as err:

@@ -166,10 +166,13 @@ def _ref_value(table: pd.DataFrame, role: str, col: str) -> float:
 
 
 def _metric_finding(table: pd.DataFrame, col: str, name: str, unit: str, digits: int,
-                    lowest_is_better: bool = True) -> str | None:
+                    accuracy: pd.DataFrame, lowest_is_better: bool = True) -> str | None:
+    """'<name>: NDS x, teacher y; DS lowest at T = t (z, at a % accuracy); n of m beat the
+    teacher.' Accuracy is stated because a degenerate model (e.g. constant) can look fair."""
     best = _best_ds(table, f"{col}_mean", lowest=lowest_is_better)
     if best is None:
         return None
+    ds_acc = accuracy.loc[(accuracy["role"] == "ds") & (accuracy["T"] == best["T"]), "acc_mean"]
     parts = []
     for role in ("nds", "teacher"):
         v = _ref_value(table, role, f"{col}_mean")
@@ -177,7 +180,8 @@ def _metric_finding(table: pd.DataFrame, col: str, name: str, unit: str, digits:
             parts.append(f"{model_label(role, 0)} {v:.{digits}f}{unit}")
     word = "lowest" if lowest_is_better else "highest"
     s = f"{name}: " + ", ".join(parts) + ("; " if parts else "") + \
-        f"DS {word} at T = {best['T']:g} ({best[f'{col}_mean']:.{digits}f}{unit})"
+        f"DS {word} at T = {best['T']:g} ({best[f'{col}_mean']:.{digits}f}{unit}" + \
+        (f", at {ds_acc.iloc[0]:.1f} % accuracy)" if len(ds_acc) else ")")
     teacher = _ref_value(table, "teacher", f"{col}_mean")
     if np.isfinite(teacher):
         ds = table.loc[table["role"] == "ds", f"{col}_mean"]
@@ -235,13 +239,13 @@ def findings(a: Analysis) -> list[str]:
     for attr in a.store.attributes:
         rows = fair[fair["attribute"] == attr] if not fair.empty else fair
         for col, name in (("eod", "EOD"), ("dpd", "DPD")):
-            s = _metric_finding(rows, col, f"{name} for '{attr}'", " %", 2) if not rows.empty \
-                else None
+            s = _metric_finding(rows, col, f"{name} for '{attr}'", " %", 2, acc) \
+                if not rows.empty else None
             if s:
                 out.append(s)
     ind = a.table("individual")
     if not ind.empty:
-        s = _metric_finding(ind, "individual", "Individual unfairness I(f)", "", 4)
+        s = _metric_finding(ind, "individual", "Individual unfairness I(f)", "", 4, acc)
         if s:
             out.append(s)
     skipped, failed = a.table("skipped"), a.table("failed")
@@ -339,7 +343,8 @@ def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
     doc = Document(f"kdfair report — {cfg['name']}")
     temps = sorted(set(a.table("runs").query("role == 'ds'")["T"]))
     acc = a.table("accuracy")
-    n_seeds = "/".join(sorted({str(int(n)) for n in acc["n_runs"]}))
+    lo, hi = int(acc["n_runs"].min()), int(acc["n_runs"].max())
+    n_seeds = f"{lo}" if lo == hi else f"{lo}–{hi}"
 
     doc.h("Main findings")
     doc.ul(a.findings or ["Nothing to report: no usable runs."])
@@ -442,7 +447,7 @@ def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
                     grp["role"], grp["T"], strict=True)]).pivot_table(
                     index="model", columns="group", values="accuracy_mean", sort=False)
                 doc.table(_display(piv.reset_index()),
-                          "Accuracy (%) per group, mean over seeds (Fairlearn MetricFrame).")
+                          "Accuracy (%) per group, mean over seeds.")
 
     doc.h("Individual fairness")
     ind = a.table("individual")
@@ -452,7 +457,8 @@ def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
         doc.p("I(f): lower is fairer. Consistency (Zemel et al.): 1 − the mean share of an "
               "input's k nearest neighbours that get a different predicted class; higher is "
               "fairer. The paper leaves the distance d, the pairing and the norm open; the "
-              "choices are stated under Configuration.")
+              "choices are stated under Configuration. Read both beside accuracy: a model that "
+              "predicts the same for every input scores I(f) = 0 and consistency 1.")
         shown = ind.copy()
         shown.insert(0, "model", [model_label(r, t) for r, t in zip(shown["role"], shown["T"],
                                                                       strict=True)])
