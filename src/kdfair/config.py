@@ -139,6 +139,14 @@ class AnalysisConfig(_Strict):
     bootstrap: int = Field(0, ge=0)
 
 
+class EngineConfig(_Strict):
+    """How runs are trained; never changes a run's result beyond floating-point rounding."""
+
+    grouped: bool = True  # train the students of a bundle as one banked network
+    max_group: int = Field(0, ge=0)  # most runs per group; 0 = as many as fit the device
+    compile: bool = False  # torch.compile the grouped network (CUDA; slower start)
+
+
 class Experiment(_Strict):
     """A whole study: data, teacher, student, distillation grid, seeds, device, analysis."""
 
@@ -149,6 +157,7 @@ class Experiment(_Strict):
     distill: DistillConfig = DistillConfig()
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    engine: EngineConfig = EngineConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("seeds")

@@ -209,7 +209,9 @@ def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData |
         if on_run:
             on_run(job.spec, state)
 
-    train_bundle(jobs, data, device, save, reporter)
+    eng = exp.engine
+    train_bundle(jobs, data, device, save, reporter, grouped=eng.grouped,
+                 max_group=eng.max_group, compile=eng.compile)
 
 
 class Executor(Protocol):

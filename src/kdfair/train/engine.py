@@ -8,6 +8,7 @@ device and are augmented there; large sets stream through a DataLoader.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
@@ -29,6 +30,8 @@ from kdfair.spec import RunSpec
 from kdfair.train.augment import apply_augment, draw_augment, normalize
 from kdfair.train.loss import kd_loss
 from kdfair.train.seeding import derive_seed, generator
+
+log = logging.getLogger("kdfair")
 
 
 @dataclass
@@ -123,19 +126,30 @@ class _Batches:
         self.y = part.y.to(device)
 
     def train(self, cfg: TrainConfig, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        n, bs = len(self.part), cfg.batch_size
         if not self.part.in_memory:
             yield from self._stream(cfg, seed, epoch)
             return
+        for idx, off, flips in self.draws(cfg, seed, epoch):
+            yield self.batch(idx, off, flips, cfg.crop_padding), self.y[idx], idx
+
+    def draws(self, cfg: TrainConfig, seed: int, epoch: int):
+        """Per step: the indices, crop offsets and flips of one epoch, from the seed's streams."""
+        n, bs = len(self.part), cfg.batch_size
         order = torch.randperm(n, generator=generator(seed, f"order/{epoch}"))
         aug = generator(seed, f"augment/{epoch}")
         crop, flip = cfg.augment in ("crop_flip", "crop"), cfg.augment in ("crop_flip", "flip")
         stop = n - n % bs if n >= bs else n  # drop the ragged last batch (BatchNorm needs > 1)
         for i in range(0, stop, bs):
             idx = order[i : i + bs].to(self.device)
-            off, flips = draw_augment(len(idx), cfg.crop_padding, crop, flip, aug)
-            xb = apply_augment(self.x[idx], off, flips, cfg.crop_padding)
-            yield normalize(xb, self.mean, self.std), self.y[idx], idx
+            yield (idx, *draw_augment(len(idx), cfg.crop_padding, crop, flip, aug))
+
+    def batch(self, idx: torch.Tensor, off, flips, padding: int) -> torch.Tensor:
+        """The augmented, normalised float batch of inputs ``idx``."""
+        return normalize(apply_augment(self.x[idx], off, flips, padding), self.mean, self.std)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        n = len(self.part)
+        return max(1, n // batch_size) if n >= batch_size else 1
 
     def _stream(self, cfg: TrainConfig, seed: int, epoch: int):
         loader = torch.utils.data.DataLoader(
@@ -153,7 +167,8 @@ class _Batches:
             return
         loader = torch.utils.data.DataLoader(
             self.part.dataset, batch_size=batch_size, shuffle=False,
-            num_workers=_workers(self.device), collate_fn=getattr(self.part.dataset, "collate", None))
+            num_workers=_workers(self.device),
+            collate_fn=getattr(self.part.dataset, "collate", None))
         for xb, _ in loader:
             yield _to(xb, self.device)
 
@@ -219,6 +234,13 @@ def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[st
             model.to(memory_format=torch.channels_last)
         if not spec.given:
             history = _fit(model, job, cfg, parts["train"], device, reporter, table)
+    return evaluate(spec, model, data, device, parts, history, time.perf_counter() - t0)
+
+
+def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.device,
+             parts: dict[str, _Batches], history: list[dict[str, float]],
+             wall_time_s: float, extra: dict[str, Any] | None = None) -> RunResult:
+    """Val and test predictions of a trained model, and the run's metrics."""
     val_logits = predict(model, parts["val"], device)
     test_logits = predict(model, parts["test"], device)
     val_acc = float((val_logits.argmax(1) == data.val.y).float().mean()) if len(data.val) else None
@@ -227,8 +249,9 @@ def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[st
     metrics = {
         "test_acc": test_acc, "val_acc": val_acc, "train_loss": last.get("loss"),
         "train_acc": last.get("train_acc"), "epochs": len(history),
-        "wall_time_s": time.perf_counter() - t0, "device": _device_name(device),
+        "wall_time_s": wall_time_s, "device": _device_name(device),
         "images_per_s": last.get("images_per_s"), "history": history, "versions": _versions(),
+        **(extra or {}),
     }
     return RunResult(spec, metrics, test_logits.numpy(), model.cpu(), history)
 
@@ -238,8 +261,7 @@ def _fit(model: nn.Module, job: RunJob, cfg: TrainConfig, train: _Batches,
          table: torch.Tensor | None = None) -> list[dict[str, float]]:
     spec = job.spec
     opt = make_optimizer(model, cfg)
-    n = len(train.part)
-    steps_per_epoch = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
+    steps_per_epoch = train.steps_per_epoch(cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     step, history = 0, []
     reporter.start(spec.run_id, cfg.epochs)
@@ -301,22 +323,55 @@ def _versions() -> dict[str, str]:
 
 def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
                  on_result: Callable[[RunJob, RunResult | Exception], None],
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, grouped: bool = True,
+                 max_group: int = 0, compile: bool = False) -> None:
     """Train every run of a bundle; each result (or the exception of a failed run) is handed to
-    ``on_result`` as soon as it exists, so an interruption loses only the run in progress."""
+    ``on_result`` as soon as it exists, so an interruption loses only the runs in progress.
+
+    With ``grouped``, runs that can share a bank (``grouped.can_group``) train together, at most
+    ``max_group`` at once (0: all); a group that does not fit the device is split in halves.
+    """
+    from kdfair.train.grouped import can_group, train_group
+
     reporter = reporter or _Silent()
     parts = {k: _Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
     tables: dict[int, torch.Tensor] = {}
     for job in jobs:
-        table = None
         cfg = TrainConfig.model_validate(job.spec.train)
         if job.teacher is not None and cfg.augment == "none" and data.train.in_memory:
             if id(job.teacher) not in tables:
                 tables[id(job.teacher)] = teacher_table(job.teacher, parts["train"], device)
-            table = tables[id(job.teacher)]
+
+    def one(job: RunJob) -> None:
         try:
-            result: RunResult | Exception = train_run(job, data, device, parts, reporter, table)
+            result: RunResult | Exception = train_run(job, data, device, parts, reporter,
+                                                      tables.get(id(job.teacher)))
         except (RunFailed, RuntimeError) as err:  # NaN loss, out of memory, …: record, go on
             result = err
         reporter.finish(job.spec.run_id, "failed" if isinstance(result, Exception) else "done")
         on_result(job, result)
+
+    size = max_group if max_group > 0 else len(jobs)
+    queue = [jobs[i : i + size] for i in range(0, len(jobs), size)] if grouped else []
+    if not grouped or not can_group(jobs, data):
+        queue = []
+        for job in jobs:
+            one(job)
+    while queue:
+        group = queue.pop(0)
+        if len(group) == 1:
+            one(group[0])
+            continue
+        try:
+            results = train_group(group, data, device, parts, reporter, tables, compile)
+        except torch.OutOfMemoryError:
+            half = (len(group) + 1) // 2
+            log.warning("%d runs do not fit on %s together; training them in groups of %d",
+                        len(group), device, half)
+            torch.cuda.empty_cache()
+            queue[:0] = [group[:half], group[half:]]
+            continue
+        for job, result in zip(group, results, strict=True):
+            reporter.finish(job.spec.run_id,
+                            "failed" if isinstance(result, Exception) else "done")
+            on_result(job, result)

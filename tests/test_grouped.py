@@ -1,0 +1,78 @@
+"""Bundle invariance: a member of a grouped bank trains exactly as the same run alone."""
+
+import numpy as np
+import pytest
+import torch
+
+from kdfair.api import _part
+from kdfair.data.base import SplitData
+from kdfair.spec import RunSpec
+from kdfair.train.engine import RunJob, _Batches, _Silent, build_run_model, train_run
+from kdfair.train.grouped import can_group, member_losses, train_group
+from kdfair.train.loss import kd_loss
+from tests.toy import toy_split
+
+
+@pytest.fixture(scope="module")
+def data():
+    parts = {k: _part(toy_split(n, s), k) for k, n, s in (("train", 96, 0), ("val", 16, 1),
+                                                          ("test", 32, 2))}
+    return SplitData(name="toy", num_classes=4, class_names=list("abcd"), fingerprint="x",
+                     **parts)
+
+
+def _spec(role, seed, t=None, augment="crop_flip", arch="lenet5"):
+    train = {"epochs": 2, "batch_size": 16, "lr": 0.05, "augment": augment, "crop_padding": 2}
+    kw = dict(temperature=t, alpha=0.8, t2_scaling=True) if role == "ds" else {}
+    return RunSpec(experiment="g", role=role, arch=arch, seed=seed, train=train,
+                   dataset={}, data_fingerprint="x", **kw)
+
+
+def _teacher(data):
+    torch.manual_seed(0)
+    t = build_run_model(_spec("teacher", 0, arch="resnet8"), data).eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    return t
+
+
+@pytest.mark.parametrize("augment", ["crop_flip", "none"])
+def test_each_member_matches_the_run_trained_alone(data, augment):
+    dev = torch.device("cpu")
+    parts = {k: _Batches(getattr(data, k), data, dev) for k in ("train", "val", "test")}
+    teacher = _teacher(data)
+    jobs = [RunJob(_spec("nds", 1, augment=augment)),
+            RunJob(_spec("ds", 1, 2.0, augment), teacher=teacher),
+            RunJob(_spec("ds", 2, 6.0, augment), teacher=teacher),
+            RunJob(_spec("nds", 2, augment=augment))]
+    assert can_group(jobs, data)
+    tables = {}
+    if augment == "none":
+        from kdfair.train.engine import teacher_table
+
+        tables[id(teacher)] = teacher_table(teacher, parts["train"], dev)
+    grouped = train_group(jobs, data, dev, parts, _Silent(), tables)
+    for job, res in zip(jobs, grouped, strict=True):
+        alone = train_run(job, data, dev, parts, _Silent(), tables.get(id(job.teacher)))
+        np.testing.assert_allclose(res.logits, alone.logits, atol=2e-4, rtol=1e-4)
+        for k, v in alone.model.state_dict().items():
+            torch.testing.assert_close(res.model.state_dict()[k], v, atol=2e-5, rtol=1e-4)
+        assert res.metrics["test_acc"] == alone.metrics["test_acc"]
+        assert res.history[-1]["loss"] == pytest.approx(alone.history[-1]["loss"], rel=1e-4)
+
+
+def test_member_losses_equal_kd_loss_per_member():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(8, 3, 5, generator=g), torch.randn(8, 3, 5, generator=g)
+    y = torch.randint(0, 5, (8, 3), generator=g)
+    temps, alphas = torch.tensor([1.0, 3.0, 1.0]), torch.tensor([0.8, 0.5, 0.0])
+    scales = temps**2
+    got = member_losses(s, y, t, temps, alphas, scales, 0.0)
+    for m in range(3):
+        ref = kd_loss(s[:, m], t[:, m], y[:, m], float(temps[m]), float(alphas[m]), True)
+        assert torch.isclose(got[m], ref, atol=1e-6)
+
+
+def test_models_that_cannot_bank_are_not_grouped(data):
+    jobs = [RunJob(_spec("nds", 0)), RunJob(_spec("nds", 1, arch="resnet8"))]
+    assert not can_group(jobs, data)
