@@ -247,3 +247,36 @@ def test_runs_table_keeps_reported_accuracy(tables):
     runs = tables["runs"]
     assert np.allclose(runs["accuracy"], runs["reported_test_acc"])
     assert runs.loc[runs["role"] == "teacher", "T"].map(math.isnan).all()
+
+
+def test_binary_task_uses_fairlearn_and_reports_selection_rates(tmp_path):
+    root = write_store(tmp_path / "s", num_classes=2, temperatures=(2.0,), seeds=(0, 1, 2),
+                       attributes={"sex": ["f", "m"]}, features=False)
+    t = analyze(root)
+    with np.load(root / "attributes.npz") as z:
+        sex = z["sex"]
+    keep = sex >= 0
+    fr = t["fairness_runs"].set_index("run_id")
+    for run_id, (_, pred, labels) in stored_predictions(root).items():
+        assert fr.loc[run_id, "eod"] == pytest.approx(100 * equalized_odds_difference(
+            labels[keep], pred[keep], sensitive_features=sex[keep]))
+    groups = t["fairness_groups"]
+    assert {"selection_rate_mean", "accuracy_mean"} <= set(groups.columns)
+    assert set(groups["group"]) == {"f", "m"}
+    assert "fairness_selection" not in t  # per-class selection rates are for multi-class tasks
+
+
+def test_multiclass_selection_rates_per_group_and_class(tables):
+    sel = tables["fairness_selection"]
+    one = sel[(sel["role"] == "nds") & (sel["group"] == "red")]
+    assert len(one) == C and one["selection_rate_mean"].sum() == pytest.approx(100)
+
+
+def test_store_without_distilled_students_or_data_json(tmp_path):
+    root = write_store(tmp_path / "s", roles=("teacher", "nds"), features=False)
+    (root / "data.json").unlink()
+    r = write_report(root)
+    t = analyze(root)
+    assert t["classwise_counts"].empty and t["disagreement"].empty
+    assert "no distilled-student (DS) runs" in r.findings[0]
+    assert any("no data.json" in n for n in t["notes"]["note"])

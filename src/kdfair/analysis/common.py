@@ -59,6 +59,12 @@ def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = ()) -> 
     return sort_roles(out.reset_index())
 
 
+def rows_of(table: pd.DataFrame, role: str, temperature: float) -> pd.DataFrame:
+    """Rows of one model: role and T (T is NaN for teacher and NDS)."""
+    same_t = (table["T"] == temperature) | (table["T"].isna() & pd.isna(temperature))
+    return table[(table["role"] == role) & same_t]
+
+
 def pm(mean: float, std: float, digits: int = 2) -> str:
     """'mean ± std' (just the mean when std is undefined; '–' when the mean is)."""
     if mean is None or not np.isfinite(mean):

@@ -137,7 +137,7 @@ def cached_graph(results_dir: Path, similarity: str, dim: int, k: int) -> Neighb
 
 
 def pair_distances(probs: np.ndarray, neighbours: np.ndarray, norm: Norm = "tv",
-                   order: np.ndarray | None = None, block: int = 32) -> np.ndarray:
+                   order: np.ndarray | None = None, block: int = 64) -> np.ndarray:
     """D(f(x_i), f(x_j)) for every i and each of its neighbours j: float64 [N, k].
 
     Works in blocks of ``block`` rows so that the gathered neighbour rows stay in cache; visiting

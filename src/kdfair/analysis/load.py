@@ -278,11 +278,11 @@ def open_store(root: str | Path) -> Store:
         except CorruptRun as err:
             notes.append(f"experiment.json cannot be read ({err}); configuration unknown.")
     data: dict[str, Any] = {}
-    if (root / "data.json").exists():
-        try:
-            data = _read_json(root / "data.json")
-        except CorruptRun as err:
-            notes.append(f"data.json cannot be read ({err}); sizes are taken from the runs.")
+    try:
+        data = _read_json(root / "data.json")
+    except CorruptRun as err:
+        notes.append(f"data.json: {err}; class names and sensitive attributes are unknown "
+                     "(group fairness is skipped) and sizes are taken from the runs.")
     n_test = data.get("n_test")
     num_classes = data.get("num_classes")
     runs_dir = root / "runs"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kdfair.analysis import classwise, disagreement, fairness, individual
-from kdfair.analysis.common import Analysis, by_group, sort_roles
+from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.load import Store, open_store
 from kdfair.analysis.runs import RunResult, labels_of, reduce_runs
 from kdfair.analysis.text import build_document, findings, summary_table
@@ -157,8 +157,7 @@ def _bootstrap(summary: pd.DataFrame, runs: pd.DataFrame, results: list[RunResul
     for col in ("dpd_ci_low", "dpd_ci_high", "eod_ci_low", "eod_ci_high"):
         summary[col] = np.nan
     for i, row in summary.iterrows():
-        same_t = (runs["T"] == row["T"]) | (runs["T"].isna() & pd.isna(row["T"]))
-        idx = np.flatnonzero((runs["role"] == row["role"]).to_numpy() & same_t.to_numpy())
+        idx = rows_of(runs, row["role"], row["T"]).index  # runs has a 0..n-1 index
         dpd, eod = fairness.bootstrap_group_means(
             labels, [results[j].pred for j in idx], store.attributes[row["attribute"]],
             store.num_classes, replicates)
@@ -239,7 +238,7 @@ def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> 
     tables["classwise_counts"], tables["classwise"] = counts, detail
     if store.attributes:
         tables.update(_fairness(store, runs, results, labels, opts, notes))
-    elif not store.data.get("attributes"):
+    elif store.data and not store.data.get("attributes"):
         notes.append("The data set has no sensitive attributes, so group fairness (DPD, EOD) "
                      "is skipped.")
     if graph is not None:
@@ -278,6 +277,8 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
     analysis = _analyze(results_dir, options)
     out = analysis.store.root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("*.png"), *out.glob("*.csv")]:  # e.g. an attribute no longer there
+        stale.unlink()
     csv_paths = [out / f"{name}.csv" for name in analysis.tables]
     doc = build_document(analysis, out, csv_paths)  # may add notes (e.g. a failed plot)
     analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes})

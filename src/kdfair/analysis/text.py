@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kdfair.analysis import plots
-from kdfair.analysis.common import Analysis, config_of, fmt_t, model_label, pm
+from kdfair.analysis.common import Analysis, config_of, fmt_t, model_label, pm, rows_of
 from kdfair.analysis.document import Document
 
 QUANTITY_WORDS = {"relative": "relative accuracy β_c/β", "raw": "raw class accuracy β_c"}
@@ -32,12 +32,6 @@ def _count_cell(counts: pd.DataFrame, comparison: str, temp: float) -> str:
     return f"{int(r['n_significant'])} (+{int(r['n_better'])}/−{int(r['n_worse'])})"
 
 
-def _rows_of(table: pd.DataFrame, role: str, temperature: float) -> pd.DataFrame:
-    """Rows of one model (role and T; T is NaN for teacher and NDS)."""
-    same_t = (table["T"] == temperature) | (table["T"].isna() & pd.isna(temperature))
-    return table[(table["role"] == role) & same_t]
-
-
 def summary_table(a: Analysis) -> pd.DataFrame:
     """role, T, runs, accuracy mean ± std, #SC, #TC (+better/−worse), headline fairness."""
     acc = a.table("accuracy")
@@ -52,12 +46,12 @@ def summary_table(a: Analysis) -> pd.DataFrame:
         for comparison, label in (("nds_vs_ds", "#SC"), ("teacher_vs_ds", "#TC")):
             row[label] = _count_cell(counts, comparison, r["T"]) if r["role"] == "ds" else ""
         if attr is not None and not fair.empty:
-            f = _rows_of(fair[fair["attribute"] == attr], r["role"], r["T"])
+            f = rows_of(fair[fair["attribute"] == attr], r["role"], r["T"])
             if not f.empty:
                 row[f"DPD {attr} (%)"] = pm(f["dpd_mean"].iloc[0], f["dpd_std"].iloc[0])
                 row[f"EOD {attr} (%)"] = pm(f["eod_mean"].iloc[0], f["eod_std"].iloc[0])
         if not ind.empty:
-            i = _rows_of(ind, r["role"], r["T"])
+            i = rows_of(ind, r["role"], r["T"])
             if not i.empty:
                 row["I(f)"] = pm(i["individual_mean"].iloc[0], i["individual_std"].iloc[0], 4)
         rows.append(row)
@@ -195,13 +189,18 @@ def findings(a: Analysis) -> list[str]:
     out: list[str] = []
     acc = a.table("accuracy")
     best = _best_ds(acc, "acc_mean", lowest=False)
+    nds = _ref_value(acc, "nds", "acc_mean")
+    teacher = _ref_value(acc, "teacher", "acc_mean")
     if best is not None:
-        nds = _ref_value(acc, "nds", "acc_mean")
-        teacher = _ref_value(acc, "teacher", "acc_mean")
         s = f"Accuracy: the best DS (T = {best['T']:g}) reaches {best['acc_mean']:.2f} %"
         refs = [f"{name} {v:.2f} % ({best['acc_mean'] - v:+.2f} points)"
                 for name, v in (("NDS", nds), ("teacher", teacher)) if np.isfinite(v)]
         out.append(s + ("; " + ", ".join(refs) if refs else "") + ".")
+    else:
+        refs = [f"{name} {v:.2f} %" for name, v in (("teacher", teacher), ("NDS", nds))
+                if np.isfinite(v)]
+        out.append("Accuracy: " + ", ".join(refs) + "; there are no distilled-student (DS) runs "
+                   "to compare, so no class-wise tests or disagreement.")
     counts = _counts(a)
     alpha = a.options.significance
     tested = counts[counts["test"] != "none"] if not counts.empty else counts
@@ -210,17 +209,20 @@ def findings(a: Analysis) -> list[str]:
         if rows.empty:
             continue
         top = rows.loc[rows["n_significant"].idxmax()]
-        out.append(f"{top['count']}: {_classwise_sentence(top, alpha)} "
-                   f"(t-test on {QUANTITY_WORDS[top['quantity']]}).")
-    sc, tc = _trend(counts, "nds_vs_ds") if not counts.empty else None, \
-        _trend(counts, "teacher_vs_ds") if not counts.empty else None
+        test = f"t-test on {QUANTITY_WORDS[top['quantity']]}, p < {alpha:g}"
+        if top["n_significant"] == 0:
+            out.append(f"{top['count']}: no class differs significantly from "
+                       f"{COMPARISON_WORDS[comparison]} at any temperature ({test}).")
+        else:
+            out.append(f"{top['count']}: {_classwise_sentence(top, alpha)} ({test}).")
     trend = []
-    if sc:
-        trend.append(f"#SC goes from {sc[1]} to {sc[3]}")
-    if tc:
-        trend.append(f"#TC from {tc[1]} to {tc[3]}")
+    for comparison, label in (("nds_vs_ds", "#SC"), ("teacher_vs_ds", "#TC")):
+        tr = _trend(counts, comparison) if not counts.empty else None
+        if tr:
+            t0, n0, t1, n1 = tr
+            trend.append(f"{label} stays at {n0}" if n0 == n1 else
+                         f"{label} goes from {n0} to {n1}")
     if trend:
-        t0, t1 = (sc or tc)[0], (sc or tc)[2]
         out.append(f"From T = {t0:g} to T = {t1:g}, " + " and ".join(trend) + ".")
     raw, rel = _counts(a, "raw"), _counts(a, "relative")
     if not raw.empty and (raw["test"] != "none").any():
