@@ -66,13 +66,15 @@ class HateXplainOptions(BaseModel):
     vote: Literal["labels", "task"] = "labels"
     sensitive: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(SENSITIVE))
     tokenizer: str = "bert-base-uncased"
-    max_length: int = Field(128, ge=8, le=4096)
+    max_length: int = Field(128, ge=8, le=512, description="BERT's position limit is 512")
     features_dim: int = Field(100, ge=1, description="TruncatedSVD dimensions of the TF-IDF")
 
     @field_validator("sensitive")
     @classmethod
     def _groups(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         for attr, groups in v.items():
+            if attr == "index" or not attr.isidentifier():
+                raise ValueError(f"{attr!r}: attribute names are identifiers other than 'index'")
             if len(groups) < 2 or len(set(g.lower() for g in groups)) != len(groups):
                 raise ValueError(f"{attr}: give at least two distinct communities; got "
                                  f"{list(groups)}")
