@@ -31,7 +31,7 @@ def _friendly(f):
         try:
             return f(*args, **kwargs)
         except KdfairError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again "
@@ -128,19 +128,92 @@ def _report(where: Path) -> None:
 def run(
     experiment: str = typer.Argument(..., help="experiment YAML file or preset name"),
     out: Path = typer.Option(Path("results"), help="results root; the study goes to OUT/<name>"),
-    data_root: Optional[Path] = typer.Option(None, help="where data sets live (default: the "
-                                             "experiment's dataset.root, $KDFAIR_DATA or ./data)"),
-    device: Optional[str] = typer.Option(None, help="override the experiment's device"),
+    data_root: Path | None = typer.Option(None, help="where data sets live (default: the "
+                                          "experiment's dataset.root, $KDFAIR_DATA or ./data)"),
+    device: str | None = typer.Option(None, help="override the experiment's device"),
     report: bool = typer.Option(True, help="write the report at the end"),
+    executor: str = typer.Option("local", help="local: this machine (one worker per GPU when "
+                                 "there are several); slurm: one SLURM job per bundle"),
+    wait: bool = typer.Option(True, help="slurm: wait for the jobs, then report; --no-wait "
+                              "submits and returns (`kdfair status`/`report` DIR later)"),
+    slurm_partition: str | None = typer.Option(None, help="SLURM partition (default: the "
+                                               "cluster's default)"),
+    slurm_time: str | None = typer.Option(None, help="time limit per job: minutes, H:MM:SS or "
+                                          "D-HH:MM:SS (default 120 min)"),
+    slurm_gpus: int | None = typer.Option(None, help="GPUs per job (default 1; 0 with device "
+                                          "cpu)"),
+    slurm_cpus: int | None = typer.Option(None, help="CPU cores per job (default 8)"),
+    slurm_mem: float | None = typer.Option(None, help="memory per job in GB"),
+    slurm_account: str | None = typer.Option(None, help="SLURM account to charge"),
+    slurm_runs_per_job: int | None = typer.Option(None, help="split bundles into jobs of at "
+                                                  "most N runs (default: one job per bundle)"),
+    slurm_option: list[str] | None = typer.Option(None, help="another sbatch option, "
+                                                  "KEY=VALUE (repeatable), e.g. qos=high"),
 ) -> None:
     """Run a study (only what the results directory lacks), then write its report."""
-    from kdfair.config import load_experiment
+    from kdfair.errors import ConfigError
+    from kdfair.executors import EXECUTORS, load_experiment_and_slurm, parse_options
 
-    exp = load_experiment(experiment)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    exp, section = load_experiment_and_slurm(experiment)
     if device:
         exp = _with(exp, device=device)
-    _run_and_report(exp, out, data_root, report)
+    flags = dict(partition=slurm_partition, time=slurm_time, gpus=slurm_gpus, cpus=slurm_cpus,
+                 mem_gb=slurm_mem, account=slurm_account, runs_per_job=slurm_runs_per_job,
+                 options=parse_options(slurm_option) if slurm_option else None)
+    if executor == "local":
+        given = [f"--slurm-{k.replace('_gb', '').replace('_', '-')}"
+                 for k, v in flags.items() if v is not None] + ([] if wait else ["--no-wait"])
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
+        _run_and_report(exp, out, data_root, report)
+        return
 
+    from kdfair import api
+    from kdfair.executors import RichSlurmView, SlurmExecutor, slurm_config
+
+    cfg = slurm_config(section, **flags)
+    where = api.results_dir(exp, out).resolve()
+    ex = SlurmExecutor(cfg, wait=wait)
+    ex.start(exp, where)  # partition, limits, earlier jobs: before anything is written
+    part = ex._partition.name if ex._partition else cfg.partition
+    console.print(f"[bold]{exp.name}[/]: SLURM partition {part}, {cfg.gpus_for(exp)} GPU(s) "
+                  f"and {cfg.cpus} CPU(s) per job → {where}", highlight=False)
+    t0 = time.perf_counter()
+    with RichSlurmView(err_console) as view:
+        ex.view = view
+        st = api.run(exp, out=where.parent, data_root=data_root, executor=ex,
+                     write_report=False)
+    n_runs = sum(len(j.runs) for j in ex.jobs)
+    if not wait:
+        arrays = sorted({j.job_id.split("_")[0] for j in ex.jobs}, key=int)
+        if not ex.jobs:
+            console.print(f"nothing to submit: {len(st.done)} runs done")
+        else:
+            console.print(f"submitted {len(ex.jobs)} job(s) for {n_runs} run(s) "
+                          f"({len(st.done)} already done): job array(s) {', '.join(arrays)}; "
+                          f"logs under {where / 'slurm'}", highlight=False)
+            console.print(f"follow with `kdfair status {where}`; when the jobs have ended, "
+                          f"`kdfair report {where}` (run this command again to resubmit what "
+                          "is missing)", highlight=False)
+        return
+    console.print(f"{len(ex.jobs)} job(s) ended in {time.perf_counter() - t0:.1f} s: "
+                  f"{len(st.done)} runs done, {len(st.failed)} failed, "
+                  f"{len(st.missing)} missing")
+    for j in ex.failed_jobs:
+        err_console.print(f"[red]failed job[/] {j.job_id} ({j.state}"
+                          + (f": {j.detail}" if j.detail else "") + f") — runs "
+                          f"{', '.join(j.runs)}; log: {j.log}", highlight=False)
+    jobs_failed = {r for j in ex.failed_jobs for r in j.runs}
+    for rid, why in st.failed.items():
+        if rid not in jobs_failed:
+            err_console.print(f"[red]failed[/] {rid}: {why}", highlight=False)
+    if st.failed or st.missing:
+        err_console.print("run the same command again to resubmit what is missing",
+                          highlight=False)
+    if report:
+        _report(where)
 
 def _with(exp, **update):
     from kdfair.config import experiment_from_dict

@@ -1,0 +1,78 @@
+"""End to end through the command line: run, resume, status, report, and friendly errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kdfair.cli import app
+
+EXPERIMENT = """
+name: tiny
+dataset: {name: digits, size: 16}
+teacher:
+  model: {arch: resnet8}
+  train: {epochs: 2, batch_size: 64, lr: 0.05}
+student:
+  model: {arch: lenet5}
+  train: {optimizer: adam, lr: 0.003, weight_decay: 0.0, epochs: 2, batch_size: 64,
+          augment: none}
+distill: {temperatures: [2, 8]}
+seeds: [0, 1]
+device: cpu
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+def test_run_resume_status_report(tmp_path):
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(EXPERIMENT)
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "out" / "tiny"
+    runs = sorted(p.name for p in (root / "runs").iterdir())
+    assert len(runs) == 2 + 2 + 4
+    assert {r.split("-")[0] for r in runs} == {"teacher", "nds", "ds"}
+    metrics = json.loads((root / "runs" / runs[0] / "metrics.json").read_text())
+    assert 0 <= metrics["test_acc"] <= 1 and metrics["epochs"] == 2
+    report = root / "report"
+    assert (report / "report.md").exists() and (report / "report.html").exists()
+    assert "summary" in res.output
+
+    again = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "out"), "--no-report"])
+    assert again.exit_code == 0 and "8 already done" in again.output
+
+    st = runner.invoke(app, ["status", str(root)])
+    assert st.exit_code == 0 and "8 done, 0 missing, 0 failed" in st.output
+
+
+def test_errors_are_one_clear_message_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXPERIMENT.replace("alpha", "x").replace("temperatures: [2, 8]",
+                                                             "temperatures: [2, -1]"))
+    proc = subprocess.run([sys.executable, "-m", "kdfair.cli", "run", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "distill.temperatures: temperatures must be > 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    res = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert res.exit_code == 1 and "not a kdfair results directory" in res.output
+
+
+def test_presets_lists_names_first():
+    res = CliRunner().invoke(app, ["presets"])
+    assert res.exit_code == 0
+    names = [line.split("\t")[0] for line in res.output.splitlines()]
+    assert "demo" in names
