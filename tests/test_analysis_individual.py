@@ -14,7 +14,7 @@ from kdfair.analysis.individual import (
     pair_distances,
     project,
     softmax,
-    unfairness_of_logits,
+    visiting_order,
 )
 
 # three inputs on a line at 0, 1 and 3; k = 1 pairs 0->1 (d 1), 1->0 (d 1), 2->1 (d 2)
@@ -128,12 +128,12 @@ def test_graph_is_cached_and_recomputed_when_the_features_change(tmp_path, monke
     assert g3.k == 5 and len(g3.order) == 120
 
 
-def test_unfairness_of_logits_uses_the_graph():
+def test_visiting_order_is_a_permutation_that_keeps_results():
     rng = np.random.default_rng(7)
     x = rng.normal(size=(100, 3)).astype(np.float32)
     nb, d = knn_graph(x, 3)
-    g = individual.NeighbourGraph(nb, d, individual.visiting_order(nb), "test")
-    logits = rng.normal(size=(100, 5)).astype(np.float32)
-    expected = individual_unfairness(pair_distances(softmax(logits), nb), d)
-    assert unfairness_of_logits(logits, g) == pytest.approx(expected)
-    assert sorted(g.order.tolist()) == list(range(100))
+    order = visiting_order(nb)
+    assert sorted(order.tolist()) == list(range(100))
+    probs = softmax(rng.normal(size=(100, 5)).astype(np.float32))
+    np.testing.assert_allclose(pair_distances(probs, nb, "tv", order), pair_distances(probs, nb),
+                               atol=1e-7)
