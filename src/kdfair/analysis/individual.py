@@ -16,7 +16,8 @@ defaults here (stated in every report's Configuration section) are:
 
 With k = 10 the test input's neighbours are close enough to count as "similar" while the mean
 over 10·N pairs is stable; the graph is exact (brute force), so its cost is quadratic in N:
-about 10 CPU-seconds at 50 000 inputs in PCA-32, minutes with ``pixels`` (768 dimensions).
+about 10 CPU-seconds at 50 000 inputs in PCA-32, about 2 CPU-minutes with ``pixels`` (768
+dimensions).
 
 Consistency (Zemel et al. 2013) is 1 − mean_i |ŷ_i − mean_{j∈kNN(i)} ŷ_j| for binary ŷ; for C
 classes we use 1 − mean_i mean_j 1[ŷ_i ≠ ŷ_j], which equals Zemel's value for binary tasks.
