@@ -239,9 +239,15 @@ def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
             on_run: Callable[[RunSpec, str], None] | None = None,
             executor: Executor | None = None) -> StudyStatus:
     """Train every planned run the store lacks; return what is done, missing and failed."""
+    if executor is None:  # in this process, or one worker per GPU when there are several
+        from kdfair.executors import local_executor
+
+        executor = local_executor(exp, reporter, on_run)
+    start = getattr(executor, "start", None)
+    if start is not None:  # an executor's checks before the store is touched (e.g. SLURM's)
+        start(exp, out)
     data = data if data is not None else load_data(exp, data_root)
     store, specs = prepare(exp, out, data)
-    executor = executor or LocalExecutor(reporter, on_run)
     for phase in phases(store, specs):
         executor.run_phase(exp, out, phase, data, data_root)
     return status(store, specs)

@@ -1,0 +1,172 @@
+"""Executors without a cluster: SLURM settings, splitting bundles into jobs, the local worker pool,
+and the errors a user meets before anything is submitted."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kdfair.cli import app
+from kdfair.config import experiment_from_dict
+from kdfair.errors import ConfigError
+from kdfair.executors import (
+    LocalPoolExecutor,
+    SlurmError,
+    SlurmExecutor,
+    load_experiment_and_slurm,
+    parse_minutes,
+    parse_options,
+    slurm_config,
+    split_bundles,
+    split_evenly,
+)
+from kdfair.runner import execute
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "digits", "size": 16},
+    "teacher": {"model": {"arch": "resnet8"}, "train": {"epochs": 1, "batch_size": 64}},
+    "student": {"model": {"arch": "lenet5"}, "train": {"epochs": 1, "batch_size": 64}},
+    "distill": {"temperatures": [2, 4]},
+    "seeds": [0, 1],
+    "device": "cpu",
+}
+
+YAML = """
+name: tiny
+dataset: {name: digits, size: 16}
+teacher: {model: {arch: resnet8}, train: {epochs: 1, batch_size: 64}}
+student: {model: {arch: lenet5}, train: {epochs: 1, batch_size: 64}}
+distill: {temperatures: [2, 4]}
+seeds: [0, 1]
+device: cpu
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("text,minutes", [
+    (90, 90), ("90", 90), ("1:30:00", 90), ("30:00", 30), ("30:01", 31),
+    ("2-00:00:00", 2880), ("1-02", 1560), ("infinite", 0),
+])
+def test_slurm_times_parse_to_minutes(text, minutes):
+    assert parse_minutes(text) == minutes
+
+
+def test_flags_override_the_experiment_files_section():
+    section = {"partition": "gpu", "time": "4:00:00", "options": {"qos": "low"}, "cpus": 4}
+    cfg = slurm_config(section, partition="debug", time=None, cpus=None,
+                       options=parse_options(["constraint=a100", "exclusive"]))
+    assert cfg.partition == "debug" and cfg.time == 240 and cfg.cpus == 4
+    assert cfg.options == {"qos": "low", "constraint": "a100", "exclusive": True}
+    exp = experiment_from_dict(TINY)
+    assert cfg.gpus_for(exp) == 0  # a CPU study asks for no GPU
+    assert cfg.gpus_for(exp.model_copy(update={"device": "auto"})) == 1
+    assert slurm_config({"gpus": 2}).gpus_for(exp) == 2
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"partiton": "gpu"}, r"slurm.partiton: unknown field; allowed: partition"),
+    ({"time": "soon"}, r"slurm.time: not a SLURM time: 'soon'"),
+    ({"gpus": -1}, r"slurm.gpus"),
+    ({"options": {"array": "0-3"}}, r"set by kdfair itself"),
+])
+def test_bad_slurm_settings_name_the_field(section, message):
+    with pytest.raises(ConfigError, match=message):
+        slurm_config(section)
+
+
+def test_experiment_file_with_a_slurm_section(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text(YAML + "slurm: {partition: gpu, time: 30, runs_per_job: 4}\n")
+    exp, section = load_experiment_and_slurm(p)
+    assert exp.name == "tiny" and slurm_config(section).runs_per_job == 4
+    p.write_text(YAML)
+    assert load_experiment_and_slurm(p)[1] is None
+    p.write_text(YAML + "slurm: gpu\n")
+    with pytest.raises(ConfigError, match="slurm: expected a mapping"):
+        load_experiment_and_slurm(p)
+
+
+def test_bundles_split_into_jobs_keep_a_seeds_runs_together():
+    seed = {"nds-s0": 0, "nds-s1": 1, "ds-T2-s0": 0, "ds-T2-s1": 1, "ds-T4-s0": 0, "ds-T4-s1": 1}
+    bundle = list(seed)
+    assert split_bundles([bundle], None) == [bundle]
+    jobs = split_bundles([bundle], 3, seed.get)
+    assert jobs == [["nds-s0", "ds-T2-s0", "ds-T4-s0"], ["nds-s1", "ds-T2-s1", "ds-T4-s1"]]
+    assert [len(j) for j in split_bundles([bundle], 4, seed.get)] == [4, 2]
+    assert len(split_evenly([bundle], 4, seed.get)) == 3  # ⌈6 / 4⌉ = 2 runs per worker
+    assert split_evenly([bundle], 1, seed.get) == [bundle]
+
+
+def _logits(root):
+    return {p.name: np.load(p / "predictions.npz")["logits"] for p in (root / "runs").iterdir()}
+
+
+class _SameSplitInProcess:
+    """The reference: the pool's split of each phase, trained chunk by chunk in this process."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def run_phase(self, exp, out, bundles, data, data_root):
+        from kdfair.runner import plan, train_runs
+
+        seed = {s.run_id: s.seed for s in plan(exp, data.fingerprint)}
+        for chunk in split_evenly(bundles, self.parts, seed.get):
+            train_runs(exp, out, chunk, data=data)
+
+
+@pytest.mark.slow
+def test_worker_pool_trains_every_run_as_this_process_would(tmp_path):
+    exp = experiment_from_dict(TINY)
+    events = []
+    ref = execute(exp, tmp_path / "ref", executor=_SameSplitInProcess(2))
+    pool = execute(exp, tmp_path / "pool", executor=LocalPoolExecutor(
+        ["cpu", "cpu"], on_run=lambda spec, state: events.append((spec.run_id, state)),
+        threads=1))
+    assert len(pool.done) == 8 and not pool.failed and not pool.missing
+    assert sorted(events) == sorted((r, "done") for r in pool.done)  # relayed from the workers
+    a, b = _logits(tmp_path / "ref"), _logits(tmp_path / "pool")
+    assert sorted(a) == sorted(b) == sorted(ref.done)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_slurm_needs_the_slurm_commands(tmp_path, monkeypatch):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(SlurmError, match="sinfo not found.*login node"):
+        SlurmExecutor(slurm_config()).start(experiment_from_dict(TINY), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_slurm_refuses_data_registered_in_this_process(tmp_path):
+    from kdfair.data.registry import register_dataset
+
+    register_dataset("custom-here", lambda cfg, cache: None)
+    exp = experiment_from_dict({**TINY, "dataset": {"name": "custom-here"}})
+    with pytest.raises(SlurmError, match="registered in this Python process"):
+        SlurmExecutor(slurm_config()).start(exp, tmp_path / "out")
+
+
+def test_cli_slurm_flags_need_the_slurm_executor(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text(YAML)
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(p), "--out", str(tmp_path), "--slurm-partition", "x"])
+    assert res.exit_code == 1 and "--slurm-partition only apply with --executor slurm" in (
+        res.output)
+    res = runner.invoke(app, ["run", str(p), "--out", str(tmp_path), "--executor", "pbs"])
+    assert res.exit_code == 1 and "choose one of local, slurm" in res.output
+    assert not (tmp_path / "tiny").exists()
+    env_path = os.environ.get("PATH", "")
+    assert env_path  # the CLI left the environment alone
