@@ -12,14 +12,18 @@ def _logits(root, prefix):
     return np.load(d / "predictions.npz")["logits"]
 
 
-def test_same_spec_gives_identical_predictions_regardless_of_schedule(tmp_path):
+def test_same_spec_gives_identical_predictions_and_schedule_does_not_matter(tmp_path):
     toy_study(tmp_path / "a", temperatures=(1, 4), seeds=(0, 1))
-    # a different grid: the run ds-T4-s1 is scheduled with other runs, in another order
+    toy_study(tmp_path / "a2", temperatures=(1, 4), seeds=(0, 1))
+    # a different grid: the run ds-T4-s1 is scheduled with other runs (a group of 2, not 6)
     toy_study(tmp_path / "b", temperatures=(4,), seeds=(1,))
-    a, b = tmp_path / "a" / "toy", tmp_path / "b" / "toy"
-    assert np.array_equal(_logits(a, "ds-T4-s1"), _logits(b, "ds-T4-s1"))
-    assert np.array_equal(_logits(a, "nds-s1"), _logits(b, "nds-s1"))
-    assert not np.array_equal(_logits(a, "nds-s0"), _logits(a, "nds-s1"))
+    a, a2, b = (tmp_path / d / "toy" for d in ("a", "a2", "b"))
+    for run in ("teacher-s1", "nds-s0", "ds-T1-s0", "ds-T4-s1"):  # same spec, same schedule
+        assert np.array_equal(_logits(a, run), _logits(a2, run))
+    # another schedule: the same run up to float rounding of grouped vs plain convolutions
+    for run in ("teacher-s1", "nds-s1", "ds-T4-s1"):
+        np.testing.assert_allclose(_logits(a, run), _logits(b, run), atol=1e-3, rtol=1e-3)
+    assert not np.allclose(_logits(a, "nds-s0"), _logits(a, "nds-s1"), atol=1e-2)
 
 
 def test_streams_are_distinct_and_stable():

@@ -134,8 +134,9 @@ class AnalysisConfig(_Strict):
     significance: float = Field(0.05, gt=0, lt=1)
     test_on: Literal["relative", "raw"] = "relative"
     individual_k: int = Field(10, ge=1)
-    similarity: Literal["pixels", "pca"] = "pca"
+    similarity: Literal["pca", "features", "pixels"] = "pca"  # pixels: alias of features
     similarity_dim: int = Field(32, ge=1)
+    individual_norm: Literal["tv", "l1", "l2"] = "tv"  # distance between predicted distributions
     bootstrap: int = Field(0, ge=0)
 
 

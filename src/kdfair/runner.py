@@ -37,6 +37,8 @@ def _model_options(role: RoleConfig) -> dict:
     opts = dict(m.options)
     if m.weights:
         opts.update(weights=m.weights, download=m.download)
+    elif m.download:
+        opts["download"] = True
     if m.checkpoint:
         opts["checkpoint"] = str(m.checkpoint)
     return opts

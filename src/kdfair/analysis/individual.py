@@ -55,16 +55,17 @@ class NeighbourGraph:
 
 
 def project(features: np.ndarray, similarity: str, dim: int) -> np.ndarray:
-    """The similarity space: the features themselves (``pixels``) or their top-``dim`` PCs.
+    """The similarity space: the features as stored (``features``; ``pixels`` is the same) or
+    their top-``dim`` principal components (``pca``).
 
     PCA is exact (eigenvectors of the D x D covariance, D <= 768 here), deterministic (each
     component's sign fixed so that its largest loading is positive) and an orthogonal projection,
     so distances keep the pixel scale.
     """
     x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
-    if similarity not in ("pixels", "pca"):
-        raise ValueError(f"similarity must be 'pixels' or 'pca', got {similarity!r}")
-    if similarity == "pixels" or dim >= x.shape[1]:
+    if similarity not in ("features", "pixels", "pca"):
+        raise ValueError(f"similarity must be 'features' or 'pca', got {similarity!r}")
+    if similarity in ("features", "pixels") or dim >= x.shape[1]:
         return x
     from scipy.linalg import eigh
     from threadpoolctl import threadpool_limits

@@ -283,6 +283,7 @@ def open_store(root: str | Path) -> Store:
     except CorruptRun as err:
         notes.append(f"data.json: {err}; class names and sensitive attributes are unknown "
                      "(group fairness is skipped) and sizes are taken from the runs.")
+    notes.extend(str(n) for n in data.get("notes") or [])  # the loader's own notes
     n_test = data.get("n_test")
     num_classes = data.get("num_classes")
     runs_dir = root / "runs"
