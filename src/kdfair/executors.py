@@ -335,21 +335,22 @@ def partitions() -> dict[str, Partition]:
     return out
 
 
-def _squeue(job_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """job id (``123_4`` for array tasks) -> (state, reason), for those still queued."""
+def _squeue(job_ids: Iterable[str], name_prefix: str = "") -> dict[str, tuple[str, str]]:
+    """job id (``123_4`` for array tasks) -> (state, reason), for those still queued (and
+    named ``name_prefix…``, where given)."""
     arrays = sorted({j.split("_")[0] for j in job_ids})
     if not arrays:
         return {}
-    r = _slurm(["squeue", "-h", "-r", "-j", ",".join(arrays), "-o", "%i|%T|%r"])
+    r = _slurm(["squeue", "-h", "-r", "-j", ",".join(arrays), "-o", "%i|%T|%r|%j"])
     if r.returncode != 0:
         if "invalid job id" in r.stderr.lower():  # every one of them has left the queue
             return {}
         raise SlurmError(f"squeue failed: {r.stderr.strip()}")
     out = {}
     for line in r.stdout.splitlines():
-        jid, _, rest = line.partition("|")
-        state, _, reason = rest.partition("|")
-        out[jid.strip()] = (state.strip(), reason.strip())
+        jid, state, reason, name = (line.split("|", 3) + ["", "", ""])[:4]
+        if name.startswith(name_prefix):
+            out[jid.strip()] = (state.strip(), reason.strip())
     return out
 
 
@@ -634,7 +635,7 @@ class SlurmExecutor:
                 "--device cpu (or --slurm-gpus 0); nothing was submitted")
         self._partition = part
         self._test_only(gpus)
-        self._refuse_if_running(out)
+        self._refuse_if_running(exp, out)
         self._started = out
 
     def _sbatch_params(self, gpus: int) -> dict[str, Any]:
@@ -669,12 +670,12 @@ class SlurmExecutor:
             raise SlurmError(f"SLURM refuses these job settings: {_sbatch_error(r)} (checked "
                              f"with `{' '.join(args)}`); nothing was submitted")
 
-    def _refuse_if_running(self, out: Path) -> None:
+    def _refuse_if_running(self, exp: Experiment, out: Path) -> None:
         """Never train a run twice: earlier jobs for this directory must have ended."""
         ids = {j["job_id"] for rec in submitted_jobs(out) for j in rec.get("jobs", [])}
         if not ids:
             return
-        active = sorted(j for j in _squeue(ids) if j in ids)
+        active = sorted(j for j in _squeue(ids, f"kdfair-{exp.name}-") if j in ids)
         if active:
             arrays = sorted({j.split("_")[0] for j in active})
             raise SlurmError(
