@@ -143,7 +143,10 @@ class AnalysisConfig(_Strict):
 class EngineConfig(_Strict):
     """How runs are trained; never changes a run's result beyond floating-point rounding."""
 
-    grouped: bool = True  # train the students of a bundle as one banked network
+    # train a bundle's runs as one banked network: true, false, or auto — on CUDA always; on a
+    # CPU, where grouped convolutions cost more per image than plain ones, only when the group
+    # shares live teacher forward passes
+    grouped: bool | Literal["auto"] = "auto"
     max_group: int = Field(0, ge=0)  # most runs per group; 0 = as many as fit the device
     compile: bool = False  # torch.compile the grouped network (CUDA; slower start)
 

@@ -323,13 +323,14 @@ def _versions() -> dict[str, str]:
 
 def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
                  on_result: Callable[[RunJob, RunResult | Exception], None],
-                 reporter: Reporter | None = None, grouped: bool = True,
+                 reporter: Reporter | None = None, grouped: bool | str = "auto",
                  max_group: int = 0, compile: bool = False) -> None:
     """Train every run of a bundle; each result (or the exception of a failed run) is handed to
     ``on_result`` as soon as it exists, so an interruption loses only the runs in progress.
 
     With ``grouped``, runs that can share a bank (``grouped.can_group``) train together, at most
     ``max_group`` at once (0: all); a group that does not fit the device is split in halves.
+    ``"auto"`` groups on CUDA, and on a CPU only where members share live teacher passes.
     """
     from kdfair.train.grouped import can_group, train_group
 
@@ -351,6 +352,9 @@ def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
         reporter.finish(job.spec.run_id, "failed" if isinstance(result, Exception) else "done")
         on_result(job, result)
 
+    if grouped == "auto":
+        live_teacher = any(j.teacher is not None and id(j.teacher) not in tables for j in jobs)
+        grouped = device.type == "cuda" or live_teacher
     size = max_group if max_group > 0 else len(jobs)
     queue = [jobs[i : i + size] for i in range(0, len(jobs), size)] if grouped else []
     if not grouped or not can_group(jobs, data):
