@@ -18,7 +18,6 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from kdfair.data.base import Part, SplitData

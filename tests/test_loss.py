@@ -14,7 +14,7 @@ def _hand(s, t, y, T, alpha, t2):
         pt = [math.exp(v / T) for v in t[i]]
         zs, zt = sum(ps), sum(pt)
         ps, pt = [p / zs for p in ps], [p / zt for p in pt]
-        total_soft += sum(b * math.log(b / a) for a, b in zip(ps, pt))
+        total_soft += sum(b * math.log(b / a) for a, b in zip(ps, pt, strict=True))
         q = [math.exp(v) for v in s[i]]
         total_hard += -math.log(q[y[i]] / sum(q))
     soft, hard = total_soft / len(y), total_hard / len(y)

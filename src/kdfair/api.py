@@ -66,7 +66,8 @@ def _part(split: Sequence[Any], name: str) -> Part:
     if len(split) not in (2, 3):
         raise ConfigError(f"{name}: give (x, y) or (x, y, {{attribute: groups}})")
     x, y = torch.as_tensor(np.asarray(split[0])), torch.as_tensor(np.asarray(split[1]))
-    attrs = {k: np.asarray(v).astype(np.int64) for k, v in (split[2] if len(split) == 3 else {}).items()}
+    named = split[2] if len(split) == 3 else {}
+    attrs = {k: np.asarray(v).astype(np.int64) for k, v in named.items()}
     if len(x) != len(y) or any(len(v) != len(y) for v in attrs.values()):
         raise ConfigError(f"{name}: x, y and every attribute need the same length")
     y = y.long()

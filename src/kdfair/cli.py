@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -47,7 +46,8 @@ class RichReporter:
     def __init__(self, total_runs: int, done: int):
         self.live = sys.stderr.isatty()
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=err_console, disable=not self.live)
         self.study = self.progress.add_task("study", total=total_runs, completed=done, info="")
@@ -83,7 +83,7 @@ class RichReporter:
             err_console.print(msg, highlight=False)
 
 
-def _run_and_report(exp, out: Path, data_root: Optional[Path], report: bool) -> None:
+def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> None:
     from kdfair import api
     from kdfair.runner import load_data, plan
     from kdfair.store import RunStore
@@ -224,7 +224,7 @@ def _with(exp, **update):
 @app.command()
 @_friendly
 def demo(out: Path = typer.Option(Path("results"), help="results root; the demo goes to OUT/demo"),
-         device: Optional[str] = typer.Option(None, help="cpu, cuda or auto")) -> None:
+         device: str | None = typer.Option(None, help="cpu, cuda or auto")) -> None:
     """The embedded demo: Trifeature, ResNet teacher → LeNet-5 student, 3 seeds, T from 1 to 20."""
     from kdfair.config import load_experiment
 
@@ -298,7 +298,7 @@ def presets() -> None:
 
 @app.command()
 @_friendly
-def datasets(root: Optional[Path] = typer.Option(None, help="data root to check")) -> None:
+def datasets(root: Path | None = typer.Option(None, help="data root to check")) -> None:
     """List every data set, what it needs on disk, and whether it is found."""
     from kdfair.data.catalog import dataset_catalog
 

@@ -52,7 +52,7 @@ class SplitData:
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     notes: list[str] = field(default_factory=list)
-    test_features: np.ndarray | None = None  # similarity space for individual fairness, if not pixels
+    test_features: np.ndarray | None = None  # individual fairness's space, when not the pixels
 
     @property
     def in_memory(self) -> bool:
