@@ -129,7 +129,7 @@ def check_store(store: RunStore, specs: list[RunSpec]) -> None:
 
 def load_data(exp: Experiment, data_root: Path | None = None) -> SplitData:
     cfg = exp.dataset
-    if data_root is not None and cfg.root is None:
+    if data_root is not None:  # the command line overrides the experiment file
         cfg = cfg.model_copy(update={"root": Path(data_root)})
     try:
         return load_dataset(cfg, cache_dir())
