@@ -76,3 +76,30 @@ def test_member_losses_equal_kd_loss_per_member():
 def test_models_that_cannot_bank_are_not_grouped(data):
     jobs = [RunJob(_spec("nds", 0)), RunJob(_spec("nds", 1, arch="resnet8"))]
     assert not can_group(jobs, data)
+
+
+def test_groups_that_do_not_fit_are_split_and_max_group_is_respected(data, monkeypatch, caplog):
+    """A group that runs out of memory is retried in halves; every run still completes."""
+    from kdfair.train import engine, grouped
+
+    dev = torch.device("cpu")
+    teacher = _teacher(data)
+    jobs = [RunJob(_spec("ds", s, t), teacher=teacher) for s in (1, 2) for t in (2.0, 4.0, 8.0)]
+    sizes = []
+    real = grouped.train_group
+
+    def small_device(group, *args, **kw):
+        sizes.append(len(group))
+        if len(group) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(group, *args, **kw)
+
+    monkeypatch.setattr(grouped, "train_group", small_device)
+    done = []
+    with caplog.at_level("WARNING", logger="kdfair"):
+        engine.train_bundle(jobs, data, dev, lambda j, r: done.append((j, r)), grouped=True,
+                            max_group=3)
+    assert sizes == [3, 2, 3, 2]  # max_group 3; each 3 splits into 2 (grouped) + 1 (alone)
+    assert sorted(j.spec.run_id for j, _ in done) == sorted(j.spec.run_id for j in jobs)
+    assert not any(isinstance(r, Exception) for _, r in done)
+    assert "do not fit on cpu together; training them in groups of 2" in caplog.text
