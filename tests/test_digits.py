@@ -83,10 +83,11 @@ def test_other_fractions(tmp_path) -> None:
         ({"test_fraction": 0.9}, "dataset.test_fraction: must be a number between 0.05 and 0.5"),
         ({"val_fraction": 0.0}, "dataset.val_fraction: must be a number between 0.02 and 0.5"),
         ({"interpolation": "cubic"}, "dataset.interpolation: must be one of nearest, bilinear"),
-        ({"colour": 1}, "dataset.colour: unknown option for digits"),
+        ({"colour": 1}, "dataset.colour: unknown option; allowed: size, interpolation"),
     ],
 )
 def test_options_validation(tmp_path, options: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, **options)
+    assert str(err.value).startswith("invalid options for dataset 'digits':\n")
     assert message in str(err.value)

@@ -18,6 +18,7 @@ from kdfair.data.catalog import parse_options
 from kdfair.errors import ConfigError, DatasetError
 from kdfair.models import text
 from kdfair.models.registry import build_model
+from kdfair.options import validate_options
 from tests.fake_hatexplain import (
     all_texts,
     annotator,
@@ -327,7 +328,8 @@ def test_preset_states_the_paper_study():
     opts = parse_options(hx.HateXplainOptions, exp.dataset)
     assert opts.task == "toxic" and set(opts.sensitive) == {"gender", "race"}
     for role in (exp.teacher, exp.student):
-        text._parse(role.model.arch, role.model.options)
+        validate_options(text.TextModelOptions, role.model.options, "model",
+                         f"model {role.model.arch!r}")
         assert role.train.optimizer == "adamw" and role.train.schedule == "linear"
         assert role.train.warmup_epochs > 0 and role.train.augment == "none"
     assert exp.teacher.model.options["pretrained"] == "bert-base-uncased"

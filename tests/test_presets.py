@@ -9,6 +9,7 @@ from kdfair.config import load_experiment
 from kdfair.data import celeba, cifar, imagenet, svhn, tinyimagenet
 from kdfair.data.catalog import parse_options
 from kdfair.models import torchvision_models as tvmods
+from kdfair.options import validate_options
 from kdfair.presets import preset_names, preset_path
 
 PAPER = {
@@ -73,9 +74,9 @@ def test_paper_preset_options_are_accepted_by_loader_and_models(name):
     for role in (exp.teacher, exp.student):
         model_opts = _MODEL_OPTIONS.get(role.model.arch)
         if model_opts is not None:
-            tvmods._parse(role.model.arch, model_opts, {
+            validate_options(model_opts, {
                 "weights": role.model.weights, "download": role.model.download,
-                **role.model.options})
+                **role.model.options}, "model", f"model {role.model.arch!r}")
 
 
 def test_imagenet_presets_use_pretrained_torchvision_teachers():

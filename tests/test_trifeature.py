@@ -332,12 +332,13 @@ def test_load_contract_and_cache(tmp_path, monkeypatch) -> None:
         ({"test_fraction": 0.95}, "dataset.test_fraction: must be a number between 0.02 and 0.9"),
         ({"val_fraction": -0.1}, "dataset.val_fraction: must be a number between 0.01 and 0.5"),
         ({"seed": "abc"}, "dataset.seed: must be an integer between 0 and"),
-        ({"colours": 3}, "dataset.colours: unknown option for trifeature; allowed: size"),
+        ({"colours": 3}, "dataset.colours: unknown option; allowed: size, images_per_combination"),
     ],
 )
 def test_options_validation(tmp_path, options: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_dataset(DatasetConfig(name="trifeature", **options), tmp_path)
+    assert str(err.value).startswith("invalid options for dataset 'trifeature':\n")
     assert message in str(err.value)
     assert not list(tmp_path.iterdir())
 

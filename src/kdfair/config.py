@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdfair.errors import ConfigError
+from kdfair.options import format_errors
 
 
 class _Strict(BaseModel):
@@ -185,19 +186,6 @@ class Experiment(_Strict):
         return self
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid experiment {source}:"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "literal_error":
-            msg = f"{msg} (got {e.get('input')!r})"
-        elif e["type"] == "extra_forbidden":
-            msg = "unknown field; check its spelling against the README's experiment reference"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
-
-
 def experiment_from_dict(data: dict[str, Any], source: str = "(dict)") -> Experiment:
     """Validate a plain mapping into an Experiment, raising ConfigError naming each bad field."""
     if not isinstance(data, dict):
@@ -205,7 +193,8 @@ def experiment_from_dict(data: dict[str, Any], source: str = "(dict)") -> Experi
     try:
         return Experiment.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(format_errors(err, Experiment, f"invalid experiment {source}:",
+                                        noun="field")) from None
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from kdfair.errors import ConfigError, DatasetError
+from kdfair.errors import DatasetError
+from kdfair.options import validate_options
 
 if TYPE_CHECKING:
     from kdfair.config import DatasetConfig
@@ -236,18 +237,7 @@ OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 def parse_options(model: type[OptionsT], cfg: DatasetConfig) -> OptionsT:
     """Validate ``cfg.options`` with ``model``; ConfigError naming each bad ``dataset.<field>``."""
-    try:
-        return model.model_validate(cfg.options)
-    except ValidationError as err:
-        lines = [f"invalid options for dataset {cfg.name!r}:"]
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(model.model_fields))
-                msg = f"unknown option; allowed: {allowed}"
-            lines.append(f"  dataset.{loc}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+    return validate_options(model, cfg.options, "dataset", f"dataset {cfg.name!r}")
 
 
 def carve_val(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

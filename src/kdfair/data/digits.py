@@ -12,30 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.errors import ConfigError
+from kdfair.options import validate_options
 
 CLASS_NAMES: list[str] = [str(d) for d in range(10)]
-
-_RANGES: dict[str, tuple[float, float, str]] = {
-    "size": (8, 64, "an integer"),
-    "test_fraction": (0.05, 0.5, "a number"),
-    "val_fraction": (0.02, 0.5, "a number"),
-    "seed": (0, 2**32 - 1, "an integer"),
-}
-_CHOICES: dict[str, tuple[str, ...]] = {"interpolation": ("nearest", "bilinear")}
-
 
 class DigitsOptions(BaseModel):
     """Loader options (``dataset:`` keys besides ``name``)."""
@@ -49,32 +41,9 @@ class DigitsOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
-def parse_options(options: dict[str, Any] | DigitsOptions | None) -> DigitsOptions:
+def parse_options(options: Mapping[str, Any] | DigitsOptions | None) -> DigitsOptions:
     """Validate loader options, raising ConfigError that names the field and what is allowed."""
-    if isinstance(options, DigitsOptions):
-        return options
-    try:
-        return DigitsOptions.model_validate(dict(options or {}))
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            name = str(e["loc"][0]) if e["loc"] else "(options)"
-            if e["type"] == "extra_forbidden":
-                allowed = ", ".join(DigitsOptions.model_fields)
-                lines.append(f"dataset.{name}: unknown option for digits; allowed: {allowed}")
-            elif name in _RANGES:
-                lo, hi, kind = _RANGES[name]
-                lines.append(
-                    f"dataset.{name}: must be {kind} between {lo} and {hi}, got {e['input']!r}"
-                )
-            elif name in _CHOICES:
-                lines.append(
-                    f"dataset.{name}: must be one of {', '.join(_CHOICES[name])}, "
-                    f"got {e['input']!r}"
-                )
-            else:  # pragma: no cover - every field is listed above
-                lines.append(f"dataset.{name}: {e['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+    return validate_options(DigitsOptions, options, "dataset", "dataset 'digits'")
 
 
 def digits_arrays(size: int = 8, interpolation: str = "nearest") -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -46,11 +47,11 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.errors import ConfigError
+from kdfair.options import validate_options
 
 SHAPES: tuple[str, ...] = (
     "triangle", "square", "plus", "circle", "tee",
@@ -86,16 +87,6 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Bump when the drawing or splitting changes: it is part of the cache key and the fingerprint.
 GENERATOR_VERSION = 1
 
-# option -> (low, high, description) for validation messages
-_RANGES: dict[str, tuple[float, float, str]] = {
-    "size": (8, 224, "an integer"),
-    "images_per_combination": (1, 100, "an integer"),
-    "test_fraction": (0.02, 0.9, "a number"),
-    "val_fraction": (0.01, 0.5, "a number"),
-    "seed": (0, 2**32 - 1, "an integer"),
-}
-
-
 class TrifeatureOptions(BaseModel):
     """Loader options (``dataset:`` keys besides ``name``); defaults give the fast demo set."""
 
@@ -108,27 +99,9 @@ class TrifeatureOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
-def parse_options(options: dict[str, Any] | TrifeatureOptions | None) -> TrifeatureOptions:
+def parse_options(options: Mapping[str, Any] | TrifeatureOptions | None) -> TrifeatureOptions:
     """Validate loader options, raising ConfigError that names the field and its allowed range."""
-    if isinstance(options, TrifeatureOptions):
-        return options
-    try:
-        return TrifeatureOptions.model_validate(dict(options or {}))
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            name = str(e["loc"][0]) if e["loc"] else "(options)"
-            if e["type"] == "extra_forbidden":
-                allowed = ", ".join(TrifeatureOptions.model_fields)
-                lines.append(f"dataset.{name}: unknown option for trifeature; allowed: {allowed}")
-            elif name in _RANGES:
-                lo, hi, kind = _RANGES[name]
-                lines.append(
-                    f"dataset.{name}: must be {kind} between {lo} and {hi}, got {e['input']!r}"
-                )
-            else:  # pragma: no cover - every field has a range
-                lines.append(f"dataset.{name}: {e['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+    return validate_options(TrifeatureOptions, options, "dataset", "dataset 'trifeature'")
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from kdfair.errors import ConfigError
 from kdfair.models.registry import register_model
+from kdfair.options import validate_options
 
 DEFAULTS: dict[str, str | None] = {
     "bert": "bert-base-uncased",
@@ -125,20 +126,6 @@ class TextModelOptions(BaseModel):
     download: bool = False
 
 
-def _parse(arch: str, options: dict[str, Any]) -> TextModelOptions:
-    try:
-        return TextModelOptions.model_validate(options)
-    except ValidationError as err:
-        lines = [f"invalid options for model {arch!r}:"]
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"]
-            if e["type"] == "extra_forbidden":
-                msg = f"unknown option; allowed: {', '.join(sorted(TextModelOptions.model_fields))}"
-            lines.append(f"  model.{loc}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
-
-
 class SequenceClassifier(nn.Module):
     """A transformers sequence classifier taking kdfair's dict batches, returning logits."""
 
@@ -196,7 +183,7 @@ def _factory(arch: str):
              **options: Any) -> nn.Module:
         if members != 1:
             raise ConfigError(f"model {arch!r} trains one run at a time (members=1)")
-        opts = _parse(arch, options)
+        opts = validate_options(TextModelOptions, options, "model", f"model {arch!r}")
         return SequenceClassifier(load_classifier(arch, num_classes, opts))
 
     make.__doc__ = f"{arch}: a Hugging Face sequence classifier (see kdfair.models.text)."

@@ -24,11 +24,12 @@ from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torchvision import models as tvm
 
 from kdfair.errors import ConfigError
 from kdfair.models.registry import register_model
+from kdfair.options import validate_options
 
 
 class _Options(BaseModel):
@@ -49,20 +50,6 @@ class VitOptions(_Options):
 
 class TinyVitOptions(_Options):
     variant: str = "tiny_vit_5m_224"
-
-
-def _parse(arch: str, model: type[_Options], options: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(options)
-    except ValidationError as err:
-        lines = [f"invalid options for model {arch!r}:"]
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"]
-            if e["type"] == "extra_forbidden":
-                msg = f"unknown option; allowed: {', '.join(sorted(model.model_fields))}"
-            lines.append(f"  model.{loc}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
 
 
 def _one_member(arch: str, members: int) -> None:
@@ -144,7 +131,7 @@ def _head(model: nn.Module) -> tuple[nn.Module, str]:
 def _build_cnn(arch: str, num_classes: int, input_shape: tuple[int, ...], members: int,
                options: dict[str, Any]) -> nn.Module:
     _one_member(arch, members)
-    opts: CnnOptions = _parse(arch, CnnOptions, options)
+    opts = validate_options(CnnOptions, options, "model", f"model {arch!r}")
     in_ch = int(input_shape[0])
     pretrained = opts.weights is not None
     if pretrained and (opts.small_input or in_ch != 3):
@@ -204,7 +191,7 @@ def vit_b_16(num_classes: int, input_shape: tuple[int, ...], members: int = 1,
     ``patch_size`` must divide the input side. Pretrained weights need 224 px and patch 16.
     """
     _one_member("vit_b_16", members)
-    opts: VitOptions = _parse("vit_b_16", VitOptions, options)
+    opts = validate_options(VitOptions, options, "model", "model 'vit_b_16'")
     c, h, w = (int(v) for v in input_shape)
     if c != 3 or h != w or h % opts.patch_size:
         raise ConfigError(
@@ -232,7 +219,7 @@ def tinyvit(num_classes: int, input_shape: tuple[int, ...], members: int = 1,
             **options: Any) -> nn.Module:
     """TinyViT through timm (optional extra ``kdfair[timm]``), trained from scratch."""
     _one_member("tinyvit", members)
-    opts: TinyVitOptions = _parse("tinyvit", TinyVitOptions, options)
+    opts = validate_options(TinyVitOptions, options, "model", "model 'tinyvit'")
     if opts.weights is not None:
         raise ConfigError(
             "model 'tinyvit': `weights` names torchvision weights, which TinyViT has none of; "
