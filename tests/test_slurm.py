@@ -172,6 +172,22 @@ def test_unknown_partition_fails_before_anything_is_submitted(study, tmp_path):
     assert f"kdfair-{name}" not in queued.stdout
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--slurm-cpus", "100000"], "the jobs ask for more than a node of"),
+    (["--slurm-option", "constraint=no-such-feature"], "Invalid feature specification"),
+    (["--slurm-gpus", "1"], "jobs would ask for 1 GPU(s) but partition"),
+])
+def test_settings_slurm_refuses_fail_before_anything_is_submitted(study, tmp_path, flags,
+                                                                   message):
+    name, path = study
+    if message.startswith("jobs would ask") and any(
+            "gpu" in p.gres for p in partitions().values()):
+        pytest.skip("this cluster has GPUs")
+    res = kdfair("run", path, "--out", tmp_path, "--executor", "slurm", *flags)
+    assert res.returncode == 1 and message in res.stderr, res.stderr
+    assert "nothing was submitted" in res.stderr and not (tmp_path / name).exists()
+
+
 def test_no_wait_submits_both_phases_and_the_study_completes_on_its_own(study, tmp_path):
     name, path = study
     args = ["run", path, "--out", tmp_path, "--executor", "slurm", "--no-wait"]

@@ -489,6 +489,8 @@ class RichSlurmView:
         self.live_mode = self.console.is_terminal
         self._live: Any = None
         self._last: tuple | None = None
+        self._phase: str | None = None
+        self._line = ""
         self._t0 = time.monotonic()
 
     def __enter__(self) -> RichSlurmView:
@@ -517,6 +519,9 @@ class RichSlurmView:
             return
         from rich.table import Table
 
+        if self._phase not in (None, phase):  # the phase before ended: keep its last line
+            self.console.print(self._line, highlight=False)
+        self._phase, self._line = phase, line
         table = Table(title=line + (f" — {note}" if note else ""), title_justify="left",
                       show_edge=False, pad_edge=False)
         for col in ("job", "state", "runs"):
@@ -628,13 +633,22 @@ class SlurmExecutor:
                              f"limit of {part.time_limit_min} min; lower --slurm-time (jobs "
                              "would wait forever); nothing was submitted")
         gpus = cfg.gpus_for(exp)
-        if gpus and "gpu" not in part.gres:
-            raise SlurmError(
-                f"jobs would ask for {gpus} GPU(s) but partition {part.name!r} has none "
-                f"(GRES: {part.gres or 'none'}); choose a GPU partition, or run on CPUs with "
-                "--device cpu (or --slurm-gpus 0); nothing was submitted")
         self._partition = part
-        self._test_only(gpus)
+        refused = self._test_only(gpus)
+        if refused and gpus and "gpu" not in part.gres:
+            raise SlurmError(
+                f"jobs would ask for {gpus} GPU(s) but partition {part.name!r} lists none "
+                f"(GRES: {part.gres or 'none'}; sbatch: {refused}); choose a GPU partition, or "
+                "run on CPUs with --device cpu (or --slurm-gpus 0); nothing was submitted")
+        if refused:
+            hint = ""
+            if "node configuration" in refused:
+                hint = (f"; the jobs ask for more than a node of {part.name!r} has: compare "
+                        f"--slurm-cpus {cfg.cpus}, --slurm-gpus {gpus}"
+                        + (f", --slurm-mem {cfg.mem_gb:g}" if cfg.mem_gb else "")
+                        + f" with `sinfo -p {part.name} -o '%N %c %m %G'`")
+            raise SlurmError(f"SLURM refuses these job settings: {refused}{hint}; nothing was "
+                             "submitted")
         self._refuse_if_running(exp, out)
         self._started = out
 
@@ -662,13 +676,10 @@ class SlurmExecutor:
                 flags.append(f"{flag}={v}")
         return flags
 
-    def _test_only(self, gpus: int) -> None:
-        """``sbatch --test-only`` with the jobs' options: sbatch's own verdict, no job."""
-        args = ["sbatch", "--test-only", *self._sbatch_flags(gpus), "--wrap", "true"]
-        r = _slurm(args)
-        if r.returncode != 0:
-            raise SlurmError(f"SLURM refuses these job settings: {_sbatch_error(r)} (checked "
-                             f"with `{' '.join(args)}`); nothing was submitted")
+    def _test_only(self, gpus: int) -> str:
+        """``sbatch --test-only`` with the jobs' options: why SLURM refuses them, or ""."""
+        r = _slurm(["sbatch", "--test-only", *self._sbatch_flags(gpus), "--wrap", "true"])
+        return _sbatch_error(r).removeprefix("allocation failure: ") if r.returncode else ""
 
     def _refuse_if_running(self, exp: Experiment, out: Path) -> None:
         """Never train a run twice: earlier jobs for this directory must have ended."""
@@ -886,8 +897,9 @@ def local_executor(exp: Experiment, reporter: Reporter | None = None,
     from kdfair.runner import LocalExecutor
 
     n = torch.cuda.device_count() if exp.device != "cpu" else 0
-    if n > 1:
-        return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run)
+    if n > 1:  # the CPU cores shared out between the workers
+        threads = max(1, (os.cpu_count() or n) // n)
+        return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run, threads)
     return LocalExecutor(reporter, on_run)
 
 
