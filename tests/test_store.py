@@ -86,13 +86,13 @@ def test_resume_after_kill_minus_9_loses_only_runs_in_progress(tmp_path):
     runs = tmp_path / "toy" / "runs"
     deadline = time.time() + 120
     while time.time() < deadline:
-        if runs.exists() and len(list(runs.iterdir())) >= 3:
+        if runs.exists() and len(list(runs.iterdir())) >= 2:  # the teachers
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {p.name: p.stat().st_ino for p in runs.iterdir()}
-    assert 3 <= len(before) < 10, "kill came too late to test resuming"
+    assert 2 <= len(before) < 10, "kill came too late to test resuming"
     for d in runs.iterdir():  # every visible run is complete
         assert {"spec.json", "metrics.json", "predictions.npz"} <= {f.name for f in d.iterdir()}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=300)

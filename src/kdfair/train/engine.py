@@ -133,15 +133,20 @@ class _Batches:
             yield self.batch(idx, off, flips, cfg.crop_padding), self.y[idx], idx
 
     def draws(self, cfg: TrainConfig, seed: int, epoch: int):
-        """Per step: the indices, crop offsets and flips of one epoch, from the seed's streams."""
+        """Per step: the indices, crop offsets and flips of one epoch, from the seed's streams.
+
+        The whole epoch is drawn on the CPU at once and moved to the device in one copy each.
+        """
         n, bs = len(self.part), cfg.batch_size
-        order = torch.randperm(n, generator=generator(seed, f"order/{epoch}"))
-        aug = generator(seed, f"augment/{epoch}")
+        used = n - n % bs if n >= bs else n  # drop the ragged last batch (BatchNorm needs > 1)
+        order = torch.randperm(n, generator=generator(seed, f"order/{epoch}"))[:used]
         crop, flip = cfg.augment in ("crop_flip", "crop"), cfg.augment in ("crop_flip", "flip")
-        stop = n - n % bs if n >= bs else n  # drop the ragged last batch (BatchNorm needs > 1)
-        for i in range(0, stop, bs):
-            idx = order[i : i + bs].to(self.device)
-            yield (idx, *draw_augment(len(idx), cfg.crop_padding, crop, flip, aug))
+        off, flips = draw_augment(used, cfg.crop_padding, crop, flip,
+                                  generator(seed, f"augment/{epoch}"))
+        order, off, flips = (None if t is None else t.to(self.device) for t in (order, off, flips))
+        for i in range(0, used, bs):
+            yield (order[i : i + bs], None if off is None else off[i : i + bs],
+                   None if flips is None else flips[i : i + bs])
 
     def batch(self, idx: torch.Tensor, off, flips, padding: int) -> torch.Tensor:
         """The augmented, normalised float batch of inputs ``idx``."""
