@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdfair.errors import ConfigError
+from kdfair.executors import SlurmConfig
 from kdfair.options import format_errors
 
 
@@ -163,6 +164,7 @@ class Experiment(_Strict):
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: EngineConfig = EngineConfig()
+    slurm: SlurmConfig | None = None  # defaults for `kdfair run --executor slurm`
     analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("seeds")

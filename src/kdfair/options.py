@@ -72,6 +72,8 @@ def error_message(e: Mapping[str, Any], model: type[BaseModel], noun: str = "opt
         if parent is None:  # pragma: no cover - extra keys are reported on models
             return f"unknown {noun}"
         return f"unknown {noun}; allowed: {', '.join(parent.model_fields)}"
+    if e["type"] in ("model_type", "dict_type"):
+        return f"expected a mapping (key: value pairs), got {e.get('input')!r}"
     field = _field_at(model, loc)
     if field is not None and e["type"] not in _OWN_MESSAGE:
         got = f"got {e.get('input')!r}"
