@@ -28,3 +28,14 @@ def test_cli_table_lists_existing_commands():
     names = set(get_command(app).commands)
     listed = set(re.findall(r"^\| `kdfair (\w+)", README.read_text(), re.M))
     assert listed and listed <= names
+
+
+def test_experiment_reference_in_readme_validates():
+    import yaml
+
+    from kdfair.config import experiment_from_dict
+
+    block = re.search(r"## Writing an experiment file\n\n```yaml\n(.*?)```", README.read_text(),
+                      re.S).group(1)
+    exp = experiment_from_dict(yaml.safe_load(block), "README.md")
+    assert exp.distill.alpha == 0.8 and exp.engine.grouped == "auto"
