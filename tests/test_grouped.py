@@ -36,8 +36,9 @@ def _teacher(data):
     return t
 
 
-@pytest.mark.parametrize("augment", ["crop_flip", "none"])
-def test_each_member_matches_the_run_trained_alone(data, augment):
+@pytest.mark.parametrize("augment,bank", [("crop_flip", "grouped"), ("none", "grouped"),
+                                          ("crop_flip", "list")])
+def test_each_member_matches_the_run_trained_alone(data, augment, bank):
     dev = torch.device("cpu")
     parts = {k: _Batches(getattr(data, k), data, dev) for k in ("train", "val", "test")}
     teacher = _teacher(data)
@@ -51,7 +52,7 @@ def test_each_member_matches_the_run_trained_alone(data, augment):
         from kdfair.train.engine import teacher_table
 
         tables[id(teacher)] = teacher_table(teacher, parts["train"], dev)
-    grouped = train_group(jobs, data, dev, parts, _Silent(), tables)
+    grouped = train_group(jobs, data, dev, parts, _Silent(), tables, bank_kind=bank)
     for job, res in zip(jobs, grouped, strict=True):
         alone = train_run(job, data, dev, parts, _Silent(), tables.get(id(job.teacher)))
         np.testing.assert_allclose(res.logits, alone.logits, atol=2e-4, rtol=1e-4)
@@ -73,9 +74,12 @@ def test_member_losses_equal_kd_loss_per_member():
         assert torch.isclose(got[m], ref, atol=1e-6)
 
 
-def test_models_that_cannot_bank_are_not_grouped(data):
-    jobs = [RunJob(_spec("nds", 0)), RunJob(_spec("nds", 1, arch="resnet8"))]
-    assert not can_group(jobs, data)
+def test_only_runs_of_one_architecture_and_recipe_group(data):
+    from kdfair.train.grouped import bankable
+
+    assert not can_group([RunJob(_spec("nds", 0)), RunJob(_spec("nds", 1, arch="resnet8"))], data)
+    assert not can_group([RunJob(_spec("nds", 0)), RunJob(_spec("nds", 1, augment="none"))], data)
+    assert bankable("lenet5", data, {}) and bankable("resnet8", data, {})
 
 
 def test_groups_that_do_not_fit_are_split_and_max_group_is_respected(data, monkeypatch, caplog):

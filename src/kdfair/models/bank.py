@@ -54,6 +54,23 @@ class BankLinear(nn.Module):
         return y + self.bias if self.bias is not None else y
 
 
+class ListBank(nn.Module):
+    """G plain models behind the bank interface: [B, G*C, H, W] -> [B, G, K].
+
+    Mathematically the same as a grouped bank; used where grouped convolutions cost more than
+    running the members one after another (on a CPU) or where an architecture has no bank.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        self.members = len(models)
+        self.models = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = x.chunk(self.members, dim=1)
+        return torch.stack([m(xi) for m, xi in zip(self.models, xs, strict=True)], dim=1)
+
+
 def split_members(x: torch.Tensor, members: int) -> torch.Tensor:
     """[B, G*C, ...] -> [B, G, C*...] (flattened per member)."""
     return x.reshape(x.shape[0], members, -1)
@@ -61,6 +78,8 @@ def split_members(x: torch.Tensor, members: int) -> torch.Tensor:
 
 def member_state(bank: nn.Module, m: int) -> dict[str, torch.Tensor]:
     """State dict of member ``m`` as a plain (G = 1) model of the same architecture."""
+    if isinstance(bank, ListBank):
+        return {k: v.clone() for k, v in bank.models[m].state_dict().items()}
     g = bank.members  # type: ignore[attr-defined]
     out = {}
     for k, v in bank.state_dict().items():

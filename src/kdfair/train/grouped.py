@@ -1,5 +1,9 @@
 """Grouped training: G runs of one student architecture as one banked network.
 
+On CUDA the bank is one network of grouped convolutions (``models.bank``); on a CPU, where
+grouped convolutions cost more per image than plain ones, it is the G plain models side by side
+(``ListBank``) — the same computation either way.
+
 Member m is initialised from its own seed, sees the batches of its own seed's streams, and is
 optimised on its own loss (KD at its own T and alpha, or cross-entropy for the NDS). The member
 losses are summed: their parameters are disjoint, so each gets exactly its own gradient, and the
@@ -20,7 +24,7 @@ import torch.nn.functional as F
 from kdfair.config import TrainConfig
 from kdfair.data.base import SplitData
 from kdfair.errors import RunFailed
-from kdfair.models.bank import bank_from_members, member_state
+from kdfair.models.bank import ListBank, bank_from_members, member_state
 from kdfair.models.registry import build_model
 from kdfair.train.engine import (
     Reporter,
@@ -37,8 +41,8 @@ from kdfair.train.engine import (
 
 
 def can_group(jobs: list[RunJob], data: SplitData) -> bool:
-    """Whether these runs can share one bank: same architecture, options and recipe, data on
-    the device, trained (not given), and an architecture whose factory builds banks."""
+    """Whether these runs can train together: same architecture, options and recipe, data on
+    the device, and trained (not given)."""
     first = jobs[0].spec
     if not data.train.in_memory or len(jobs) < 2:
         return False
@@ -46,12 +50,14 @@ def can_group(jobs: list[RunJob], data: SplitData) -> bool:
         return False
     same = all(j.spec.arch == first.arch and j.spec.model_options == first.model_options
                and j.spec.train == first.train for j in jobs)
-    if not same:
-        return False
+    return same
+
+
+def bankable(arch: str, data: SplitData, options: dict) -> bool:
+    """Whether the architecture's factory builds grouped banks (``members`` > 1)."""
     try:
-        bank = build_model(first.arch, data.num_classes, data.input_shape, members=2,
-                           **first.model_options)
-    except Exception:  # noqa: BLE001 - any factory refusing members > 1 means "not bankable"
+        bank = build_model(arch, data.num_classes, data.input_shape, members=2, **options)
+    except Exception:  # noqa: BLE001 - any factory refusing members > 1 means "no bank"
         return False
     return getattr(bank, "members", 1) == 2
 
@@ -79,15 +85,26 @@ def member_losses(logits: torch.Tensor, labels: torch.Tensor, t_logits: torch.Te
 
 def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
                 parts: dict[str, _Batches], reporter: Reporter,
-                tables: dict[int, torch.Tensor],
-                compile: bool = False) -> list[RunResult | Exception]:
-    """Train ``jobs`` (see ``can_group``) as one bank; one result or exception per job."""
+                tables: dict[int, torch.Tensor], compile: bool = False,
+                bank_kind: str = "auto") -> list[RunResult | Exception]:
+    """Train ``jobs`` (see ``can_group``) as one bank; one result or exception per job.
+
+    ``bank_kind``: ``grouped`` (grouped convolutions), ``list`` (plain models side by side) or
+    ``auto`` (grouped on CUDA where the architecture has a bank, else list).
+    """
     specs = [j.spec for j in jobs]
     g, cfg = len(jobs), TrainConfig.model_validate(specs[0].train)
     t0 = time.perf_counter()
-    bank = build_model(specs[0].arch, data.num_classes, data.input_shape, members=g,
-                       **specs[0].model_options)
-    bank_from_members(bank, [build_run_model(s, data) for s in specs])
+    members = [build_run_model(s, data) for s in specs]
+    if bank_kind == "auto":
+        cuda_bank = device.type == "cuda" and bankable(specs[0].arch, data, specs[0].model_options)
+        bank_kind = "grouped" if cuda_bank else "list"
+    if bank_kind == "grouped":
+        bank = build_model(specs[0].arch, data.num_classes, data.input_shape, members=g,
+                           **specs[0].model_options)
+        bank_from_members(bank, members)
+    else:  # on a CPU plain convolutions are cheaper than grouped ones: same maths, member-wise
+        bank = ListBank(members)
     bank.to(device)
     if device.type == "cuda":
         bank.to(memory_format=torch.channels_last)
