@@ -145,9 +145,9 @@ class AnalysisConfig(_Strict):
 class EngineConfig(_Strict):
     """How runs are trained; never changes a run's result beyond floating-point rounding."""
 
-    # train a bundle's runs as one banked network: true, false, or auto — on CUDA always; on a
-    # CPU, where grouped convolutions cost more per image than plain ones, only when the group
-    # shares live teacher forward passes
+    # train a bundle's runs together: true, false, or auto — on CUDA always (one network of
+    # grouped convolutions); on a CPU only when the group shares live teacher forward passes
+    # (members then run as plain models side by side: grouped convolutions cost more there)
     grouped: bool | Literal["auto"] = "auto"
     max_group: int = Field(0, ge=0)  # most runs per group; 0 = as many as fit the device
     compile: bool = False  # torch.compile the grouped network (CUDA; slower start)
