@@ -91,16 +91,17 @@ def kdfair_engine(device: torch.device, x: torch.Tensor, y: torch.Tensor, grid: 
                      mean=MEAN, std=STD)
     train = {"epochs": 2, "batch_size": batch, "lr": 0.05, "augment": "crop_flip"}
     common = dict(experiment="bench", train=train, dataset={}, data_fingerprint="bench")
-    teachers = {}
+    teachers, t_specs = {}, {}
     for s in seeds:
-        spec = RunSpec(role="teacher", arch="resnet56", seed=s, **common)
-        t = build_run_model(spec, data).to(device).eval()
+        t_specs[s] = RunSpec(role="teacher", arch="resnet56", seed=s, **common)
+        t = build_run_model(t_specs[s], data).to(device).eval()
         if device.type == "cuda":
             t.to(memory_format=torch.channels_last)
         teachers[s] = t.requires_grad_(False)
     jobs = [RunJob(RunSpec(role="nds", arch="resnet20", seed=s, **common)) for s in seeds]
     jobs += [RunJob(RunSpec(role="ds", arch="resnet20", seed=s, temperature=float(t), alpha=0.8,
-                            t2_scaling=True, **common), teacher=teachers[s])
+                            t2_scaling=True, **common), teacher=teachers[s],
+                    teacher_spec=t_specs[s])
              for t in temps for s in seeds]
     results = []
     train_bundle(jobs, data, device, lambda j, r: results.append(r), compile=compile)

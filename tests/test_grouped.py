@@ -62,6 +62,27 @@ def test_each_member_matches_the_run_trained_alone(data, augment, bank):
         assert res.history[-1]["loss"] == pytest.approx(alone.history[-1]["loss"], rel=1e-4)
 
 
+def test_paired_teachers_run_as_one_bank_with_the_same_logits(data):
+    """Two teachers (paired policy), banked: same training as with one forward per teacher."""
+    dev = torch.device("cpu")
+    parts = {k: _Batches(getattr(data, k), data, dev) for k in ("train", "val", "test")}
+    t_specs = [_spec("teacher", s, arch="resnet8") for s in (1, 2)]
+    teachers = []
+    for sp in t_specs:
+        t = build_run_model(sp, data).eval()
+        teachers.append(t.requires_grad_(False))
+    jobs = [RunJob(_spec("ds", s, t), teacher=teachers[i], teacher_spec=t_specs[i])
+            for i, s in enumerate((1, 2)) for t in (2.0, 4.0)]
+    from kdfair.train.grouped import teacher_bank
+
+    assert teacher_bank(jobs, teachers, [(0, 0), (1, 1)], data, dev) is not None
+    banked = train_group(jobs, data, dev, parts, _Silent(), {}, bank_kind="grouped")
+    plain = [RunJob(j.spec, teacher=j.teacher) for j in jobs]  # no specs: one pass per teacher
+    alone = train_group(plain, data, dev, parts, _Silent(), {}, bank_kind="grouped")
+    for a, b in zip(banked, alone, strict=True):
+        np.testing.assert_allclose(a.logits, b.logits, atol=2e-4, rtol=1e-4)
+
+
 def test_member_losses_equal_kd_loss_per_member():
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(8, 3, 5, generator=g), torch.randn(8, 3, 5, generator=g)

@@ -194,7 +194,7 @@ def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData |
             continue
         if t not in teachers:
             teachers[t] = _load_teacher(store, by_id[t], data, device)  # type: ignore[index]
-        jobs.append(RunJob(s, teacher=teachers[t]))  # type: ignore[index]
+        jobs.append(RunJob(s, teacher=teachers[t], teacher_spec=by_id[t]))  # type: ignore[index]
     if jobs:
         log.info("bundle %s: %d run(s) to train on %s", jobs[0].spec.arch, len(jobs), device)
 

@@ -41,6 +41,7 @@ class RunJob:
     spec: RunSpec
     teacher: nn.Module | None = None
     init_weights: dict[str, torch.Tensor] | None = None  # a teacher given, not trained
+    teacher_spec: RunSpec | None = None  # lets a group bank several teachers of one architecture
 
 
 @dataclass

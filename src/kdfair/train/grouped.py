@@ -126,6 +126,9 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
                             if j.teacher is not None else 0 for i, j in enumerate(jobs)],
                            device=device)
     use_tables = distil and all(id(t) in tables for t in teachers)
+    t_bank = None
+    if distil and not use_tables and bank_kind == "grouped":
+        t_bank = teacher_bank(jobs, teachers, pairs, data, device)
 
     train = parts["train"]
     steps = train.steps_per_epoch(cfg.batch_size)
@@ -157,7 +160,8 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
                 logits = forward(_layout(x, device))  # [B, G, K]
                 t_logits = None
                 if distil:
-                    t_out = _teacher_logits(pairs, teachers, xs, idx, tables, use_tables, device)
+                    t_out = _teacher_logits(pairs, teachers, xs, idx, tables, use_tables, device,
+                                            t_bank)
                     t_logits = t_out[pair_of].transpose(0, 1)  # [B, G, K]
                 losses = member_losses(logits, y, t_logits, temps, alphas, scales,
                                        cfg.label_smoothing)
@@ -195,13 +199,46 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
     return results
 
 
+def teacher_bank(jobs: list[RunJob], teachers: list[nn.Module], pairs: list[tuple[int, int]],
+                 data: SplitData, device: torch.device) -> nn.Module | None:
+    """Several teachers of one architecture as one frozen grouped bank (one forward pass per
+    step instead of one per teacher), where each teacher serves the same number of seeds."""
+    specs = {id(j.teacher): j.teacher_spec for j in jobs if j.teacher is not None}
+    if len(teachers) < 2 or any(specs[id(t)] is None for t in teachers):
+        return None
+    first = specs[id(teachers[0])]
+    same = all(specs[id(t)].arch == first.arch  # type: ignore[union-attr]
+               and specs[id(t)].model_options == first.model_options  # type: ignore[union-attr]
+               for t in teachers)
+    counts = {sum(1 for t, _ in pairs if t == ti) for ti in range(len(teachers))}
+    if not same or len(counts) != 1 or not bankable(first.arch, data, first.model_options):
+        return None
+    bank = build_model(first.arch, data.num_classes, data.input_shape, members=len(teachers),
+                       **first.model_options)
+    bank_from_members(bank, teachers)
+    bank.to(device).eval()
+    if device.type == "cuda":
+        bank.to(memory_format=torch.channels_last)
+    return bank.requires_grad_(False)
+
+
 @torch.no_grad()
 def _teacher_logits(pairs: list[tuple[int, int]], teachers: list[nn.Module], xs: torch.Tensor,
                     idx: torch.Tensor, tables: dict[int, torch.Tensor], use_tables: bool,
-                    device: torch.device) -> torch.Tensor:
+                    device: torch.device, t_bank: nn.Module | None = None) -> torch.Tensor:
     """Logits [P, B, K] of each distinct (teacher, seed) pair on that seed's batch: one forward
-    per teacher over the batches of all its seeds (or a lookup when inputs are unaugmented)."""
+    per teacher over the batches of all its seeds, one forward of the teacher bank when there is
+    one, or a lookup when inputs are unaugmented."""
     out: dict[tuple[int, int], torch.Tensor] = {}
+    if t_bank is not None:
+        mine = [[s for t, s in pairs if t == ti] for ti in range(len(teachers))]
+        n, b = len(mine[0]), xs.shape[1]
+        x = torch.stack([xs[m].reshape(n * b, *xs.shape[2:]) for m in mine], 1)  # [nB, T, ...]
+        logits = t_bank(_layout(x.reshape(n * b, -1, *xs.shape[3:]), device))  # [nB, T, K]
+        for ti, m in enumerate(mine):
+            for k, s in enumerate(m):
+                out[(ti, s)] = logits[k * b : (k + 1) * b, ti]
+        return torch.stack([out[p] for p in pairs])
     for ti, teacher in enumerate(teachers):
         mine = [s for t, s in pairs if t == ti]
         if use_tables:
