@@ -1,0 +1,150 @@
+"""Local executors: the runs in this process (``runner.LocalExecutor``), or one worker process per
+GPU (``LocalPoolExecutor``), chosen by ``local_executor``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kdfair.errors import KdfairError
+from kdfair.executors.split import split_evenly
+
+if TYPE_CHECKING:
+    from kdfair.config import Experiment
+    from kdfair.data.base import SplitData
+    from kdfair.spec import RunSpec
+    from kdfair.train.engine import Reporter
+
+
+def local_executor(exp: Experiment, reporter: Reporter | None = None,
+                   on_run: Callable[[RunSpec, str], None] | None = None) -> Any:
+    """The default executor: in this process, or one worker process per GPU when several are
+    visible and the experiment runs on CUDA."""
+    import torch
+
+    from kdfair.runner import LocalExecutor
+
+    n = torch.cuda.device_count() if exp.device != "cpu" else 0
+    if n > 1:  # the CPU cores shared out between the workers
+        threads = max(1, (os.cpu_count() or n) // n)
+        return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run, threads)
+    return LocalExecutor(reporter, on_run)
+
+
+# the worker's state, set before the pool forks (inherited) or by its initializer
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(devices: Any, events: Any, threads: int | None) -> None:
+    """Pin this worker to one device before anything touches CUDA."""
+    dev = devices.get()
+    if dev.startswith("cuda:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = dev.split(":", 1)[1]
+    _WORKER.update(device=dev, events=events)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+class _QueueReporter:
+    def __init__(self, events: Any):
+        self.events = events
+
+    def start(self, run_id: str, epochs: int) -> None:
+        self.events.put(("start", run_id, epochs))
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
+        self.events.put(("epoch", run_id, epoch, loss, images_per_s))
+
+    def finish(self, run_id: str, status: str) -> None:
+        self.events.put(("finish", run_id, status))
+
+
+def _train_in_worker(exp_json: dict[str, Any], out: str, run_ids: list[str],
+                     data_root: str | None) -> str:
+    from kdfair.config import experiment_from_dict
+    from kdfair.runner import train_runs
+
+    exp = experiment_from_dict(exp_json, "(worker)")
+    data = _WORKER.get("data")
+    events = _WORKER["events"]
+    train_runs(exp, Path(out), run_ids, data=data,
+               data_root=Path(data_root) if data_root else None,
+               reporter=_QueueReporter(events),
+               on_run=lambda spec, state: events.put(("run", spec.run_id, state)))
+    return _WORKER["device"]
+
+
+@dataclass
+class LocalPoolExecutor:
+    """One worker process per device; a phase's runs are split over them.
+
+    Workers are forked (they inherit the loaded data) unless CUDA is already initialised in
+    this process, then spawned (each loads the data again).
+    """
+
+    devices: list[str]
+    reporter: Reporter | None = None
+    on_run: Callable[[RunSpec, str], None] | None = None
+    threads: int | None = None
+
+    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
+                  data: SplitData, data_root: Path | None) -> None:
+        import multiprocessing as mp
+        import queue as queue_mod
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+        from concurrent.futures import wait as wait_futures
+
+        import torch
+
+        from kdfair.runner import plan
+
+        by_id = {s.run_id: s for s in plan(exp, data.fingerprint)}
+        chunks = split_evenly(bundles, len(self.devices), lambda r: by_id[r].seed)
+        fork = sys.platform == "linux" and not torch.cuda.is_initialized()
+        ctx = mp.get_context("fork" if fork else "spawn")
+        devices, events = ctx.Queue(), ctx.Queue()
+        for d in self.devices:
+            devices.put(d)
+        _WORKER.clear()
+        if fork:
+            _WORKER["data"] = data
+        exp_json = exp.model_dump(mode="json")
+        root = str(data_root) if data_root else None
+        errors: list[str] = []
+        with ProcessPoolExecutor(len(self.devices), mp_context=ctx, initializer=_init_worker,
+                                 initargs=(devices, events, self.threads)) as pool:
+            pending = {pool.submit(_train_in_worker, exp_json, str(out), c, root): c
+                       for c in chunks}
+            while pending:
+                finished, _ = wait_futures(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                self._drain(events, by_id, queue_mod)
+                for fut in finished:
+                    chunk = pending.pop(fut)
+                    err = fut.exception()
+                    if err is not None:
+                        if isinstance(err, KdfairError):
+                            raise err
+                        errors.append(f"{chunk[0]}…: {type(err).__name__}: {err}")
+            self._drain(events, by_id, queue_mod)
+        _WORKER.clear()
+        if errors:
+            raise RuntimeError("a worker failed: " + "; ".join(errors))
+
+    def _drain(self, events: Any, by_id: dict[str, RunSpec], queue_mod: Any) -> None:
+        while True:
+            try:
+                ev = events.get_nowait()
+            except queue_mod.Empty:
+                return
+            kind, run_id, *rest = ev
+            if kind == "run":
+                if self.on_run:
+                    self.on_run(by_id[run_id], rest[0])
+            elif self.reporter is not None:
+                getattr(self.reporter, kind)(run_id, *rest)
