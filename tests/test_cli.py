@@ -76,3 +76,21 @@ def test_presets_lists_names_first():
     assert res.exit_code == 0
     names = [line.split("\t")[0] for line in res.output.splitlines()]
     assert "demo" in names
+
+
+def test_status_shows_runs_whose_slurm_job_is_still_queued(tmp_path, monkeypatch):
+    from kdfair import executors
+    from kdfair.executors import JobState
+    from kdfair.store import RunStore
+
+    store = RunStore(tmp_path)
+    store.init({"name": "q"})
+    store.write_plan(["teacher-s0-aaaaaaaa", "nds-s0-bbbbbbbb", "ds-T2-s0-cccccccc"])
+    jobs = [JobState("41", ["nds-s0-bbbbbbbb"], "x.err", state="PENDING"),
+            JobState("42", ["ds-T2-s0-cccccccc"], "y.err", state="RUNNING")]
+    monkeypatch.setattr(executors, "submitted_jobs", lambda r: [{"jobs": []}])
+    monkeypatch.setattr(executors, "job_states", lambda r: jobs)
+    res = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "SLURM job 41" in res.output and "SLURM job 42" in res.output
+    assert "0 done, 1 pending, 1 running, 1 missing, 0 failed" in res.output

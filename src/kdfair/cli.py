@@ -251,18 +251,38 @@ def status(results: Path = typer.Argument(..., help="a study's results directory
     name = store.experiment().get("name", str(results))
     planned = store.load_plan()
     done, failed = store.done_ids(), store.failed()
+    queued = _queued_on_slurm(results)
     table = Table(title=f"{name} — {results}")
     for col in ("run", "status", "detail"):
         table.add_column(col)
-    counts = {"done": 0, "failed": 0, "missing": 0}
+    counts = {"done": 0, "pending": 0, "running": 0, "missing": 0, "failed": 0}
+    colors = {"done": "green", "pending": "cyan", "running": "blue", "failed": "red",
+              "missing": "yellow"}
     for rid in planned:
         state = "done" if rid in done else "failed" if rid in failed else "missing"
-        counts[state] += 1
-        color = {"done": "green", "failed": "red", "missing": "yellow"}[state]
         detail = failed[rid].get("error", "") if state == "failed" else ""
-        table.add_row(rid, f"[{color}]{state}[/]", detail)
+        if state != "done" and rid in queued:  # a job of this study will train it
+            state, job = queued[rid]
+            detail = f"SLURM job {job}"
+        counts[state] += 1
+        table.add_row(rid, f"[{colors[state]}]{state}[/]", detail)
     console.print(table)
-    console.print(f"{counts['done']} done, {counts['missing']} missing, {counts['failed']} failed")
+    shown = [f"{n} {k}" for k, n in counts.items() if n or k not in ("pending", "running")]
+    console.print(", ".join(shown))
+
+
+def _queued_on_slurm(results: Path) -> dict[str, tuple[str, str]]:
+    """run id -> (pending | running, job id) for runs whose SLURM job has not ended."""
+    from kdfair import executors
+
+    if not executors.submitted_jobs(results):
+        return {}
+    try:
+        jobs = executors.job_states(results)
+    except (KdfairError, OSError) as err:
+        err_console.print(f"SLURM job states unavailable: {err}", highlight=False)
+        return {}
+    return {r: (j.category, j.job_id) for j in jobs if not j.ended for r in j.runs}
 
 
 @app.command()
