@@ -19,23 +19,15 @@ from pydantic import Field
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from kdfair.config import DatasetConfig
-from kdfair.data.base import Part, SplitData
+from kdfair.data.base import SplitData
 from kdfair.data.catalog import (
     REQUIREMENTS,
     LoaderOptions,
-    carve_val,
     data_root,
     ensure_present,
-    fingerprint,
     parse_options,
 )
-from kdfair.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageFileDataset,
-    eval_transform,
-    train_transform,
-)
+from kdfair.data.transforms import image_file_split
 from kdfair.errors import DatasetError
 
 ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
@@ -106,31 +98,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
         raise DatasetError(f"data set 'imagenet' in {d / 'train'}: {err}") from None
     test_items = make_dataset(str(d / "val"), class_to_idx, IMG_EXTENSIONS,
                               allow_empty=True)
-    tr_paths = [p for p, _ in train_items]
-    tr_y = np.asarray([c for _, c in train_items], dtype=np.int64)
-    te_paths = [p for p, _ in test_items]
-    te_y = np.asarray([c for _, c in test_items], dtype=np.int64)
-    tr, va = carve_val(tr_y, opts.val_fraction, opts.split_seed)
-    size = opts.image_size
-    t_train, t_eval = train_transform("imagenet", size), eval_transform("imagenet", size)
-
-    def part(paths: list[str], y: np.ndarray, transform) -> Part:
-        return Part(y=torch.from_numpy(y), dataset=ImageFileDataset(paths, y, transform))
-
-    rel = [str(Path(p).relative_to(d)) for p in tr_paths + te_paths]
-    return SplitData(
-        name="imagenet",
-        train=part([tr_paths[i] for i in tr], tr_y[tr], t_train),
-        val=part([tr_paths[i] for i in va], tr_y[va], t_eval),
-        test=part(te_paths, te_y, t_eval),
-        num_classes=len(wnids),
-        class_names=_class_names(d, wnids),
-        fingerprint=fingerprint("imagenet", opts, wnids, rel, tr_y, te_y),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        notes=[
-            f"imagenet: {len(tr)} train / {len(va)} val (carved from train, val_fraction="
-            f"{opts.val_fraction}, split_seed={opts.split_seed}) / {len(te_y)} test (the "
-            f"official val split); {len(wnids)} classes; input {size} x {size}"
-        ],
-    )
+    train = ([p for p, _ in train_items], np.asarray([c for _, c in train_items], np.int64))
+    test = ([p for p, _ in test_items], np.asarray([c for _, c in test_items], np.int64))
+    return image_file_split("imagenet", "imagenet", d, opts, wnids, _class_names(d, wnids),
+                            train, test, "the official val split")

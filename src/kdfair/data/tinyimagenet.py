@@ -12,26 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from kdfair.config import DatasetConfig
-from kdfair.data.base import Part, SplitData
+from kdfair.data.base import SplitData
 from kdfair.data.catalog import (
     REQUIREMENTS,
     LoaderOptions,
-    carve_val,
     ensure_present,
-    fingerprint,
     parse_options,
 )
-from kdfair.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageFileDataset,
-    eval_transform,
-    train_transform,
-)
+from kdfair.data.transforms import image_file_split
 from kdfair.errors import DatasetError
 
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # tiny-imagenet-200.zip
@@ -111,27 +102,6 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
 
     d = ensure_present("tinyimagenet", cfg, fetch)
     wnids, names, tr_paths, tr_y, te_paths, te_y = read_index(d)
-    tr, va = carve_val(tr_y, opts.val_fraction, opts.split_seed)
-    size = opts.image_size
-    t_train, t_eval = train_transform("tinyimagenet", size), eval_transform("tinyimagenet", size)
-
-    def part(paths: list[str], y: np.ndarray, transform) -> Part:
-        return Part(y=torch.from_numpy(y), dataset=ImageFileDataset(paths, y, transform))
-
-    rel = [str(Path(p).relative_to(d)) for p in tr_paths + te_paths]
-    return SplitData(
-        name="tinyimagenet",
-        train=part([tr_paths[i] for i in tr], tr_y[tr], t_train),
-        val=part([tr_paths[i] for i in va], tr_y[va], t_eval),
-        test=part(te_paths, te_y, t_eval),
-        num_classes=len(wnids),
-        class_names=names,
-        fingerprint=fingerprint("tinyimagenet", opts, wnids, rel, tr_y, te_y),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        notes=[
-            f"tinyimagenet: {len(tr)} train / {len(va)} val (carved from train, val_fraction="
-            f"{opts.val_fraction}, split_seed={opts.split_seed}) / {len(te_y)} test (the "
-            f"official val split; test labels are not public); images {size} x {size}"
-        ],
-    )
+    return image_file_split("tinyimagenet", "tinyimagenet", d, opts, wnids, names,
+                            (tr_paths, tr_y), (te_paths, te_y),
+                            "the official val split; test labels are not public")

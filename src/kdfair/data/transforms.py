@@ -11,13 +11,16 @@ standardises only the uint8 in-memory sets itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+
+from kdfair.data.base import Part, SplitData
 
 Family = Literal["imagenet", "tinyimagenet", "celeba"]
 
@@ -97,3 +100,35 @@ class ImageFileDataset(Dataset):
         with Image.open(self.paths[i]) as im:
             img = im.convert("RGB")
         return self.transform(img), int(self.labels[i])
+
+
+def image_file_split(name: str, family: Family, root: Path, opts: Any, wnids: list[str],
+                     class_names: list[str], train: tuple[list[str], np.ndarray],
+                     test: tuple[list[str], np.ndarray], test_note: str) -> SplitData:
+    """SplitData of an image-file set: val carved from train (seeded, stratified), test as
+    given, every part streamed through ``ImageFileDataset`` with the family's transforms."""
+    from kdfair.data.catalog import carve_val, fingerprint
+
+    (tr_paths, tr_y), (te_paths, te_y) = train, test
+    tr, va = carve_val(tr_y, opts.val_fraction, opts.split_seed)
+    size = opts.image_size
+    t_train, t_eval = train_transform(family, size), eval_transform(family, size)
+
+    def part(paths: list[str], y: np.ndarray, transform) -> Part:
+        return Part(y=torch.from_numpy(y), dataset=ImageFileDataset(paths, y, transform))
+
+    rel = [str(Path(p).relative_to(root)) for p in tr_paths + te_paths]
+    return SplitData(
+        name=name,
+        train=part([tr_paths[i] for i in tr], tr_y[tr], t_train),
+        val=part([tr_paths[i] for i in va], tr_y[va], t_eval),
+        test=part(te_paths, te_y, t_eval),
+        num_classes=len(wnids),
+        class_names=class_names,
+        fingerprint=fingerprint(name, opts, wnids, rel, tr_y, te_y),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        notes=[f"{name}: {len(tr)} train / {len(va)} val (carved from train, val_fraction="
+               f"{opts.val_fraction}, split_seed={opts.split_seed}) / {len(te_y)} test "
+               f"({test_note}); {len(wnids)} classes; images {size} x {size}"],
+    )
