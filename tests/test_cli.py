@@ -94,3 +94,17 @@ def test_status_shows_runs_whose_slurm_job_is_still_queued(tmp_path, monkeypatch
     assert res.exit_code == 0, res.output
     assert "SLURM job 41" in res.output and "SLURM job 42" in res.output
     assert "0 done, 1 pending, 1 running, 1 missing, 0 failed" in res.output
+
+
+def test_trifeature_command_writes_pngs_and_an_index(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    res = CliRunner().invoke(app, ["trifeature", "--out", str(tmp_path), "--size", "16",
+                                   "--images-per-combination", "1"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(tmp_path / "index.csv")))
+    assert len(rows) == 1000 and {r["split"] for r in rows} >= {"train", "test"}
+    img = Image.open(tmp_path / rows[0]["file"])
+    assert img.size == (16, 16)
