@@ -159,7 +159,8 @@ class _Batches:
 
     def _stream(self, cfg: TrainConfig, seed: int, epoch: int):
         loader = torch.utils.data.DataLoader(
-            self.part.dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+            self.part.dataset, batch_size=cfg.batch_size, shuffle=True,
+            drop_last=len(self.part) > cfg.batch_size,  # as in memory: a lone batch is kept
             generator=generator(seed, f"order/{epoch}"), num_workers=_workers(self.device),
             pin_memory=self.device.type == "cuda", persistent_workers=False,
             collate_fn=getattr(self.part.dataset, "collate", None))
