@@ -145,8 +145,9 @@ def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
-    store.write_data_files(data_info(data), data.test.attributes,
-                           np.arange(len(data.test)), test_features(data))
+    if not store.has_data_files(data.fingerprint):  # a resumed study: the test set is unchanged
+        store.write_data_files(data_info(data), data.test.attributes,
+                               np.arange(len(data.test)), test_features(data))
     return store, specs
 
 

@@ -60,6 +60,17 @@ class RunStore:
             raise StoreError(f"{self.root} is not a kdfair results directory (no experiment.json)")
         return json.loads(path.read_text())
 
+    def has_data_files(self, fingerprint: str) -> bool:
+        """Whether the per-experiment test-set files exist and describe data ``fingerprint``."""
+        names = ("data.json", "attributes.npz", "test_features.npy")
+        if not all((self.root / n).exists() for n in names):
+            return False
+        try:
+            info = json.loads((self.root / "data.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return info.get("fingerprint") == fingerprint
+
     def write_data_files(self, data_info: dict[str, Any], attributes: dict[str, np.ndarray],
                          index: np.ndarray, features: np.ndarray) -> None:
         """Per-experiment test-set files: data.json, attributes.npz, test_features.npy."""
