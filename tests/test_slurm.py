@@ -216,6 +216,10 @@ def test_preempted_job_is_requeued_and_finishes(study, tmp_path):
     """Preemption: SLURM signals the job (USR2, as submitit asks), submitit requeues it, and the
     requeued job trains what the store still lacks."""
     name, path = study
+    # students that train for a while, so the signal surely reaches a job still training
+    slow = path.read_text().replace("lenet5}, train: {epochs: 1,", "lenet5}, train: {epochs: 30,")
+    assert slow != path.read_text()
+    path.write_text(slow)
     proc = start_kdfair("run", path, "--out", tmp_path, "--executor", "slurm", "--no-report")
     try:
         job = running_job(f"kdfair-{name}-students")
