@@ -418,16 +418,6 @@ def test_catalog_default_root_from_env(tmp_path, monkeypatch):
 E2E_TRAIN = {"optimizer": "sgd", "lr": 0.01, "epochs": 1, "batch_size": 8, "augment": "none"}
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models: one thread is faster, and immune to busy CPUs (OpenMP barriers between
-    two threads on an oversubscribed machine cost seconds per step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _study(tmp_path: Path, monkeypatch, dataset: dict, teacher: dict, student: dict,
            writer, report: bool = False) -> tuple[Path, dict]:
     """Write a fake data set with ``writer``, run a 1-epoch study through ``kdfair run`` (on the

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from kdfair.cli import app
@@ -45,12 +44,7 @@ device: cpu
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("text,minutes", [

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from kdfair.executors import partitions, slurm_available, submitted_jobs
 
@@ -92,18 +91,13 @@ def inodes(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_ino for p in (root / "runs").iterdir()}
 
 
-def test_study_on_slurm_matches_the_same_study_run_locally(study, tmp_path):
+def test_study_on_slurm_matches_the_same_study_run_locally(study, tmp_path, one_thread):
     from kdfair import api
     from kdfair.executors import load_experiment_and_slurm
 
     name, path = study
     exp, _ = load_experiment_and_slurm(path)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        api.run(exp, out=tmp_path / "local")
-    finally:
-        torch.set_num_threads(n)
+    api.run(exp, out=tmp_path / "local")  # one thread, as the jobs (slurm cpus: 1)
     res = kdfair("run", path, "--out", tmp_path / "slurm", "--executor", "slurm",
                  "--slurm-partition", default_partition())
     assert res.returncode == 0, res.stdout + res.stderr

@@ -14,15 +14,7 @@ from kdfair.errors import ConfigError
 from kdfair.models.registry import build_model
 from kdfair.models.torchvision_models import hub_file
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny forward passes: one thread is faster, and immune to busy CPUs (OpenMP barriers
-    between two threads on an oversubscribed machine cost seconds per DenseNet pass)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny forward passes (tests/conftest.py)
 
 
 def _forward(model: nn.Module, shape: tuple[int, ...], n: int = 2) -> torch.Tensor:
