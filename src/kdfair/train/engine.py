@@ -362,12 +362,12 @@ def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
     if grouped == "auto":
         live_teacher = any(j.teacher is not None and id(j.teacher) not in tables for j in jobs)
         grouped = device.type == "cuda" or live_teacher
-    size = max_group if max_group > 0 else len(jobs)
-    queue = [jobs[i : i + size] for i in range(0, len(jobs), size)] if grouped else []
     if not grouped or not can_group(jobs, data):
-        queue = []
         for job in jobs:
             one(job)
+        return
+    size = max_group if max_group > 0 else len(jobs)
+    queue = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     while queue:
         group = queue.pop(0)
         if len(group) == 1:
