@@ -24,7 +24,8 @@ from torchvision.transforms import v2
 from kdfair.data.base import Part, SplitData
 from kdfair.models.registry import build_model
 from kdfair.spec import RunSpec
-from kdfair.train.engine import RunJob, build_run_model, resolve_device, train_bundle
+from kdfair.train.device import resolve_device
+from kdfair.train.engine import RunJob, build_run_model, train_bundle
 from kdfair.train.loss import kd_loss
 
 MEAN, STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)

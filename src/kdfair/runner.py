@@ -20,14 +20,8 @@ from kdfair.errors import DatasetError, StoreError
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
 from kdfair.store import RunStore
-from kdfair.train.engine import (
-    Reporter,
-    RunJob,
-    RunResult,
-    build_run_model,
-    resolve_device,
-    train_bundle,
-)
+from kdfair.train.device import resolve_device
+from kdfair.train.engine import Reporter, RunJob, TrainedRun, build_run_model, train_bundle
 
 log = logging.getLogger("kdfair")
 
@@ -199,7 +193,7 @@ def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData |
     if jobs:
         log.info("bundle %s: %d run(s) to train on %s", jobs[0].spec.arch, len(jobs), device)
 
-    def save(job: RunJob, result: RunResult | Exception) -> None:
+    def save(job: RunJob, result: TrainedRun | Exception) -> None:
         if isinstance(result, Exception):
             store.record_failure(job.spec, f"{type(result).__name__}: {result}")
             state = "failed"

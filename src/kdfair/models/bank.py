@@ -55,10 +55,11 @@ class BankLinear(nn.Module):
 
 
 class ListBank(nn.Module):
-    """G plain models behind the bank interface: [B, G*C, H, W] -> [B, G, K].
+    """G plain models side by side: one input per member -> [B, G, K].
 
     Mathematically the same as a grouped bank; used where grouped convolutions cost more than
-    running the members one after another (on a CPU) or where an architecture has no bank.
+    running the members one after another (on a CPU), where an architecture has no bank, or
+    where inputs are not images (tokenised text). G = 1 is the plain model.
     """
 
     def __init__(self, models: Sequence[nn.Module]):
@@ -66,9 +67,8 @@ class ListBank(nn.Module):
         self.members = len(models)
         self.models = nn.ModuleList(models)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = x.chunk(self.members, dim=1)
-        return torch.stack([m(xi) for m, xi in zip(self.models, xs, strict=True)], dim=1)
+    def forward(self, xs: Sequence) -> torch.Tensor:
+        return torch.stack([m(x) for m, x in zip(self.models, xs, strict=True)], dim=1)
 
 
 def split_members(x: torch.Tensor, members: int) -> torch.Tensor:

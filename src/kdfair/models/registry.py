@@ -61,3 +61,12 @@ def build_model(
         )
     except TypeError as err:
         raise ConfigError(f"model {name!r}: bad options {options}: {err}") from None
+
+
+def bankable(name: str, num_classes: int, input_shape: tuple[int, ...], **options) -> bool:
+    """Whether the architecture's factory builds grouped banks (``members`` > 1)."""
+    try:
+        bank = build_model(name, num_classes, input_shape, members=2, **options)
+    except Exception:  # noqa: BLE001 - any factory refusing members > 1 means "no bank"
+        return False
+    return getattr(bank, "members", 1) == 2

@@ -1,35 +1,41 @@
-"""Training engine: ``train_bundle`` trains the runs of one bundle and hands back each result.
+"""Training engine: ``train_bundle`` trains the runs of one bundle; ``fit`` is the one loop.
 
-A bundle is a list of runs that share data and student architecture. Each run's initialisation,
-data order and augmentation come from RNG streams derived from its own seed (``seeding``), so a
-run's result never depends on what it was bundled with. In-memory (uint8) image sets stay on the
-device and are augmented there; large sets stream through a DataLoader.
+Every run trains as a member of a bank of G >= 1 members (``models.bank``): G = 1 is the plain
+model, G > 1 the members side by side (``ListBank``, on a CPU) or one network of grouped
+convolutions (on CUDA). The loop is handed one objective per member (``methods``) and the
+teachers' logits (``teachers``); the only branch left is the batch source (``batches``).
+
+Member m is initialised from its own seed, sees the batches of its own seed's streams, and is
+optimised on its own loss. The member losses are summed: their parameters are disjoint, so each
+gets exactly its own gradient, and kdfair's optimisers act elementwise, so each member's step is
+the step it would take alone — a run's result never depends on what it was bundled with.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from kdfair.config import TrainConfig
-from kdfair.data.base import Part, SplitData
+from kdfair.data.base import SplitData
 from kdfair.errors import RunFailed
-from kdfair.models.registry import build_model
+from kdfair.models.bank import ListBank, bank_from_members, member_state
+from kdfair.models.registry import bankable, build_model
 from kdfair.spec import RunSpec
-from kdfair.train.augment import apply_augment, draw_augment, normalize
-from kdfair.train.loss import kd_loss
-from kdfair.train.seeding import derive_seed, generator
+from kdfair.train.batches import Batches, Inputs
+from kdfair.train.device import autocast, channels_last, device_name, prepare_module
+from kdfair.train.methods import MemberStep, Objective, objective_for
+from kdfair.train.seeding import derive_seed
+from kdfair.train.teachers import TeacherLogits, teacher_bank
 
 log = logging.getLogger("kdfair")
 
@@ -45,7 +51,9 @@ class RunJob:
 
 
 @dataclass
-class RunResult:
+class TrainedRun:
+    """A finished run as the engine hands it back: metrics, test logits and the model."""
+
     spec: RunSpec
     metrics: dict[str, Any]
     logits: np.ndarray
@@ -59,7 +67,9 @@ class Reporter(Protocol):
     def finish(self, run_id: str, status: str) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """A reporter that reports nothing."""
+
     def start(self, run_id: str, epochs: int) -> None:
         pass
 
@@ -68,17 +78,6 @@ class _Silent:
 
     def finish(self, run_id: str, status: str) -> None:
         pass
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from kdfair.errors import ConfigError
-
-        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is visible; use 'auto'")
-    return torch.device(name)
 
 
 def build_run_model(spec: RunSpec, data: SplitData) -> nn.Module:
@@ -114,139 +113,99 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-class _Batches:
-    """Normalised float batches of one part, on the device."""
-
-    def __init__(self, part: Part, data: SplitData, device: torch.device):
-        self.part, self.device = part, device
-        if part.in_memory:
-            self.x = part.x.to(device)  # type: ignore[union-attr]
-            c = self.x.shape[1]
-            self.mean = torch.tensor(data.mean[:c], device=device).view(1, -1, 1, 1)
-            self.std = torch.tensor(data.std[:c], device=device).view(1, -1, 1, 1)
-        self.y = part.y.to(device)
-
-    def train(self, cfg: TrainConfig, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        if not self.part.in_memory:
-            yield from self._stream(cfg, seed, epoch)
-            return
-        for idx, off, flips in self.draws(cfg, seed, epoch):
-            yield self.batch(idx, off, flips, cfg.crop_padding), self.y[idx], idx
-
-    def draws(self, cfg: TrainConfig, seed: int, epoch: int):
-        """Per step: the indices, crop offsets and flips of one epoch, from the seed's streams.
-
-        The whole epoch is drawn on the CPU at once and moved to the device in one copy each.
-        """
-        n, bs = len(self.part), cfg.batch_size
-        used = n - n % bs if n >= bs else n  # drop the ragged last batch (BatchNorm needs > 1)
-        order = torch.randperm(n, generator=generator(seed, f"order/{epoch}"))[:used]
-        crop, flip = cfg.augment in ("crop_flip", "crop"), cfg.augment in ("crop_flip", "flip")
-        off, flips = draw_augment(used, cfg.crop_padding, crop, flip,
-                                  generator(seed, f"augment/{epoch}"))
-        order, off, flips = (None if t is None else t.to(self.device) for t in (order, off, flips))
-        for i in range(0, used, bs):
-            yield (order[i : i + bs], None if off is None else off[i : i + bs],
-                   None if flips is None else flips[i : i + bs])
-
-    def batch(self, idx: torch.Tensor, off, flips, padding: int) -> torch.Tensor:
-        """The augmented, normalised float batch of inputs ``idx``."""
-        return normalize(apply_augment(self.x[idx], off, flips, padding), self.mean, self.std)
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        n = len(self.part)
-        return max(1, n // batch_size) if n >= batch_size else 1
-
-    def _stream(self, cfg: TrainConfig, seed: int, epoch: int):
-        loader = torch.utils.data.DataLoader(
-            self.part.dataset, batch_size=cfg.batch_size, shuffle=True,
-            drop_last=len(self.part) > cfg.batch_size,  # as in memory: a lone batch is kept
-            generator=generator(seed, f"order/{epoch}"), num_workers=_workers(self.device),
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-            collate_fn=getattr(self.part.dataset, "collate", None))
-        for xb, yb in loader:
-            yield _to(xb, self.device), _to(yb, self.device), None
-
-    def eval(self, batch_size: int = 512) -> Iterator[torch.Tensor]:
-        if self.part.in_memory:
-            for i in range(0, len(self.part), batch_size):
-                yield normalize(self.x[i : i + batch_size], self.mean, self.std)
-            return
-        loader = torch.utils.data.DataLoader(
-            self.part.dataset, batch_size=batch_size, shuffle=False,
-            num_workers=_workers(self.device),
-            collate_fn=getattr(self.part.dataset, "collate", None))
-        for xb, _ in loader:
-            yield _to(xb, self.device)
-
-
-def _to(x, device: torch.device):
-    """Move a batch (a tensor, or a dict of tensors such as tokenised text) to the device."""
-    if isinstance(x, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
-    return x.to(device, non_blocking=True)
-
-
-def _workers(device: torch.device) -> int:
-    env = os.environ.get("KDFAIR_WORKERS")
-    if env is not None:
-        return int(env)
-    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+def member_inputs(bank: nn.Module, xs: list[Inputs]) -> Any:
+    """The bank's input from one batch per member: a list (``ListBank``) or the batches
+    concatenated along channels (a grouped bank, [B, G*C, H, W])."""
+    return xs if isinstance(bank, ListBank) else torch.cat(xs, dim=1)  # type: ignore[arg-type]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: _Batches, device: torch.device) -> torch.Tensor:
-    """Logits (float32, on the CPU) of ``model`` on every input of a part, in order."""
+def predict(model: nn.Module, batches: Batches, device: torch.device,
+            bf16: bool | None = None) -> torch.Tensor:
+    """Logits (float32, on the CPU) of a plain model on every input of a part, in order."""
     model.eval()
     out = []
     for xb in batches.eval():
-        with _autocast(device):
-            out.append(model(_layout(xb, device)).float().cpu())
+        with autocast(device, bf16):
+            out.append(model(channels_last(xb)).float().cpu())
     return torch.cat(out)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+@torch.no_grad()
+def bank_accuracy(bank: nn.Module, batches: Batches, device: torch.device,
+                  bf16: bool | None = None) -> list[float]:
+    """Each member's accuracy on a part (every member sees every input)."""
+    bank.eval()
+    g = bank.members  # type: ignore[attr-defined]
+    correct, start = torch.zeros(g, device=device), 0
+    for xb in batches.eval():
+        with autocast(device, bf16):
+            logits = bank(member_inputs(bank, [channels_last(xb)] * g))  # [B, G, K]
+        n = len(logits)
+        correct += (logits.argmax(-1) == batches.y[start : start + n, None]).sum(0)
+        start += n
+    return (correct / max(1, start)).tolist()
 
 
-def _layout(x, device: torch.device):
-    """channels_last for image batches on CUDA; anything else as it is."""
-    if device.type == "cuda" and isinstance(x, torch.Tensor) and x.ndim == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def teacher_table(teacher: nn.Module, train: _Batches, device: torch.device) -> torch.Tensor:
-    """The teacher's logits on every (unaugmented) training input, on the device.
-
-    Exact to reuse when the student's training inputs are not augmented: the frozen teacher then
-    sees the same inputs every epoch, so its forward pass is done once per teacher, not per step.
-    """
-    return predict(teacher, train, device).to(device)
-
-
-def train_run(job: RunJob, data: SplitData, device: torch.device, parts: dict[str, _Batches],
-              reporter: Reporter, table: torch.Tensor | None = None) -> RunResult:
-    """Train (or, for a given teacher, only evaluate) one run."""
-    spec, cfg = job.spec, TrainConfig.model_validate(job.spec.train)
-    t0 = time.perf_counter()
-    history: list[dict[str, float]] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(spec.seed, "global"))  # anything else drawing randomness
-        model = build_run_model(spec, data)
-        if job.init_weights is not None:
-            model.load_state_dict(job.init_weights)
-        model.to(device)
-        if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
-        if not spec.given:
-            history = _fit(model, job, cfg, parts["train"], device, reporter, table)
-    return evaluate(spec, model, data, device, parts, history, time.perf_counter() - t0)
+def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLogits,
+        seed_index: list[int], seeds: list[int], cfg: TrainConfig, train: Batches,
+        val: Batches | None, device: torch.device, reporter: Reporter, label: str,
+        forward: Callable[[Any], torch.Tensor] | None = None,
+        bf16: bool | None = None) -> tuple[list[list[dict[str, float]]], dict[int, str]]:
+    """Train the G members of ``bank``, member m on ``objectives[m]`` over the batches of seed
+    ``seeds[seed_index[m]]``; return each member's per-epoch history and the members whose loss
+    stopped being finite (member -> reason). Training ends early once every member failed."""
+    forward = forward or bank
+    g = len(objectives)
+    opt = make_optimizer(bank, cfg)
+    steps = train.steps_per_epoch(cfg.batch_size)
+    total, step = steps * cfg.epochs, 0
+    histories: list[list[dict[str, float]]] = [[] for _ in range(g)]
+    failed: dict[int, str] = {}
+    reporter.start(label, cfg.epochs)
+    for epoch in range(cfg.epochs):
+        bank.train()
+        t_epoch = time.perf_counter()
+        loss_sum, correct, seen = torch.zeros(g, device=device), torch.zeros(g, device=device), 0
+        for batch in train.epoch(cfg, seeds, epoch):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, total, steps, cfg)
+            ys = [batch.y[s] for s in seed_index]
+            with autocast(device, bf16):
+                logits = forward(member_inputs(bank, [channels_last(batch.x[s])
+                                                      for s in seed_index]))  # [B, G, K]
+                t_logits = teacher_logits(batch)
+                losses = torch.stack([
+                    objective(MemberStep(logits[:, m], ys[m], t_logits[m], step / total))
+                    for m, objective in enumerate(objectives)])
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            step += 1
+            b = len(ys[0])
+            loss_sum += losses.detach() * b  # NaN/inf propagate; checked once per epoch
+            correct += (logits.detach().argmax(-1) == torch.stack(ys, 1)).sum(0)
+            seen += b
+        ips = seen / max(1e-9, time.perf_counter() - t_epoch)
+        mean_loss = (loss_sum / max(1, seen)).tolist()
+        train_acc = (correct / max(1, seen)).tolist()
+        val_acc = bank_accuracy(bank, val, device, bf16) if val is not None else [None] * g
+        for m in range(g):
+            if m not in failed and not math.isfinite(mean_loss[m]):
+                failed[m] = (f"training loss became {mean_loss[m]} in epoch {epoch + 1}; "
+                             f"try a lower learning rate (train.lr = {cfg.lr})")
+            histories[m].append({"epoch": epoch + 1, "loss": mean_loss[m],
+                                 "train_acc": train_acc[m], "val_acc": val_acc[m],
+                                 "lr": opt.param_groups[0]["lr"], "images_per_s": ips})
+        reporter.epoch(label, epoch + 1, sum(mean_loss) / g, ips * g)
+        if len(failed) == g:
+            break
+    return histories, failed
 
 
 def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.device,
-             parts: dict[str, _Batches], history: list[dict[str, float]],
-             wall_time_s: float, extra: dict[str, Any] | None = None) -> RunResult:
+             parts: dict[str, Batches], history: list[dict[str, float]],
+             wall_time_s: float, extra: dict[str, Any] | None = None) -> TrainedRun:
     """Val and test predictions of a trained model, and the run's metrics."""
     val_logits = predict(model, parts["val"], device)
     test_logits = predict(model, parts["test"], device)
@@ -256,66 +215,11 @@ def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.dev
     metrics = {
         "test_acc": test_acc, "val_acc": val_acc, "train_loss": last.get("loss"),
         "train_acc": last.get("train_acc"), "epochs": len(history),
-        "wall_time_s": wall_time_s, "device": _device_name(device),
+        "wall_time_s": wall_time_s, "device": device_name(device),
         "images_per_s": last.get("images_per_s"), "history": history, "versions": _versions(),
         **(extra or {}),
     }
-    return RunResult(spec, metrics, test_logits.numpy(), model.cpu(), history)
-
-
-def _fit(model: nn.Module, job: RunJob, cfg: TrainConfig, train: _Batches,
-         device: torch.device, reporter: Reporter,
-         table: torch.Tensor | None = None) -> list[dict[str, float]]:
-    spec = job.spec
-    opt = make_optimizer(model, cfg)
-    steps_per_epoch = train.steps_per_epoch(cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    step, history = 0, []
-    reporter.start(spec.run_id, cfg.epochs)
-    for epoch in range(cfg.epochs):
-        model.train()
-        t_epoch = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen = 0
-        for xb, yb, idx in train.train(cfg, spec.seed, epoch):
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(step, total, steps_per_epoch, cfg)
-            xb = _layout(xb, device)
-            with _autocast(device):
-                logits = model(xb)
-                if spec.role == "ds":
-                    if table is not None:
-                        t_logits = table[idx]
-                    else:
-                        with torch.no_grad():
-                            t_logits = job.teacher(xb)  # type: ignore[misc]
-                    loss = kd_loss(logits, t_logits, yb, spec.temperature, spec.alpha,
-                                   spec.t2_scaling, cfg.label_smoothing)
-                else:
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            loss_sum += loss.detach() * len(yb)  # NaN/inf propagate; checked once per epoch
-            correct += (logits.detach().argmax(-1) == yb).sum()
-            seen += len(yb)
-        mean_loss = float(loss_sum) / max(1, seen)
-        if not math.isfinite(mean_loss):
-            raise RunFailed(f"training loss became {mean_loss} in epoch {epoch + 1}; "
-                            f"try a lower learning rate (train.lr = {cfg.lr})")
-        ips = seen / max(1e-9, time.perf_counter() - t_epoch)
-        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": float(correct) / seen,
-                        "lr": opt.param_groups[0]["lr"], "images_per_s": ips})
-        reporter.epoch(spec.run_id, epoch + 1, mean_loss, ips)
-    return history
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return TrainedRun(spec, metrics, test_logits.numpy(), model.cpu(), history)
 
 
 def _versions() -> dict[str, str]:
@@ -328,60 +232,153 @@ def _versions() -> dict[str, str]:
     return {"kdfair": kd, "torch": torch.__version__, "python": platform.python_version()}
 
 
+def can_group(jobs: list[RunJob], data: SplitData) -> bool:
+    """Whether these runs can train as one bank of several: same architecture, options and
+    recipe, data on the device, and trained (not given)."""
+    first = jobs[0].spec
+    if not data.train.in_memory or len(jobs) < 2:
+        return False
+    if any(j.spec.given or j.init_weights is not None for j in jobs):
+        return False
+    return all(j.spec.arch == first.arch and j.spec.model_options == first.model_options
+               and j.spec.train == first.train for j in jobs)
+
+
+def _bank(members: list[nn.Module], spec: RunSpec, data: SplitData, device: torch.device,
+          kind: str) -> nn.Module:
+    """The members as one module: ``grouped`` convolutions or ``list`` (plain, side by side);
+    ``auto`` is grouped on CUDA where the architecture has a bank."""
+    if kind == "auto":
+        grouped = device.type == "cuda" and len(members) > 1 and bankable(
+            spec.arch, data.num_classes, data.input_shape, **spec.model_options)
+        kind = "grouped" if grouped else "list"
+    if kind == "list":
+        return prepare_module(ListBank(members), device)
+    bank = build_model(spec.arch, data.num_classes, data.input_shape, members=len(members),
+                       **spec.model_options)
+    return prepare_module(bank_from_members(bank, members), device)
+
+
+def _teachers(jobs: list[RunJob], seed_index: list[int], tables: dict[int, torch.Tensor],
+              bank: nn.Module, data: SplitData, device: torch.device) -> TeacherLogits:
+    teachers = [j.teacher for j in jobs]
+    logits = TeacherLogits(teachers, seed_index, tables)
+    if logits.teachers and logits.tables is None and not isinstance(bank, ListBank):
+        specs = {id(j.teacher): j.teacher_spec for j in jobs if j.teacher is not None}
+        counts = [sum(1 for t, _ in logits.pairs if t == i) for i in range(len(logits.teachers))]
+        logits.banked = teacher_bank(logits.teachers, [specs[id(t)] for t in logits.teachers],
+                                     counts, data, device)
+    return logits
+
+
+def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
+                parts: dict[str, Batches], reporter: Reporter,
+                tables: dict[int, torch.Tensor], compile: bool = False,
+                bank_kind: str = "auto", bf16: bool | None = None) -> list[TrainedRun | Exception]:
+    """Train ``jobs`` (one, or several that ``can_group``) as one bank; one result or exception
+    per job. A given teacher (``spec.given``) is only evaluated.
+
+    ``bank_kind``: ``grouped`` (grouped convolutions), ``list`` (plain models side by side) or
+    ``auto``. ``bf16``: autocast to bfloat16 (default: on CUDA only).
+    """
+    specs = [j.spec for j in jobs]
+    g, cfg = len(jobs), TrainConfig.model_validate(specs[0].train)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(specs[0].seed, "global"))  # anything else drawing randomness
+        members = [build_run_model(s, data) for s in specs]
+        for job, member in zip(jobs, members, strict=True):
+            if job.init_weights is not None:
+                member.load_state_dict(job.init_weights)
+        bank = _bank(members, specs[0], data, device, bank_kind)
+        seeds = sorted({s.seed for s in specs})
+        seed_index = [seeds.index(s.seed) for s in specs]
+        histories: list[list[dict[str, float]]] = [[] for _ in jobs]
+        failed: dict[int, str] = {}
+        if not all(s.given for s in specs):
+            label = specs[0].run_id if g == 1 else f"{g} runs ({specs[0].arch})"
+            histories, failed = fit(
+                bank, [objective_for(s, cfg.label_smoothing) for s in specs],
+                _teachers(jobs, seed_index, tables, bank, data, device), seed_index, seeds, cfg,
+                parts["train"], parts["val"] if len(parts["val"]) else None, device, reporter,
+                label, torch.compile(bank) if compile else None, bf16)
+    wall = time.perf_counter() - t0
+    extra = {"group_size": g, "group_wall_time_s": wall} if g > 1 else None
+    results: list[TrainedRun | Exception] = []
+    for m, spec in enumerate(specs):
+        if m in failed:
+            results.append(RunFailed(failed[m]))
+            continue
+        model = _member(bank, m, spec, data, device)
+        results.append(evaluate(spec, model, data, device, parts, histories[m], wall / g, extra))
+    return results
+
+
+def _member(bank: nn.Module, m: int, spec: RunSpec, data: SplitData,
+            device: torch.device) -> nn.Module:
+    """Member ``m`` of a trained bank as a plain model on the device."""
+    if isinstance(bank, ListBank):
+        return bank.models[m]
+    model = build_run_model(spec, data)
+    model.load_state_dict(member_state(bank.cpu(), m))
+    return prepare_module(model, device)
+
+
+def teacher_table(teacher: nn.Module, train: Batches, device: torch.device) -> torch.Tensor:
+    """The teacher's logits on every (unaugmented) training input, on the device.
+
+    Exact to reuse when the student's training inputs are not augmented: the frozen teacher then
+    sees the same inputs every epoch, so its forward pass is done once per teacher, not per step.
+    """
+    return predict(teacher, train, device).to(device)
+
+
 def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
-                 on_result: Callable[[RunJob, RunResult | Exception], None],
+                 on_result: Callable[[RunJob, TrainedRun | Exception], None],
                  reporter: Reporter | None = None, grouped: bool | str = "auto",
                  max_group: int = 0, compile: bool = False) -> None:
     """Train every run of a bundle; each result (or the exception of a failed run) is handed to
     ``on_result`` as soon as it exists, so an interruption loses only the runs in progress.
 
-    With ``grouped``, runs that can share a bank (``grouped.can_group``) train together, at most
+    With ``grouped``, runs that can share a bank (``can_group``) train together, at most
     ``max_group`` at once (0: all); a group that does not fit the device is split in halves.
     ``"auto"`` groups on CUDA, and on a CPU only where members share live teacher passes.
     """
-    from kdfair.train.grouped import can_group, train_group
-
-    reporter = reporter or _Silent()
-    parts = {k: _Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
+    reporter = reporter or Silent()
+    parts = {k: Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
     tables: dict[int, torch.Tensor] = {}
     for job in jobs:
         cfg = TrainConfig.model_validate(job.spec.train)
         if job.teacher is not None and cfg.augment == "none" and data.train.in_memory:
             if id(job.teacher) not in tables:
                 tables[id(job.teacher)] = teacher_table(job.teacher, parts["train"], device)
-
-    def one(job: RunJob) -> None:
-        try:
-            result: RunResult | Exception = train_run(job, data, device, parts, reporter,
-                                                      tables.get(id(job.teacher)))
-        except (RunFailed, RuntimeError) as err:  # NaN loss, out of memory, …: record, go on
-            result = err
-        reporter.finish(job.spec.run_id, "failed" if isinstance(result, Exception) else "done")
-        on_result(job, result)
-
     if grouped == "auto":
         live_teacher = any(j.teacher is not None and id(j.teacher) not in tables for j in jobs)
         grouped = device.type == "cuda" or live_teacher
-    if not grouped or not can_group(jobs, data):
-        for job in jobs:
-            one(job)
-        return
     size = max_group if max_group > 0 else len(jobs)
-    queue = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    if grouped and can_group(jobs, data):
+        queue = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    else:
+        queue = [[job] for job in jobs]
     while queue:
         group = queue.pop(0)
-        if len(group) == 1:
-            one(group[0])
-            continue
         try:
             results = train_group(group, data, device, parts, reporter, tables, compile)
-        except torch.OutOfMemoryError:
-            half = (len(group) + 1) // 2
-            log.warning("%d runs do not fit on %s together; training them in groups of %d",
-                        len(group), device, half)
-            torch.cuda.empty_cache()
-            queue[:0] = [group[:half], group[half:]]
-            continue
+        except torch.OutOfMemoryError as err:
+            if len(group) == 1:  # recorded as failed, like any error of a run trained alone
+                results = [err]
+            else:
+                half = (len(group) + 1) // 2
+                log.warning("%d runs do not fit on %s together; training them in groups of %d",
+                            len(group), device, half)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                queue[:0] = [group[:half], group[half:]]
+                continue
+        except (RunFailed, RuntimeError) as err:  # NaN loss, a runtime error: record, go on
+            if len(group) > 1:
+                raise
+            results = [err]
         for job, result in zip(group, results, strict=True):
             reporter.finish(job.spec.run_id,
                             "failed" if isinstance(result, Exception) else "done")
