@@ -24,8 +24,8 @@ from PIL import Image
 
 from kdfair.config import DatasetConfig
 from kdfair.data import catalog
-from kdfair.data.catalog import carve_val, dataset_catalog
-from kdfair.data.registry import dataset_names, load_dataset
+from kdfair.data.catalog import carve_val
+from kdfair.data.registry import dataset_catalog, dataset_names, load_dataset
 from kdfair.errors import ConfigError, DatasetError
 
 

@@ -8,20 +8,18 @@ import pytest
 from typer.testing import CliRunner
 
 from kdfair.cli import app
-from kdfair.config import experiment_from_dict
+from kdfair.config import experiment_from_dict, load_experiment, parse_minutes
 from kdfair.errors import ConfigError
 from kdfair.executors import (
     LocalPoolExecutor,
     SlurmError,
     SlurmExecutor,
-    load_experiment_and_slurm,
-    parse_minutes,
+    execute,
     parse_options,
     slurm_config,
     split_bundles,
     split_evenly,
 )
-from kdfair.runner import execute
 
 TINY = {
     "name": "tiny",
@@ -81,13 +79,13 @@ def test_bad_slurm_settings_name_the_field(section, message):
 def test_experiment_file_with_a_slurm_section(tmp_path):
     p = tmp_path / "e.yaml"
     p.write_text(YAML + "slurm: {partition: gpu, time: 30, runs_per_job: 4}\n")
-    exp, section = load_experiment_and_slurm(p)
-    assert exp.name == "tiny" and slurm_config(section).runs_per_job == 4
+    exp = load_experiment(p)
+    assert exp.name == "tiny" and slurm_config(exp.slurm).runs_per_job == 4
     p.write_text(YAML)
-    assert load_experiment_and_slurm(p)[1] is None
+    assert load_experiment(p).slurm is None
     p.write_text(YAML + "slurm: gpu\n")
-    with pytest.raises(ConfigError, match="slurm: expected a mapping"):
-        load_experiment_and_slurm(p)
+    with pytest.raises(ConfigError, match="slurm"):
+        load_experiment(p)
 
 
 def test_bundles_split_into_jobs_keep_a_seeds_runs_together():
@@ -111,11 +109,13 @@ class _SameSplitInProcess:
     def __init__(self, parts):
         self.parts = parts
 
-    def run_phase(self, exp, out, bundles, data, data_root):
-        from kdfair.runner import plan, train_runs
+    def start(self, exp, out):
+        pass
 
-        seed = {s.run_id: s.seed for s in plan(exp, data.fingerprint)}
-        for chunk in split_evenly(bundles, self.parts, seed.get):
+    def run_phase(self, exp, out, bundles, data, data_root):
+        from kdfair.runner import train_runs
+
+        for chunk in split_evenly(bundles, self.parts, lambda s: s.seed):
             train_runs(exp, out, chunk, data=data)
 
 

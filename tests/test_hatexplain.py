@@ -398,7 +398,7 @@ def test_e2e_text_study_through_the_cli(tmp_path, tiny, monkeypatch):
 @pytest.mark.slow
 def test_e2e_given_fine_tuned_teacher(tmp_path, tiny, monkeypatch):
     """`weights: DIR` on the teacher: one teacher run, evaluated (not trained), distilled from."""
-    from kdfair import runner
+    from kdfair import api, runner
     from kdfair.config import load_experiment as load_exp
 
     posts, div = random_posts(n_train=48, n_val=12, n_test=24)
@@ -410,7 +410,7 @@ def test_e2e_given_fine_tuned_teacher(tmp_path, tiny, monkeypatch):
     build_model("bert", 2, (), pretrained=str(tiny["bert"])).model.save_pretrained(str(tuned))
     exp = load_exp(_experiment(tmp_path, tiny, {"arch": "bert", "weights": str(tuned)}))
     assert runner.teacher_is_given(exp)
-    st = runner.execute(exp, tmp_path / "out", data_root=tmp_path / "data")
+    st = api.run(exp, tmp_path, data_root=tmp_path / "data", write_report=False)
     assert not st.failed and not st.missing and len(st.done) == 5  # 1 teacher, 2 NDS, 2 DS
-    teacher = next((tmp_path / "out" / "runs").glob("teacher-*"))
+    teacher = next((tmp_path / exp.name / "runs").glob("teacher-*"))
     assert json.loads((teacher / "metrics.json").read_text())["epochs"] == 0

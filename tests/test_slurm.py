@@ -93,10 +93,10 @@ def inodes(root: Path) -> dict[str, int]:
 
 def test_study_on_slurm_matches_the_same_study_run_locally(study, tmp_path, one_thread):
     from kdfair import api
-    from kdfair.executors import load_experiment_and_slurm
+    from kdfair.config import load_experiment
 
     name, path = study
-    exp, _ = load_experiment_and_slurm(path)
+    exp = load_experiment(path)
     api.run(exp, out=tmp_path / "local")  # one thread, as the jobs (slurm cpus: 1)
     res = kdfair("run", path, "--out", tmp_path / "slurm", "--executor", "slurm",
                  "--slurm-partition", default_partition())

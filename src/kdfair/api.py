@@ -15,8 +15,10 @@ from kdfair.config import Experiment, experiment_from_dict, load_experiment
 from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
 from kdfair.errors import ConfigError
+from kdfair.executors import Executor, execute, local_executor
 from kdfair.models.registry import register_model
-from kdfair.runner import StudyStatus, execute
+from kdfair.runner import StudyStatus
+from kdfair.spec import RunSpec
 from kdfair.train.engine import Reporter
 
 __all__ = ["load_experiment", "run", "analyze", "report", "study", "results_dir"]
@@ -27,17 +29,25 @@ def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
     return Path(out) / exp.name
 
 
-def run(experiment: Experiment | str | Path, out: str | Path = "results",
-        data_root: str | Path | None = None, reporter: Reporter | None = None,
-        write_report: bool = True, **kwargs: Any) -> StudyStatus:
+def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
+        data_root: str | Path | None = None, executor: Executor | None = None,
+        reporter: Reporter | None = None,
+        on_run: Callable[[RunSpec, str], None] | None = None,
+        on_plan: Callable[[list[RunSpec], set[str]], None] | None = None,
+        data: SplitData | None = None, write_report: bool = True) -> StudyStatus:
     """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
 
-    Finished runs already in the store are not trained again. Ends by writing the report.
+    Finished runs already in the store are not trained again. ``executor``: where bundles train
+    (default: this process, or one worker per GPU); ``reporter``: progress of the local
+    executor; ``on_run(spec, state)``: each run as it ends; ``on_plan(specs, done_ids)``: the
+    plan, once, before training; ``data``: the loaded data set, if already in memory. Ends by
+    writing the report unless ``write_report`` is false.
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     where = results_dir(exp, out)
-    st = execute(exp, where, reporter=reporter,
-                 data_root=Path(data_root) if data_root else None, **kwargs)
+    executor = executor or local_executor(exp, reporter, on_run)
+    st = execute(exp, where, executor, data=data,
+                 data_root=Path(data_root) if data_root else None, on_plan=on_plan)
     if write_report:
         report(where)
     return st

@@ -43,14 +43,14 @@ def _friendly(f):
 class RichReporter:
     """Progress per run (epoch, images/s, ETA) plus the study's overall progress."""
 
-    def __init__(self, total_runs: int, done: int):
+    def __init__(self):
         self.live = sys.stderr.isatty()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=err_console, disable=not self.live)
-        self.study = self.progress.add_task("study", total=total_runs, completed=done, info="")
+        self.study = self.progress.add_task("study", total=None, info="")
         self.task = None
 
     def __enter__(self):
@@ -59,6 +59,9 @@ class RichReporter:
 
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
+
+    def plan(self, total_runs: int, done: int) -> None:
+        self.progress.update(self.study, total=total_runs, completed=done)
 
     def start(self, run_id: str, epochs: int) -> None:
         self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
@@ -85,17 +88,17 @@ class RichReporter:
 
 def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> None:
     from kdfair import api
-    from kdfair.runner import load_data, plan
-    from kdfair.store import RunStore
 
     where = api.results_dir(exp, out)
-    data = load_data(exp, data_root)
-    specs = plan(exp, data.fingerprint)
-    done = len(RunStore(where).done_ids() & {s.run_id for s in specs})
-    console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({done} already done) → {where}")
     t0 = time.perf_counter()
-    with RichReporter(len(specs), done) as rep:
-        st = api.run(exp, out=out, reporter=rep, data=data, write_report=False)
+    with RichReporter() as rep:
+        def on_plan(specs, done) -> None:
+            console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({len(done)} already done) "
+                          f"→ {where}")
+            rep.plan(len(specs), len(done))
+
+        st = api.run(exp, out=out, data_root=data_root, reporter=rep, on_plan=on_plan,
+                     write_report=False)
     console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                   f"{len(st.failed)} failed, {len(st.missing)} missing")
     for rid, why in st.failed.items():
@@ -107,11 +110,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> Non
 def _report(where: Path) -> None:
     from kdfair import api
 
-    try:
-        res = api.report(where)
-    except ImportError as err:  # analysis not installed in this build
-        err_console.print(f"report skipped: {err}")
-        return
+    res = api.report(where)
     table = Table(title=f"summary — {where}")
     for col in res.summary.columns:
         table.add_column(str(col))
@@ -151,12 +150,13 @@ def run(
                                                   "KEY=VALUE (repeatable), e.g. qos=high"),
 ) -> None:
     """Run a study (only what the results directory lacks), then write its report."""
+    from kdfair.config import load_experiment
     from kdfair.errors import ConfigError
-    from kdfair.executors import EXECUTORS, load_experiment_and_slurm, parse_options
+    from kdfair.executors import EXECUTORS, parse_options
 
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    exp, section = load_experiment_and_slurm(experiment)
+    exp = load_experiment(experiment)
     if device:
         exp = _with(exp, device=device)
     flags = dict(partition=slurm_partition, time=slurm_time, gpus=slurm_gpus, cpus=slurm_cpus,
@@ -173,11 +173,11 @@ def run(
     from kdfair import api
     from kdfair.executors import RichSlurmView, SlurmExecutor, slurm_config
 
-    cfg = slurm_config(section, **flags)
+    cfg = slurm_config(exp.slurm, **flags)
     where = api.results_dir(exp, out).resolve()
     ex = SlurmExecutor(cfg, wait=wait)
     ex.start(exp, where)  # partition, limits, earlier jobs: before anything is written
-    part = ex._partition.name if ex._partition else cfg.partition
+    part = ex.partition.name if ex.partition else cfg.partition
     console.print(f"[bold]{exp.name}[/]: SLURM partition {part}, {cfg.gpus_for(exp)} GPU(s) "
                   f"and {cfg.cpus} CPU(s) per job → {where}", highlight=False)
     t0 = time.perf_counter()
@@ -245,12 +245,13 @@ def report(results: Path = typer.Argument(..., help="a study's results directory
 @_friendly
 def status(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
     """Which runs of a study are done, missing or failed."""
+    from kdfair.runner import status as study_status
     from kdfair.store import RunStore
 
     store = RunStore(results)
     name = store.experiment().get("name", str(results))
     planned = store.load_plan()
-    done, failed = store.done_ids(), store.failed()
+    st = study_status(store, planned)
     queued = _queued_on_slurm(results)
     table = Table(title=f"{name} — {results}")
     for col in ("run", "status", "detail"):
@@ -258,9 +259,10 @@ def status(results: Path = typer.Argument(..., help="a study's results directory
     counts = {"done": 0, "pending": 0, "running": 0, "missing": 0, "failed": 0}
     colors = {"done": "green", "pending": "cyan", "running": "blue", "failed": "red",
               "missing": "yellow"}
+    done = set(st.done)
     for rid in planned:
-        state = "done" if rid in done else "failed" if rid in failed else "missing"
-        detail = failed[rid].get("error", "") if state == "failed" else ""
+        state = "done" if rid in done else "failed" if rid in st.failed else "missing"
+        detail = st.failed.get(rid, "")
         if state != "done" and rid in queued:  # a job of this study will train it
             state, job = queued[rid]
             detail = f"SLURM job {job}"
@@ -320,7 +322,7 @@ def presets() -> None:
 @_friendly
 def datasets(root: Path | None = typer.Option(None, help="data root to check")) -> None:
     """List every data set, what it needs on disk, and whether it is found."""
-    from kdfair.data.catalog import dataset_catalog
+    from kdfair.data.registry import dataset_catalog
 
     rows = dataset_catalog(root)
     table = Table(title="data sets")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kdfair.data.registry import dataset_names
 from kdfair.errors import ConfigError
-from kdfair.executors import SlurmConfig
+from kdfair.models.registry import model_names
 from kdfair.options import format_errors
 
 
@@ -33,8 +35,6 @@ class DatasetConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from kdfair.data.registry import dataset_names
-
         if v not in dataset_names():
             raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(dataset_names())}")
         return v
@@ -57,8 +57,6 @@ class ModelConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known(cls, v: str) -> str:
-        from kdfair.models.registry import model_names
-
         if v not in model_names():
             raise ValueError(f"unknown architecture {v!r}; allowed: {', '.join(model_names())}")
         return v
@@ -151,6 +149,68 @@ class EngineConfig(_Strict):
     grouped: bool | Literal["auto"] = "auto"
     max_group: int = Field(0, ge=0)  # most runs per group; 0 = as many as fit the device
     compile: bool = False  # torch.compile the grouped network (CUDA; slower start)
+
+
+def parse_minutes(value: str | int | float) -> int:
+    """A SLURM time limit in minutes: 90, "90", "1:30:00", "2-00:00:00", "30:00" (MM:SS)."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    s = str(value).strip().lower()
+    if s in ("infinite", "unlimited"):
+        return 0
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", s)
+    if not m:
+        raise ValueError(f"not a SLURM time: {value!r} (give minutes, H:MM:SS or D-HH:MM:SS)")
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        return days * 1440 + a * 60 + (b or 0) + ((c or 0) + 59) // 60
+    if c is not None:  # H:M:S
+        return a * 60 + b + (c + 59) // 60  # type: ignore[operator]
+    if b is not None:  # M:S
+        return a + (b + 59) // 60
+    return a  # type: ignore[return-value]
+
+
+class SlurmConfig(BaseModel):
+    """Where and how the jobs of a study run: the ``slurm:`` section of an experiment file.
+
+    Every field can be overridden on the command line (``--slurm-partition`` …).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition: str | None = None  # None: the cluster's default partition
+    time: int = Field(120, ge=1)  # time limit per job in minutes (also "H:MM:SS", "D-HH:MM:SS")
+    gpus: int | None = Field(None, ge=0)  # per job; None: 1, or 0 when the device is "cpu"
+    cpus: int = Field(8, ge=1)  # CPU cores per job (also torch's thread count in the job)
+    mem_gb: float | None = Field(None, gt=0)  # memory per job; None: the partition's default
+    account: str | None = None
+    runs_per_job: int | None = Field(None, ge=1)  # None: one job per bundle
+    max_parallel: int | None = Field(None, ge=1)  # at most this many jobs of an array at once
+    options: dict[str, str | int | float | bool] = {}  # more sbatch options: {qos: high, …}
+    setup: tuple[str, ...] = ()  # shell lines run before each job (module load, source venv)
+    python: str | None = None  # the interpreter on the nodes; None: this one (sys.executable)
+    check_store: bool = True  # test-write the results directory from a job before submitting
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> int:
+        return parse_minutes(v)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"array", "output", "error", "dependency", "job-name", "job_name", "wrap"}
+        bad = sorted(k for k in v if k.replace("_", "-") in reserved or k.startswith("-"))
+        if bad:
+            raise ValueError(f"options {bad} are set by kdfair itself; give sbatch option names "
+                             "without dashes, e.g. {qos: high, constraint: a100}")
+        return v
+
+    def gpus_for(self, exp: Experiment) -> int:
+        if self.gpus is not None:
+            return self.gpus
+        return 0 if exp.device == "cpu" else 1
 
 
 class Experiment(_Strict):

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -145,51 +144,48 @@ def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list
     return store, specs
 
 
-def phases(store: RunStore, specs: list[RunSpec]) -> list[list[list[str]]]:
-    """What is left to train, as phases of bundles (run ids): teachers, then students.
+def phases(store: RunStore, specs: list[RunSpec]) -> list[list[list[RunSpec]]]:
+    """What is left to train, as phases of bundles: teachers, then students.
 
     Every bundle of a phase can run at the same time, on any worker; a phase starts only when
     the one before it has ended, as students distil from finished teachers.
     """
     done = store.done_ids()
-    out: list[list[list[str]]] = [[], []]
+    out: list[list[list[RunSpec]]] = [[], []]
     for bundle in bundles(specs):
-        todo = [s.run_id for s in bundle if s.run_id not in done]
+        todo = [s for s in bundle if s.run_id not in done]
         if todo:
             out[0 if bundle[0].role == "teacher" else 1].append(todo)
     return [p for p in out if p]
 
 
-def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData | None = None,
+def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData | None = None,
                data_root: Path | None = None, reporter: Reporter | None = None,
                on_run: Callable[[RunSpec, str], None] | None = None) -> None:
-    """Train the named runs of a study (one bundle) into its store; skips those already done.
+    """Train runs of a study (one bundle) into its store; skips those already done.
 
-    Self-contained — loads the data, plans, loads teachers from the store — so that a worker
-    process or a cluster job can call it with nothing but the experiment and the run ids.
+    Self-contained — loads the data and the teachers from the store — so that a worker process
+    or a cluster job can call it with nothing but the experiment and the specs.
     """
     data = data if data is not None else load_data(exp, data_root)
-    by_id = {s.run_id: s for s in plan(exp, data.fingerprint)}
-    unknown = [r for r in run_ids if r not in by_id]
-    if unknown:
-        raise StoreError(f"run(s) {unknown} are not part of experiment {exp.name!r} as planned")
     store = RunStore(out)
     device = resolve_device(exp.device)
-    teachers: dict[str, torch.nn.Module] = {}
+    teachers: dict[str, tuple[torch.nn.Module, RunSpec]] = {}
     jobs = []
-    for s in (by_id[r] for r in run_ids if not store.is_done(r)):
+    for s in (s for s in specs if not store.is_done(s.run_id)):
         if s.role != "ds":
             jobs.append(RunJob(s, init_weights=_given_weights(s)))
             continue
         t = s.teacher_run_id
-        if not store.is_done(t):  # type: ignore[arg-type]
-            store.record_failure(s, f"its teacher run {t} did not finish")
+        if not teacher_finished(store, s):
             if on_run:
                 on_run(s, "failed")
             continue
         if t not in teachers:
-            teachers[t] = _load_teacher(store, by_id[t], data, device)  # type: ignore[index]
-        jobs.append(RunJob(s, teacher=teachers[t], teacher_spec=by_id[t]))  # type: ignore[index]
+            t_spec = RunSpec.from_json(store.load_spec(t))  # type: ignore[arg-type]
+            teachers[t] = (_load_teacher(store, t_spec, data, device), t_spec)  # type: ignore
+        model, t_spec = teachers[t]  # type: ignore[index]
+        jobs.append(RunJob(s, teacher=model, teacher_spec=t_spec))
     if jobs:
         log.info("bundle %s: %d run(s) to train on %s", jobs[0].spec.arch, len(jobs), device)
 
@@ -211,43 +207,14 @@ def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData |
                  max_group=eng.max_group, compile=eng.compile)
 
 
-class Executor(Protocol):
-    """Runs the bundles of one phase (each a list of run ids) and returns when all have ended."""
-
-    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
-                  data: SplitData, data_root: Path | None) -> None: ...
-
-
-@dataclass
-class LocalExecutor:
-    """Bundles run one after another in this process."""
-
-    reporter: Reporter | None = None
-    on_run: Callable[[RunSpec, str], None] | None = None
-
-    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
-                  data: SplitData, data_root: Path | None) -> None:
-        for ids in bundles:
-            train_runs(exp, out, ids, data=data, reporter=self.reporter, on_run=self.on_run)
-
-
-def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
-            data: SplitData | None = None, data_root: Path | None = None,
-            on_run: Callable[[RunSpec, str], None] | None = None,
-            executor: Executor | None = None) -> StudyStatus:
-    """Train every planned run the store lacks; return what is done, missing and failed."""
-    if executor is None:  # in this process, or one worker per GPU when there are several
-        from kdfair.executors import local_executor
-
-        executor = local_executor(exp, reporter, on_run)
-    start = getattr(executor, "start", None)
-    if start is not None:  # an executor's checks before the store is touched (e.g. SLURM's)
-        start(exp, out)
-    data = data if data is not None else load_data(exp, data_root)
-    store, specs = prepare(exp, out, data)
-    for phase in phases(store, specs):
-        executor.run_phase(exp, out, phase, data, data_root)
-    return status(store, specs)
+def teacher_finished(store: RunStore, spec: RunSpec) -> bool:
+    """Whether a run can train now: anything but a distilled student whose teacher did not
+    finish — that student is recorded as failed, with the reason."""
+    t = spec.teacher_run_id
+    if spec.role != "ds" or t is None or store.is_done(t):
+        return True
+    store.record_failure(spec, f"its teacher run {t} did not finish")
+    return False
 
 
 def _given_weights(spec: RunSpec) -> dict[str, torch.Tensor] | None:
@@ -273,14 +240,15 @@ def _load_teacher(store: RunStore, spec: RunSpec, data: SplitData,
     return model
 
 
-def status(store: RunStore, specs: list[RunSpec]) -> StudyStatus:
+def status(store: RunStore, run_ids: list[str]) -> StudyStatus:
+    """Which of the runs ``run_ids`` (a plan's, in order) are done, failed (why) or missing."""
     done_ids, failed = store.done_ids(), store.failed()
     st = StudyStatus()
-    for s in specs:
-        if s.run_id in done_ids:
-            st.done.append(s.run_id)
-        elif s.run_id in failed:
-            st.failed[s.run_id] = failed[s.run_id].get("error", "")
+    for r in run_ids:
+        if r in done_ids:
+            st.done.append(r)
+        elif r in failed:
+            st.failed[r] = failed[r].get("error", "")
         else:
-            st.missing.append(s.run_id)
+            st.missing.append(r)
     return st

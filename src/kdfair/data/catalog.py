@@ -1,10 +1,10 @@
 """What every data set needs on disk, where kdfair looks for it, and helpers the file loaders share.
 
-One table (``REQUIREMENTS``) says, per data set, which directory under the data root holds it,
-the exact files expected there and where to get them. The loaders use it to find their files and
-to word the ``DatasetError`` a missing data set raises; ``dataset_catalog`` uses it for
-``kdfair datasets``. The data root is ``dataset.root`` if given, else ``$KDFAIR_DATA``, else
-``./data``.
+A ``Requirement`` says, for one data set, which directory under the data root holds it, the
+exact files expected there and where to get them; each loader module declares its own
+(``DATASETS``). The loaders use them to find their files and to word the ``DatasetError`` a
+missing data set raises; ``registry.dataset_catalog`` lists them for ``kdfair datasets``. The
+data root is ``dataset.root`` if given, else ``$KDFAIR_DATA``, else ``./data``.
 
 The second half holds what the file-based loaders (CIFAR, SVHN, Tiny ImageNet, ImageNet, CelebA)
 have in common: option validation that names the bad field, a seeded stratified validation split
@@ -81,58 +81,6 @@ def _exists(p: Path, is_dir: bool) -> bool:
     return p.is_dir() if is_dir else p.is_file()
 
 
-_TV = "torchvision"
-REQUIREMENTS: dict[str, Requirement] = {
-    "cifar10": Requirement(
-        "cifar10", "files", "cifar-10-batches-py",
-        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", download=True,
-        how="extract cifar-10-python.tar.gz in the data root",
-    ),
-    "cifar100": Requirement(
-        "cifar100", "files", "cifar-100-python", ("train", "test", "meta"),
-        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", download=True,
-        how="extract cifar-100-python.tar.gz in the data root",
-    ),
-    "svhn": Requirement(
-        "svhn", "files", "svhn", ("train_32x32.mat", "test_32x32.mat"),
-        "http://ufldl.stanford.edu/housenumbers/", download=True, root_itself=True,
-        how="download train_32x32.mat and test_32x32.mat (extra_32x32.mat for `extra: true`)",
-    ),
-    "tinyimagenet": Requirement(
-        "tinyimagenet", "files", "tiny-imagenet-200",
-        ("wnids.txt", "words.txt", "train/", "val/images/", "val/val_annotations.txt"),
-        "http://cs231n.stanford.edu/tiny-imagenet-200.zip", download=True, root_itself=True,
-        how="extract tiny-imagenet-200.zip in the data root",
-    ),
-    "imagenet": Requirement(
-        "imagenet", "files", "imagenet", ("train/", "val/"),
-        "https://image-net.org/challenges/LSVRC/2012/2012-downloads.php", root_itself=True,
-        how="ImageFolder layout train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; or put "
-        "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz "
-        "there and torchvision unpacks them on first use (registration required, no download)",
-    ),
-    "celeba": Requirement(
-        "celeba", "files", "celeba",
-        ("img_align_celeba/", "list_eval_partition.txt", "list_attr_celeba.txt",
-         "identity_CelebA.txt", "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt"),
-        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html", download=True,
-        how="unzip img_align_celeba.zip there and add the five annotation files (Google Drive "
-        "links on that page; torchvision's download needs `pip install gdown` and often hits "
-        "Google Drive's quota)",
-    ),
-    "hatexplain": Requirement(
-        "hatexplain", "files", "hatexplain", ("dataset.json", "post_id_divisions.json"),
-        "https://github.com/hate-alert/HateXplain", how="copy Data/dataset.json and "
-        "Data/post_id_divisions.json from that repository",
-    ),
-    "trifeature": Requirement(
-        "trifeature", "generated", how="rendered by kdfair (cached under $KDFAIR_CACHE)"
-    ),
-    "digits": Requirement("digits", "bundled", how="ships with scikit-learn"),
-}
-
-
 def default_data_root() -> Path:
     """``$KDFAIR_DATA``, else ``./data``."""
     return Path(os.environ.get(DATA_ENV) or "data").expanduser()
@@ -144,10 +92,10 @@ def data_root(cfg: DatasetConfig) -> Path:
 
 
 def missing_error(
-    name: str, root: Path, files: Iterable[str] | None = None, cause: str = ""
+    req: Requirement, root: Path, files: Iterable[str] | None = None, cause: str = ""
 ) -> DatasetError:
     """The error for a data set that is not (completely) on disk: what, where, and how to fix."""
-    req = REQUIREMENTS[name]
+    name = req.name
     need = list(req.files if files is None else files)
     cands = req.candidates(root)
     d = cands[0]
@@ -165,59 +113,32 @@ def missing_error(
 
 
 def ensure_present(
-    name: str,
+    req: Requirement,
     cfg: DatasetConfig,
     fetch: Callable[[Path], None] | None = None,
     files: Iterable[str] | None = None,
 ) -> Path:
-    """The directory holding data set ``name``; fetched first with ``download: true``.
+    """The directory holding the data set ``req`` describes; fetched first with ``download:
+    true``.
 
     ``fetch(root)`` downloads into the data root (torchvision's download). Without ``download``,
     or when the download fails, raise ``DatasetError`` with the message of ``missing_error``.
     """
     root = data_root(cfg)
-    need = tuple(REQUIREMENTS[name].files if files is None else files)
-    found = REQUIREMENTS[name].find(root, need)
+    need = tuple(req.files if files is None else files)
+    found = req.find(root, need)
     if found is not None:
         return found
     if not (cfg.download and fetch is not None):
-        raise missing_error(name, root, need)
+        raise missing_error(req, root, need)
     try:
         fetch(root)
     except Exception as err:  # network, checksum, missing gdown: all end in the same advice
-        raise missing_error(name, root, need, f"download failed: {err}") from None
-    found = REQUIREMENTS[name].find(root, need)
+        raise missing_error(req, root, need, f"download failed: {err}") from None
+    found = req.find(root, need)
     if found is None:
-        raise missing_error(name, root, need, "download finished but files are missing")
+        raise missing_error(req, root, need, "download finished but files are missing")
     return found
-
-
-def dataset_catalog(root: Path | None = None) -> list[dict[str, Any]]:
-    """One row per registered data set: what it needs on disk and whether it is there.
-
-    Keys: ``name``, ``kind`` (files / generated / bundled / custom), ``directory`` (where it was
-    found, else where it is expected; None if nothing is read from disk), ``files`` (expected
-    there), ``missing`` (those not found), ``found`` (bool; None for custom loaders, which kdfair
-    cannot check), ``download`` (whether ``download: true`` can fetch it), ``url``, ``how``.
-    """
-    from kdfair.data.registry import dataset_names
-
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    rows = []
-    for name in dataset_names():
-        req = REQUIREMENTS.get(name) or Requirement(name, "custom", how="registered in Python")
-        row: dict[str, Any] = {
-            "name": name, "kind": req.kind, "directory": None, "files": list(req.files),
-            "missing": [], "found": None if req.kind == "custom" else True,
-            "download": req.download, "url": req.url, "how": req.how,
-        }
-        if req.kind == "files":
-            d = req.find(root)
-            row["found"] = d is not None
-            row["directory"] = str(d if d is not None else req.candidates(root)[0])
-            row["missing"] = [] if d is not None else req.missing_in(req.candidates(root)[0])
-        rows.append(row)
-    return rows
 
 
 # --- helpers shared by the file-based loaders ---------------------------------------------------

@@ -19,7 +19,7 @@ from torchvision import datasets
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.data.catalog import digest, ensure_present, fingerprint, parse_options
+from kdfair.data.catalog import Requirement, digest, ensure_present, fingerprint, parse_options
 from kdfair.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -28,6 +28,19 @@ from kdfair.data.transforms import (
     train_transform,
 )
 from kdfair.errors import ConfigError, DatasetError
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "celeba": Requirement(
+        "celeba", "files", "celeba",
+        ("img_align_celeba/", "list_eval_partition.txt", "list_attr_celeba.txt",
+         "identity_CelebA.txt", "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt"),
+        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html", download=True,
+        how="unzip img_align_celeba.zip there and add the five annotation files (Google Drive "
+        "links on that page; torchvision's download needs `pip install gdown` and often hits "
+        "Google Drive's quota)",
+    ),
+}
 
 # readable group names (code 0, code 1); other attributes get ("not <A>", "<A>")
 GROUP_NAMES = {"Male": ["female", "male"], "Young": ["not young", "young"]}
@@ -94,7 +107,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
         root.mkdir(parents=True, exist_ok=True)
         datasets.CelebA(str(root), split="all", target_type=[], download=True)
 
-    d = ensure_present("celeba", cfg, fetch)
+    d = ensure_present(DATASETS["celeba"], cfg, fetch)
     try:
         tv = datasets.CelebA(str(d.parent), split="all", target_type=[], download=False)
     except RuntimeError as err:

@@ -17,12 +17,29 @@ from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
 from kdfair.data.catalog import (
     LoaderOptions,
+    Requirement,
     carve_val,
     ensure_present,
     fingerprint,
     parse_options,
 )
 from kdfair.errors import ConfigError, DatasetError
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+_TV = "torchvision"
+DATASETS: dict[str, Requirement] = {
+    "cifar10": Requirement(
+        "cifar10", "files", "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", download=True,
+        how="extract cifar-10-python.tar.gz in the data root",
+    ),
+    "cifar100": Requirement(
+        "cifar100", "files", "cifar-100-python", ("train", "test", "meta"),
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", download=True,
+        how="extract cifar-100-python.tar.gz in the data root",
+    ),
+}
 
 _TV = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
 _STATS = {
@@ -57,7 +74,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
         root.mkdir(parents=True, exist_ok=True)
         cls(str(root), train=True, download=True)
 
-    d = ensure_present(cfg.name, cfg, fetch)
+    d = ensure_present(DATASETS[cfg.name], cfg, fetch)
     tv_root = d.parent
     train_ds = _read(cls, tv_root, True, cfg.name)
     test_ds = _read(cls, tv_root, False, cfg.name)

@@ -25,7 +25,13 @@ from sklearn.model_selection import train_test_split
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
+from kdfair.data.catalog import Requirement
 from kdfair.options import validate_options
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "digits": Requirement("digits", "bundled", how="ships with scikit-learn"),
+}
 
 CLASS_NAMES: list[str] = [str(d) for d in range(10)]
 

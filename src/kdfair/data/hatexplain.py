@@ -39,8 +39,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.data.catalog import ensure_present, fingerprint, parse_options
+from kdfair.data.catalog import Requirement, ensure_present, fingerprint, parse_options
 from kdfair.errors import ConfigError, DatasetError
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "hatexplain": Requirement(
+        "hatexplain", "files", "hatexplain", ("dataset.json", "post_id_divisions.json"),
+        "https://github.com/hate-alert/HateXplain", how="copy Data/dataset.json and "
+        "Data/post_id_divisions.json from that repository",
+    ),
+}
 
 PUBLISHED = "https://github.com/hate-alert/HateXplain/tree/master/Data"
 LABELS = ("hatespeech", "offensive", "normal")
@@ -250,7 +259,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     from kdfair.models.text import load_tokenizer  # needs kdfair[text]; clear error otherwise
 
     try:
-        d = ensure_present("hatexplain", cfg)
+        d = ensure_present(DATASETS["hatexplain"], cfg)
     except DatasetError as err:
         msg = str(err)
         if PUBLISHED not in msg:

@@ -21,14 +21,25 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from kdfair.config import DatasetConfig
 from kdfair.data.base import SplitData
 from kdfair.data.catalog import (
-    REQUIREMENTS,
     LoaderOptions,
+    Requirement,
     data_root,
     ensure_present,
     parse_options,
 )
 from kdfair.data.transforms import image_file_split
 from kdfair.errors import DatasetError
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "imagenet": Requirement(
+        "imagenet", "files", "imagenet", ("train/", "val/"),
+        "https://image-net.org/challenges/LSVRC/2012/2012-downloads.php", root_itself=True,
+        how="ImageFolder layout train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; or put "
+        "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz "
+        "there and torchvision unpacks them on first use (registration required, no download)",
+    ),
+}
 
 ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
 
@@ -41,7 +52,7 @@ class ImageNetOptions(LoaderOptions):
 
 def _unpack_archives(cfg: DatasetConfig) -> None:
     """Let torchvision unpack the official archives if they are present and the folders not."""
-    req = REQUIREMENTS["imagenet"]
+    req = DATASETS["imagenet"]
     root = data_root(cfg)
     if req.find(root) is not None:
         return
@@ -80,7 +91,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Index ImageNet's folders and wrap the parts as streaming datasets."""
     opts = parse_options(ImageNetOptions, cfg)
     _unpack_archives(cfg)
-    d = ensure_present("imagenet", cfg)
+    d = ensure_present(DATASETS["imagenet"], cfg)
     wnids, class_to_idx = find_classes(str(d / "train"))
     val_dirs = sorted(p.name for p in (d / "val").iterdir() if p.is_dir())
     if not val_dirs:

@@ -16,8 +16,24 @@ from torchvision import datasets
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.data.catalog import LoaderOptions, carve_val, ensure_present, fingerprint, parse_options
+from kdfair.data.catalog import (
+    LoaderOptions,
+    Requirement,
+    carve_val,
+    ensure_present,
+    fingerprint,
+    parse_options,
+)
 from kdfair.errors import DatasetError
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "svhn": Requirement(
+        "svhn", "files", "svhn", ("train_32x32.mat", "test_32x32.mat"),
+        "http://ufldl.stanford.edu/housenumbers/", download=True, root_itself=True,
+        how="download train_32x32.mat and test_32x32.mat (extra_32x32.mat for `extra: true`)",
+    ),
+}
 
 MEAN = (0.4377, 0.4438, 0.4728)
 STD = (0.1980, 0.2010, 0.1970)
@@ -52,7 +68,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
         for s in splits:
             datasets.SVHN(str(target), split=s, download=True)
 
-    d = ensure_present("svhn", cfg, fetch, files=[f"{s}_32x32.mat" for s in splits])
+    d = ensure_present(DATASETS["svhn"], cfg, fetch, files=[f"{s}_32x32.mat" for s in splits])
     x_tr, y_tr = _read(d, "train")
     if opts.extra:
         x_ex, y_ex = _read(d, "extra")

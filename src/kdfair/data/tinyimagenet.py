@@ -17,13 +17,23 @@ from pydantic import Field
 from kdfair.config import DatasetConfig
 from kdfair.data.base import SplitData
 from kdfair.data.catalog import (
-    REQUIREMENTS,
     LoaderOptions,
+    Requirement,
     ensure_present,
     parse_options,
 )
 from kdfair.data.transforms import image_file_split
 from kdfair.errors import DatasetError
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "tinyimagenet": Requirement(
+        "tinyimagenet", "files", "tiny-imagenet-200",
+        ("wnids.txt", "words.txt", "train/", "val/images/", "val/val_annotations.txt"),
+        "http://cs231n.stanford.edu/tiny-imagenet-200.zip", download=True, root_itself=True,
+        how="extract tiny-imagenet-200.zip in the data root",
+    ),
+}
 
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # tiny-imagenet-200.zip
 _IMG_EXT = (".jpeg", ".jpg", ".png")
@@ -93,14 +103,14 @@ def read_index(d: Path) -> Index:
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Index Tiny ImageNet and wrap its parts as streaming datasets."""
     opts = parse_options(TinyImageNetOptions, cfg)
-    req = REQUIREMENTS["tinyimagenet"]
+    req = DATASETS["tinyimagenet"]
 
     def fetch(root: Path) -> None:
         from torchvision.datasets.utils import download_and_extract_archive
 
         download_and_extract_archive(req.url, str(root), md5=MD5)
 
-    d = ensure_present("tinyimagenet", cfg, fetch)
+    d = ensure_present(DATASETS["tinyimagenet"], cfg, fetch)
     wnids, names, tr_paths, tr_y, te_paths, te_y = read_index(d)
     return image_file_split("tinyimagenet", "tinyimagenet", d, opts, wnids, names,
                             (tr_paths, tr_y), (te_paths, te_y),

@@ -51,7 +51,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
+from kdfair.data.catalog import Requirement
 from kdfair.options import validate_options
+
+# what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
+DATASETS: dict[str, Requirement] = {
+    "trifeature": Requirement(
+        "trifeature", "generated", how="rendered by kdfair (cached under $KDFAIR_CACHE)"
+    ),
+}
 
 SHAPES: tuple[str, ...] = (
     "triangle", "square", "plus", "circle", "tee",

@@ -1,38 +1,37 @@
 """Executors: where a study's bundles train. Local (in this process, or one worker per GPU) and
 SLURM (one job per bundle, a job array per phase, through submitit).
 
-Every executor implements ``runner.Executor``: ``run_phase`` trains the bundles of one phase
-(teachers, then students). The run store is the truth: jobs write finished runs into the results
-directory exactly as a local run does, so what is done, missing or failed is read from there, and
-running the same command again submits only what is missing.
+Every executor implements ``base.Executor``: ``start`` checks what it can before the store is
+touched, ``run_phase`` trains the bundles (lists of ``RunSpec``) of one phase (teachers, then
+students); ``base.execute`` plans a study once and drives an executor through its phases.
+
+The run store is the truth: jobs write finished runs into the results directory exactly as a
+local run does, so what is done, missing or failed is read from there, and running the same
+command again submits only what is missing.
 
 SLURM files live in ``<results>/slurm/``: ``jobs.jsonl`` (one line per job array: its phase,
 job ids, runs and log paths) and one folder per job with submitit's pickles and logs.
 
 The modules:
 
-- ``local``: the local executors (``local_executor``, ``LocalPoolExecutor``);
+- ``base``: the ``Executor`` protocol and ``execute``;
+- ``local``: the local executors (``local_executor``, ``LocalExecutor``, ``LocalPoolExecutor``);
 - ``split``: splitting a phase's bundles into jobs;
-- ``slurm_config``: the SLURM settings (``SlurmConfig``) and their parsing;
+- ``slurm_config``: the ``--slurm-*`` flags over the experiment's ``slurm:`` section;
 - ``slurm_queue``: the cluster's commands, partitions and the state of submitted jobs;
 - ``slurm_view``: progress while waiting for jobs;
 - ``slurm``: the SLURM executor and the job each node runs (``BundleJob``).
 
-Everything public is importable from ``kdfair.executors``. Nothing here imports
-``kdfair.config`` at module level (it imports ``SlurmConfig``); submitit and rich stay lazy.
+Everything public is importable from ``kdfair.executors``. Executors sit above the runner and
+below the API: they import ``runner``, never the reverse; submitit and rich stay lazy.
 """
 
 from __future__ import annotations
 
-from kdfair.executors.local import LocalPoolExecutor, local_executor
+from kdfair.executors.base import Executor, execute
+from kdfair.executors.local import LocalExecutor, LocalPoolExecutor, local_executor
 from kdfair.executors.slurm import BundleJob, SlurmExecutor
-from kdfair.executors.slurm_config import (
-    SlurmConfig,
-    load_experiment_and_slurm,
-    parse_minutes,
-    parse_options,
-    slurm_config,
-)
+from kdfair.executors.slurm_config import parse_options, slurm_config
 from kdfair.executors.slurm_queue import (
     JobState,
     Partition,
@@ -52,19 +51,19 @@ EXECUTORS = ("local", "slurm")
 __all__ = [
     "EXECUTORS",
     "BundleJob",
+    "Executor",
     "JobState",
+    "LocalExecutor",
     "LocalPoolExecutor",
     "Partition",
     "RichSlurmView",
-    "SlurmConfig",
     "SlurmError",
     "SlurmExecutor",
     "SlurmView",
     "counts",
+    "execute",
     "job_states",
-    "load_experiment_and_slurm",
     "local_executor",
-    "parse_minutes",
     "parse_options",
     "partitions",
     "poll",

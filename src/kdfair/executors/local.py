@@ -1,33 +1,51 @@
-"""Local executors: the runs in this process (``runner.LocalExecutor``), or one worker process per
-GPU (``LocalPoolExecutor``), chosen by ``local_executor``."""
+"""Local executors: the runs in this process (``LocalExecutor``), or one worker process per GPU
+(``LocalPoolExecutor``), chosen by ``local_executor``."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import queue as queue_mod
 import sys
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from kdfair.config import Experiment, experiment_from_dict
+from kdfair.data.base import SplitData
 from kdfair.errors import KdfairError
+from kdfair.executors.base import Executor
 from kdfair.executors.split import split_evenly
+from kdfair.runner import train_runs
+from kdfair.spec import RunSpec
+from kdfair.train.engine import Reporter
 
-if TYPE_CHECKING:
-    from kdfair.config import Experiment
-    from kdfair.data.base import SplitData
-    from kdfair.spec import RunSpec
-    from kdfair.train.engine import Reporter
+
+@dataclass
+class LocalExecutor:
+    """Bundles run one after another in this process."""
+
+    reporter: Reporter | None = None
+    on_run: Callable[[RunSpec, str], None] | None = None
+
+    def start(self, exp: Experiment, out: Path) -> None:
+        pass
+
+    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[RunSpec]],
+                  data: SplitData, data_root: Path | None) -> None:
+        for specs in bundles:
+            train_runs(exp, out, specs, data=data, reporter=self.reporter, on_run=self.on_run)
 
 
 def local_executor(exp: Experiment, reporter: Reporter | None = None,
-                   on_run: Callable[[RunSpec, str], None] | None = None) -> Any:
+                   on_run: Callable[[RunSpec, str], None] | None = None) -> Executor:
     """The default executor: in this process, or one worker process per GPU when several are
     visible and the experiment runs on CUDA."""
-    import torch
-
-    from kdfair.runner import LocalExecutor
-
     n = torch.cuda.device_count() if exp.device != "cpu" else 0
     if n > 1:  # the CPU cores shared out between the workers
         threads = max(1, (os.cpu_count() or n) // n)
@@ -46,8 +64,6 @@ def _init_worker(devices: Any, events: Any, threads: int | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = dev.split(":", 1)[1]
     _WORKER.update(device=dev, events=events)
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
 
 
@@ -65,15 +81,12 @@ class _QueueReporter:
         self.events.put(("finish", run_id, status))
 
 
-def _train_in_worker(exp_json: dict[str, Any], out: str, run_ids: list[str],
+def _train_in_worker(exp_json: dict[str, Any], out: str, specs: list[dict[str, Any]],
                      data_root: str | None) -> str:
-    from kdfair.config import experiment_from_dict
-    from kdfair.runner import train_runs
-
     exp = experiment_from_dict(exp_json, "(worker)")
     data = _WORKER.get("data")
     events = _WORKER["events"]
-    train_runs(exp, Path(out), run_ids, data=data,
+    train_runs(exp, Path(out), [RunSpec.from_json(s) for s in specs], data=data,
                data_root=Path(data_root) if data_root else None,
                reporter=_QueueReporter(events),
                on_run=lambda spec, state: events.put(("run", spec.run_id, state)))
@@ -93,19 +106,13 @@ class LocalPoolExecutor:
     on_run: Callable[[RunSpec, str], None] | None = None
     threads: int | None = None
 
-    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
+    def start(self, exp: Experiment, out: Path) -> None:
+        pass
+
+    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[RunSpec]],
                   data: SplitData, data_root: Path | None) -> None:
-        import multiprocessing as mp
-        import queue as queue_mod
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
-        from concurrent.futures import wait as wait_futures
-
-        import torch
-
-        from kdfair.runner import plan
-
-        by_id = {s.run_id: s for s in plan(exp, data.fingerprint)}
-        chunks = split_evenly(bundles, len(self.devices), lambda r: by_id[r].seed)
+        by_id = {s.run_id: s for b in bundles for s in b}
+        chunks = split_evenly(bundles, len(self.devices), lambda s: s.seed)
         fork = sys.platform == "linux" and not torch.cuda.is_initialized()
         ctx = mp.get_context("fork" if fork else "spawn")
         devices, events = ctx.Queue(), ctx.Queue()
@@ -119,24 +126,24 @@ class LocalPoolExecutor:
         errors: list[str] = []
         with ProcessPoolExecutor(len(self.devices), mp_context=ctx, initializer=_init_worker,
                                  initargs=(devices, events, self.threads)) as pool:
-            pending = {pool.submit(_train_in_worker, exp_json, str(out), c, root): c
-                       for c in chunks}
+            pending = {pool.submit(_train_in_worker, exp_json, str(out),
+                                   [s.to_json() for s in c], root): c for c in chunks}
             while pending:
                 finished, _ = wait_futures(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                self._drain(events, by_id, queue_mod)
+                self._drain(events, by_id)
                 for fut in finished:
                     chunk = pending.pop(fut)
                     err = fut.exception()
                     if err is not None:
                         if isinstance(err, KdfairError):
                             raise err
-                        errors.append(f"{chunk[0]}…: {type(err).__name__}: {err}")
-            self._drain(events, by_id, queue_mod)
+                        errors.append(f"{chunk[0].run_id}…: {type(err).__name__}: {err}")
+            self._drain(events, by_id)
         _WORKER.clear()
         if errors:
             raise RuntimeError("a worker failed: " + "; ".join(errors))
 
-    def _drain(self, events: Any, by_id: dict[str, RunSpec], queue_mod: Any) -> None:
+    def _drain(self, events: Any, by_id: dict[str, RunSpec]) -> None:
         while True:
             try:
                 ev = events.get_nowait()

@@ -17,9 +17,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kdfair.executors.slurm_config import SlurmConfig
+from kdfair.config import Experiment, SlurmConfig, experiment_from_dict
+from kdfair.data import registry as data_registry
+from kdfair.data.base import SplitData
 from kdfair.executors.slurm_queue import (
     _HOPELESS,
     JobState,
@@ -33,11 +35,10 @@ from kdfair.executors.slurm_queue import (
 )
 from kdfair.executors.slurm_view import SlurmView, _QuietView
 from kdfair.executors.split import split_bundles
-
-if TYPE_CHECKING:
-    from kdfair.config import Experiment
-    from kdfair.data.base import SplitData
-    from kdfair.spec import RunSpec
+from kdfair.models import registry as model_registry
+from kdfair.runner import teacher_finished, train_runs
+from kdfair.spec import RunSpec
+from kdfair.store import RunStore
 
 log = logging.getLogger("kdfair")
 
@@ -65,24 +66,24 @@ class BundleJob:
     times out is requeued by submitit with the same runs, and skips those already in the store.
     """
 
-    def __init__(self, experiment: dict[str, Any], out: str, run_ids: list[str],
+    def __init__(self, experiment: dict[str, Any], out: str, specs: list[dict[str, Any]],
                  data_root: str | None = None, threads: int | None = None):
-        self.experiment, self.out, self.run_ids = experiment, out, list(run_ids)
+        self.experiment, self.out, self.specs = experiment, out, list(specs)
         self.data_root, self.threads = data_root, threads
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [s["run_id"] for s in self.specs]
 
     def __call__(self) -> dict[str, Any]:
         import torch
 
-        from kdfair.config import experiment_from_dict
-        from kdfair.runner import train_runs
-        from kdfair.store import RunStore
-
         if self.threads:
             torch.set_num_threads(self.threads)
         exp = experiment_from_dict(self.experiment, "(SLURM job)")
-        print(f"kdfair {exp.name}: {len(self.run_ids)} run(s) on {socket.gethostname()} → "
+        print(f"kdfair {exp.name}: {len(self.specs)} run(s) on {socket.gethostname()} → "
               f"{self.out}", flush=True)
-        train_runs(exp, Path(self.out), self.run_ids,
+        train_runs(exp, Path(self.out), [RunSpec.from_json(s) for s in self.specs],
                    data_root=Path(self.data_root) if self.data_root else None,
                    reporter=_LogReporter())
         store = RunStore(self.out)
@@ -120,7 +121,7 @@ class SlurmExecutor:
     view: SlurmView | None = None
     poll_s: float = 2.0
     jobs: list[JobState] = field(default_factory=list)  # every job this executor submitted
-    _partition: Partition | None = None
+    partition: Partition | None = None  # the partition jobs go to, once ``start`` checked it
     _started: Path | None = None
     _probed: bool = False
     _after: str | None = None  # array id the next phase depends on (no-wait)
@@ -160,7 +161,7 @@ class SlurmExecutor:
                              f"limit of {part.time_limit_min} min; lower --slurm-time (jobs "
                              "would wait forever); nothing was submitted")
         gpus = cfg.gpus_for(exp)
-        self._partition = part
+        self.partition = part
         refused = self._test_only(gpus)
         if refused and gpus and "gpu" not in part.gres:
             raise SlurmError(
@@ -181,7 +182,7 @@ class SlurmExecutor:
 
     def _sbatch_params(self, gpus: int) -> dict[str, Any]:
         cfg = self.config
-        p: dict[str, Any] = {"partition": self._partition.name if self._partition else
+        p: dict[str, Any] = {"partition": self.partition.name if self.partition else
                              cfg.partition, "time": cfg.time, "cpus_per_task": cfg.cpus}
         if gpus:
             p["gpus_per_node"] = gpus
@@ -225,19 +226,16 @@ class SlurmExecutor:
 
     # .. phases ....................................................................................
 
-    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[str]],
+    def run_phase(self, exp: Experiment, out: Path, bundles: list[list[RunSpec]],
                   data: SplitData, data_root: Path | None) -> None:
-        from kdfair.runner import plan
-        from kdfair.store import RunStore
-
         out = Path(out).resolve()
         self.start(exp, out)
         store = RunStore(out)
-        by_id = {s.run_id: s for s in plan(exp, data.fingerprint)}
-        phase = "teachers" if by_id[bundles[0][0]].role == "teacher" else "students"
+        by_id = {s.run_id: s for b in bundles for s in b}
+        phase = "teachers" if bundles[0][0].role == "teacher" else "students"
         if self.wait:  # students of a teacher that did not finish: nothing to submit
-            bundles = [[r for r in b if self._teacher_ok(store, by_id[r])] for b in bundles]
-        chunks = split_bundles(bundles, self.config.runs_per_job, lambda r: by_id[r].seed)
+            bundles = [[s for s in b if teacher_finished(store, s)] for b in bundles]
+        chunks = split_bundles(bundles, self.config.runs_per_job, lambda s: s.seed)
         if not chunks:
             return
         if self.config.check_store and not self._probed:
@@ -246,13 +244,6 @@ class SlurmExecutor:
         if self.wait:
             self._wait(phase, jobs)
             self._record_failures(store, by_id, jobs)
-
-    def _teacher_ok(self, store: Any, spec: RunSpec) -> bool:
-        t = spec.teacher_run_id
-        if spec.role != "ds" or t is None or store.is_done(t):
-            return True
-        store.record_failure(spec, f"its teacher run {t} did not finish")
-        return False
 
     def _executor(self, out: Path, gpus: int, name: str, time_min: int | None = None,
                   cpus: int | None = None, dependency: str | None = None) -> Any:
@@ -281,7 +272,7 @@ class SlurmExecutor:
         ex.update_parameters(**kwargs)
         return ex
 
-    def _submit(self, exp: Experiment, out: Path, chunks: list[list[str]], phase: str,
+    def _submit(self, exp: Experiment, out: Path, chunks: list[list[RunSpec]], phase: str,
                 data_root: Path | None) -> list[JobState]:
         from submitit.core.utils import FailedJobError, FailedSubmissionError
 
@@ -290,14 +281,15 @@ class SlurmExecutor:
         ex = self._executor(out, gpus, f"kdfair-{exp.name}-{phase}", dependency=dependency)
         exp_json = exp.model_dump(mode="json")
         root = str(Path(data_root).resolve()) if data_root else None
-        fns = [BundleJob(exp_json, str(out), c, root, self.config.cpus) for c in chunks]
+        fns = [BundleJob(exp_json, str(out), [s.to_json() for s in c], root, self.config.cpus)
+               for c in chunks]
         try:
             with ex.batch():
                 subs = [ex.submit(f) for f in fns]
         except (FailedJobError, FailedSubmissionError, subprocess.CalledProcessError) as err:
             raise SlurmError(f"sbatch refused the {phase}' job array: {str(err).strip()}") from None
-        jobs = [JobState(s.job_id, c, str(s.paths.stderr), phase=phase, _job=s)
-                for s, c in zip(subs, chunks, strict=True)]
+        jobs = [JobState(s.job_id, f.run_ids, str(s.paths.stderr), phase=phase, _job=s)
+                for s, f in zip(subs, fns, strict=True)]
         self.jobs += jobs
         array = jobs[0].job_id.split("_")[0]
         self._after = array
@@ -329,7 +321,7 @@ class SlurmExecutor:
                       f"`scancel {arrays}` cancels them", file=sys.stderr)
             raise
 
-    def _record_failures(self, store: Any, by_id: dict[str, RunSpec],
+    def _record_failures(self, store: RunStore, by_id: dict[str, RunSpec],
                          jobs: list[JobState]) -> None:
         failed = store.failed()
         for j in jobs:
@@ -398,15 +390,12 @@ def _sbatch_error(r: subprocess.CompletedProcess) -> str:
 
 def _check_portable(exp: Experiment) -> None:
     """Jobs start fresh processes: data sets and models must be known by name there."""
-    from kdfair.data import registry as data_registry
-    from kdfair.models import registry as model_registry
-
-    if exp.dataset.name not in data_registry._BUILTIN:
+    if not data_registry.is_builtin(exp.dataset.name):
         raise SlurmError(f"data set {exp.dataset.name!r} was registered in this Python process "
                          "(kdfair.study or register_dataset); SLURM jobs cannot see it. Use a "
                          "built-in data set from an experiment file, or run locally")
     for role in (exp.teacher, exp.student):
-        if role.model.arch not in model_registry._BUILTIN:
+        if not model_registry.is_builtin(role.model.arch):
             raise SlurmError(f"model {role.model.arch!r} was registered in this Python process; "
                              "SLURM jobs cannot see it. Use a built-in architecture, or run "
                              "locally")

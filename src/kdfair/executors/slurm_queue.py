@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdfair.config import parse_minutes
 from kdfair.errors import KdfairError
-from kdfair.executors.slurm_config import parse_minutes
 
 
 class SlurmError(KdfairError):

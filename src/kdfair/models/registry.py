@@ -1,31 +1,26 @@
-"""Model registry: architecture name -> factory.
+"""Model registry: architecture name -> factory, derived from the model modules themselves.
 
 A factory is called as ``factory(num_classes=..., input_shape=(C, H, W), members=G, **options)``
 and returns an ``nn.Module``. Small models support ``members`` > 1: one module holding G independent
 members (see ``kdfair.models.bank``); others accept only ``members=1``.
+
+Every module of ``kdfair.models`` registers its family with ``register_model`` when imported, so
+adding one file adds a model family. The modules are imported on the first lookup.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from collections.abc import Callable
 
 import torch.nn as nn
 
+import kdfair.models
 from kdfair.errors import ConfigError
 
 Factory = Callable[..., nn.Module]
-
-# module that registers each architecture on import
-_BUILTIN: dict[str, str] = {
-    "lenet5": "kdfair.models.lenet",
-    **{f"resnet{d}": "kdfair.models.cifar_resnet" for d in (8, 14, 20, 32, 56, 110)},
-    **{
-        n: "kdfair.models.torchvision_models"
-        for n in ("resnet18", "resnet50", "densenet121", "densenet169", "vit_b_16", "tinyvit")
-    },
-    **{n: "kdfair.models.text" for n in ("bert", "distilbert", "hf")},
-}
 _FACTORIES: dict[str, Factory] = {}
 
 
@@ -39,13 +34,27 @@ def register_model(name: str, factory: Factory | None = None):
     return deco(factory) if factory is not None else deco
 
 
+@functools.cache
+def _builtin() -> frozenset[str]:
+    """Import every model module (each registers its family); the names they registered."""
+    for info in pkgutil.iter_modules(kdfair.models.__path__):
+        importlib.import_module(f"kdfair.models.{info.name}")
+    return frozenset(n for n, f in _FACTORIES.items() if f.__module__.startswith("kdfair.models."))
+
+
 def model_names() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_FACTORIES))
+    _builtin()
+    return sorted(_FACTORIES)
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is an architecture every process knows (not one registered at run time)."""
+    return name in _builtin() and _FACTORIES[name].__module__.startswith("kdfair.models.")
 
 
 def get_factory(name: str) -> Factory:
-    if name not in _FACTORIES and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
+    if name not in _FACTORIES:
+        _builtin()
     if name not in _FACTORIES:
         raise ConfigError(f"unknown architecture {name!r}; allowed: {', '.join(model_names())}")
     return _FACTORIES[name]
