@@ -15,7 +15,7 @@ from kdfair.executors import (
     SlurmError,
     SlurmExecutor,
     execute,
-    parse_options,
+    parse_sbatch_options,
     slurm_config,
     split_bundles,
     split_evenly,
@@ -56,7 +56,7 @@ def test_slurm_times_parse_to_minutes(text, minutes):
 def test_flags_override_the_experiment_files_section():
     section = {"partition": "gpu", "time": "4:00:00", "options": {"qos": "low"}, "cpus": 4}
     cfg = slurm_config(section, partition="debug", time=None, cpus=None,
-                       options=parse_options(["constraint=a100", "exclusive"]))
+                       options=parse_sbatch_options(["constraint=a100", "exclusive"]))
     assert cfg.partition == "debug" and cfg.time == 240 and cfg.cpus == 4
     assert cfg.options == {"qos": "low", "constraint": "a100", "exclusive": True}
     exp = experiment_from_dict(TINY)

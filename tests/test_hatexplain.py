@@ -14,7 +14,7 @@ import yaml
 
 from kdfair.config import DatasetConfig, load_experiment
 from kdfair.data import hatexplain as hx
-from kdfair.data.catalog import parse_options
+from kdfair.data.catalog import loader_options
 from kdfair.errors import ConfigError, DatasetError
 from kdfair.models import text
 from kdfair.models.registry import build_model
@@ -318,7 +318,7 @@ def test_preset_states_the_paper_study():
         "hatexplain", "bert", "distilbert")
     assert exp.distill.temperatures == tuple(float(t) for t in [*range(1, 11), 20, 30, 40])
     assert exp.seeds == (0, 1, 2, 3, 4) and exp.distill.alpha == 0.8
-    opts = parse_options(hx.HateXplainOptions, exp.dataset)
+    opts = loader_options(hx.HateXplainOptions, exp.dataset)
     assert opts.task == "toxic" and set(opts.sensitive) == {"gender", "race"}
     for role in (exp.teacher, exp.student):
         validate_options(text.TextModelOptions, role.model.options, "model",

@@ -7,7 +7,7 @@ import yaml
 
 from kdfair.config import load_experiment
 from kdfair.data import celeba, cifar, imagenet, svhn, tinyimagenet
-from kdfair.data.catalog import parse_options
+from kdfair.data.catalog import loader_options
 from kdfair.models import torchvision_models as tvmods
 from kdfair.options import validate_options
 from kdfair.presets import preset_names, preset_path
@@ -66,11 +66,11 @@ def test_paper_preset_options_are_accepted_by_loader_and_models(name):
     """Option typos would otherwise only surface when the study starts."""
     exp = load_experiment(name)
     if exp.dataset.name in _OPTIONS:
-        parse_options(_OPTIONS[exp.dataset.name], exp.dataset)
+        loader_options(_OPTIONS[exp.dataset.name], exp.dataset)
     else:
         from kdfair.data import trifeature
 
-        trifeature.parse_options(exp.dataset.options)
+        trifeature.trifeature_options(exp.dataset.options)
     for role in (exp.teacher, exp.student):
         model_opts = _MODEL_OPTIONS.get(role.model.arch)
         if model_opts is not None:
@@ -97,7 +97,7 @@ def test_small_image_presets_use_the_small_stem():
 def test_celeba_presets_label_and_sensitive_attributes():
     labels = {}
     for name in ("celeba-smiling-r50-r18", "celeba-eyeglasses-r50-r18"):
-        opts = parse_options(celeba.CelebAOptions, load_experiment(name).dataset)
+        opts = loader_options(celeba.CelebAOptions, load_experiment(name).dataset)
         assert opts.sensitive == ("Young", "Male") and opts.balance
         labels[name] = opts.label
     assert labels == {"celeba-smiling-r50-r18": "Smiling",

@@ -344,7 +344,7 @@ def test_options_validation(tmp_path, options: dict, message: str) -> None:
 
 
 def test_defaults() -> None:
-    opts = tf.parse_options(None)
+    opts = tf.trifeature_options(None)
     assert (opts.size, opts.images_per_combination, opts.test_fraction) == (32, 3, 0.2)
     assert (opts.val_fraction, opts.seed) == (0.1, 0)
 

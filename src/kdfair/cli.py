@@ -152,7 +152,7 @@ def run(
     """Run a study (only what the results directory lacks), then write its report."""
     from kdfair.config import load_experiment
     from kdfair.errors import ConfigError
-    from kdfair.executors import EXECUTORS, parse_options
+    from kdfair.executors import EXECUTORS, parse_sbatch_options
 
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
@@ -161,7 +161,7 @@ def run(
         exp = _with(exp, device=device)
     flags = dict(partition=slurm_partition, time=slurm_time, gpus=slurm_gpus, cpus=slurm_cpus,
                  mem_gb=slurm_mem, account=slurm_account, runs_per_job=slurm_runs_per_job,
-                 options=parse_options(slurm_option) if slurm_option else None)
+                 options=parse_sbatch_options(slurm_option) if slurm_option else None)
     if executor == "local":
         given = [f"--slurm-{k.replace('_gb', '').replace('_', '-')}"
                  for k, v in flags.items() if v is not None] + ([] if wait else ["--no-wait"])

@@ -156,7 +156,7 @@ class LoaderOptions(BaseModel):
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
-def parse_options(model: type[OptionsT], cfg: DatasetConfig) -> OptionsT:
+def loader_options(model: type[OptionsT], cfg: DatasetConfig) -> OptionsT:
     """Validate ``cfg.options`` with ``model``; ConfigError naming each bad ``dataset.<field>``."""
     return validate_options(model, cfg.options, "dataset", f"dataset {cfg.name!r}")
 

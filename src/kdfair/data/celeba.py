@@ -19,7 +19,7 @@ from torchvision import datasets
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.data.catalog import Requirement, digest, ensure_present, fingerprint, parse_options
+from kdfair.data.catalog import Requirement, digest, ensure_present, fingerprint, loader_options
 from kdfair.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -101,7 +101,7 @@ def _partition(path: Path) -> tuple[list[str], np.ndarray]:
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Load CelebA's annotations into memory and wrap its images as streaming datasets."""
-    opts = parse_options(CelebAOptions, cfg)
+    opts = loader_options(CelebAOptions, cfg)
 
     def fetch(root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from kdfair.data.catalog import (
     carve_val,
     ensure_present,
     fingerprint,
-    parse_options,
+    loader_options,
 )
 from kdfair.errors import ConfigError, DatasetError
 
@@ -67,7 +67,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Load CIFAR-10 or CIFAR-100 (by ``cfg.name``) into memory."""
     if cfg.name not in _TV:
         raise ConfigError(f"kdfair.data.cifar loads cifar10 or cifar100, not {cfg.name!r}")
-    opts = parse_options(CifarOptions, cfg)
+    opts = loader_options(CifarOptions, cfg)
     cls = _TV[cfg.name]
 
     def fetch(root: Path) -> None:

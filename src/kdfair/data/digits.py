@@ -47,7 +47,7 @@ class DigitsOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
-def parse_options(options: Mapping[str, Any] | DigitsOptions | None) -> DigitsOptions:
+def digits_options(options: Mapping[str, Any] | DigitsOptions | None) -> DigitsOptions:
     """Validate loader options, raising ConfigError that names the field and what is allowed."""
     return validate_options(DigitsOptions, options, "dataset", "dataset 'digits'")
 
@@ -85,7 +85,7 @@ def split_indices(
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """The digits set split as ``cfg.options`` say (nothing is cached: it loads in milliseconds)."""
-    opts = parse_options(cfg.options)
+    opts = digits_options(cfg.options)
     x, y = digits_arrays(opts.size, opts.interpolation)
     parts_idx = split_indices(y, opts.test_fraction, opts.val_fraction, opts.seed)
     train, val, test = (

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
-from kdfair.data.catalog import Requirement, ensure_present, fingerprint, parse_options
+from kdfair.data.catalog import Requirement, ensure_present, fingerprint, loader_options
 from kdfair.errors import ConfigError, DatasetError
 
 # what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
@@ -255,7 +255,7 @@ def _file_sha(path: Path) -> str:
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Read HateXplain, label and group its posts, tokenise them and build the similarity space."""
-    opts = parse_options(HateXplainOptions, cfg)
+    opts = loader_options(HateXplainOptions, cfg)
     from kdfair.models.text import load_tokenizer  # needs kdfair[text]; clear error otherwise
 
     try:

@@ -25,7 +25,7 @@ from kdfair.data.catalog import (
     Requirement,
     data_root,
     ensure_present,
-    parse_options,
+    loader_options,
 )
 from kdfair.data.transforms import image_file_split
 from kdfair.errors import DatasetError
@@ -89,7 +89,7 @@ def _class_names(d: Path, wnids: list[str]) -> list[str]:
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Index ImageNet's folders and wrap the parts as streaming datasets."""
-    opts = parse_options(ImageNetOptions, cfg)
+    opts = loader_options(ImageNetOptions, cfg)
     _unpack_archives(cfg)
     d = ensure_present(DATASETS["imagenet"], cfg)
     wnids, class_to_idx = find_classes(str(d / "train"))

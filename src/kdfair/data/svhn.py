@@ -22,7 +22,7 @@ from kdfair.data.catalog import (
     carve_val,
     ensure_present,
     fingerprint,
-    parse_options,
+    loader_options,
 )
 from kdfair.errors import DatasetError
 
@@ -59,7 +59,7 @@ def _read(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Load SVHN into memory."""
-    opts = parse_options(SvhnOptions, cfg)
+    opts = loader_options(SvhnOptions, cfg)
     splits = ["train", "test"] + (["extra"] if opts.extra else [])
 
     def fetch(root: Path) -> None:

@@ -20,7 +20,7 @@ from kdfair.data.catalog import (
     LoaderOptions,
     Requirement,
     ensure_present,
-    parse_options,
+    loader_options,
 )
 from kdfair.data.transforms import image_file_split
 from kdfair.errors import DatasetError
@@ -102,7 +102,7 @@ def read_index(d: Path) -> Index:
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Index Tiny ImageNet and wrap its parts as streaming datasets."""
-    opts = parse_options(TinyImageNetOptions, cfg)
+    opts = loader_options(TinyImageNetOptions, cfg)
     req = DATASETS["tinyimagenet"]
 
     def fetch(root: Path) -> None:

@@ -107,7 +107,7 @@ class TrifeatureOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
-def parse_options(options: Mapping[str, Any] | TrifeatureOptions | None) -> TrifeatureOptions:
+def trifeature_options(options: Mapping[str, Any] | TrifeatureOptions | None) -> TrifeatureOptions:
     """Validate loader options, raising ConfigError that names the field and its allowed range."""
     return validate_options(TrifeatureOptions, options, "dataset", "dataset 'trifeature'")
 
@@ -377,7 +377,7 @@ def _layout(opts: TrifeatureOptions) -> dict[str, np.ndarray]:
 
 def generate(options: dict[str, Any] | TrifeatureOptions | None = None) -> TrifeatureArrays:
     """Render the whole set (10 × 10 × 10 combinations × images_per_combination)."""
-    opts = parse_options(options)
+    opts = trifeature_options(options)
     lay = _layout(opts)
     n = len(lay["shape"])
     images = np.empty((n, 3, opts.size, opts.size), dtype=np.uint8)
@@ -448,14 +448,14 @@ def _read(path: Path) -> TrifeatureArrays | None:
 
 def cache_path(cache_dir: Path, options: dict[str, Any] | TrifeatureOptions | None) -> Path:
     """Where the set with these options is cached."""
-    return Path(cache_dir) / f"trifeature-{options_hash(parse_options(options))}.npz"
+    return Path(cache_dir) / f"trifeature-{options_hash(trifeature_options(options))}.npz"
 
 
 def load_arrays(
     options: dict[str, Any] | TrifeatureOptions | None, cache_dir: Path | None
 ) -> TrifeatureArrays:
     """Read the cached set, or generate it (and cache it when ``cache_dir`` is given)."""
-    opts = parse_options(options)
+    opts = trifeature_options(options)
     if cache_dir is None:
         return generate(opts)
     path = cache_path(cache_dir, opts)
@@ -520,7 +520,7 @@ def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions) -> SplitDat
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Generate (or read from ``cache_dir``) the Trifeature set that ``cfg.options`` describe."""
-    opts = parse_options(cfg.options)
+    opts = trifeature_options(cfg.options)
     return to_split_data(load_arrays(opts, cache_dir), opts)
 
 
@@ -536,7 +536,7 @@ def write_png_dataset(out_dir: Path, options: dict[str, Any] | None = None) -> P
     (the shape's class index). Images are rendered and written one at a time, so even the full
     224-pixel set (10 000 images) never sits in memory; they equal :func:`generate`'s arrays.
     """
-    opts = parse_options(options)
+    opts = trifeature_options(options)
     lay = _layout(opts)
     out_dir = Path(out_dir)
     csv_path = out_dir / "index.csv"

@@ -32,7 +32,7 @@ def slurm_config(section: dict[str, Any] | SlurmConfig | None = None,
             from None
 
 
-def parse_options(pairs: Sequence[str]) -> dict[str, str]:
+def parse_sbatch_options(pairs: Sequence[str]) -> dict[str, str]:
     """``--slurm-option KEY=VALUE`` pairs as a dict (a bare KEY is a flag: ``--exclusive``)."""
     out: dict[str, Any] = {}
     for p in pairs:
