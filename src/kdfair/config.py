@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kdfair.data.registry import dataset_names
 from kdfair.errors import ConfigError
+from kdfair.method_options import method_options
 from kdfair.models.registry import model_names
 from kdfair.options import format_errors
 
@@ -99,13 +100,52 @@ class RoleConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
+class MethodConfig(_Strict):
+    """One distillation method of the study and its options (``kdfair.method_options``)."""
+
+    name: str
+    options: dict[str, Any] = {}
+
+
 class DistillConfig(_Strict):
-    """Hinton KD: alpha on the soft (KL) term, 1 - alpha on hard-label cross-entropy."""
+    """The distilled students: methods × temperatures. ``alpha`` weighs the soft (KL) term of
+    ``kd``/``lskd`` (1 - alpha on hard-label cross-entropy); ``ls`` is a teacher-free control."""
 
     temperatures: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
     alpha: float = 0.8
     t2_scaling: bool = True
     teacher_policy: Literal["paired", "single"] = "paired"
+    # names, or mappings {name: dkd, beta: 4, …}; each method × each temperature × each seed
+    methods: tuple[MethodConfig, ...] = (MethodConfig(name="kd"),)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, v: Any) -> Any:
+        if isinstance(v, (str, dict)):
+            v = [v]
+        out = []
+        for item in v or []:
+            if isinstance(item, MethodConfig):
+                out.append(item)
+                continue
+            if isinstance(item, str):
+                item = {"name": item}
+            if not isinstance(item, dict) or "name" not in item:
+                raise ValueError("give a method name (kd, dkd, lskd, fitnet, ls) or a mapping "
+                                 "with a name and its options, e.g. {name: dkd, beta: 8}")
+            opts = {k: w for k, w in item.items() if k not in ("name", "options")}
+            opts.update(item.get("options") or {})
+            try:
+                opts = method_options(item["name"], opts)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+            out.append(MethodConfig(name=item["name"], options=opts))
+        if not out:
+            raise ValueError("give at least one method, e.g. [kd]")
+        keys = [(m.name, tuple(sorted(m.options.items()))) for m in out]
+        if len(set(keys)) != len(keys):
+            raise ValueError("methods must be distinct (same name and options twice)")
+        return tuple(out)
 
     @field_validator("temperatures")
     @classmethod

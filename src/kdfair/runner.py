@@ -16,6 +16,7 @@ from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
 from kdfair.data.registry import load_dataset
 from kdfair.errors import DatasetError, StoreError
+from kdfair.method_options import TEACHER_FREE
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
 from kdfair.store import RunStore
@@ -42,7 +43,8 @@ def teacher_is_given(exp: Experiment) -> bool:
 
 
 def plan(exp: Experiment, data_fingerprint: str) -> list[RunSpec]:
-    """Every run of the study: teachers, then NDS, then DS at each temperature, each per seed."""
+    """Every run of the study: teachers, then NDS, then each method's students (DS at each
+    temperature, or a teacher-free control), each per seed."""
     dataset = exp.dataset.model_dump(mode="json", exclude={"root", "download"})
     common = dict(experiment=exp.name, dataset=dataset, data_fingerprint=data_fingerprint)
     given = teacher_is_given(exp)
@@ -58,12 +60,18 @@ def plan(exp: Experiment, data_fingerprint: str) -> list[RunSpec]:
     specs = list(teachers.values())
     specs += [RunSpec(role="nds", seed=s, **student) for s in exp.seeds]
     d = exp.distill
-    for t in d.temperatures:
-        for s in exp.seeds:
-            teacher = teachers[s if d.teacher_policy == "paired" and not given else t_seeds[0]]
-            specs.append(RunSpec(role="ds", seed=s, temperature=t, alpha=d.alpha,
-                                 t2_scaling=d.t2_scaling, teacher_run_id=teacher.run_id,
-                                 **student))
+    for m in d.methods:
+        if m.name in TEACHER_FREE:  # a control: a student of its own, one per seed
+            specs += [RunSpec(role="nds", seed=s, method=m.name, method_options=m.options,
+                              **student) for s in exp.seeds]
+            continue
+        method = None if m.name == "kd" else m.name  # kd runs keep the ids they always had
+        for t in d.temperatures:
+            for s in exp.seeds:
+                teacher = teachers[s if d.teacher_policy == "paired" and not given else t_seeds[0]]
+                specs.append(RunSpec(role="ds", seed=s, temperature=t, alpha=d.alpha,
+                                     t2_scaling=d.t2_scaling, teacher_run_id=teacher.run_id,
+                                     method=method, method_options=m.options, **student))
     return specs
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Role = Literal["teacher", "nds", "ds"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 def _fmt_t(t: float) -> str:
@@ -31,15 +32,29 @@ class RunSpec:
     t2_scaling: bool | None = None
     teacher_run_id: str | None = None
     given: bool = False
+    # the distillation method of a DS run (None: ``kd``), or a teacher-free control of an NDS
+    # run (``ls``); left out of the run id while None, so ids made before methods existed hold
+    method: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     def content(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for k in ("method", "method_options"):
+            if not d[k]:
+                del d[k]
+        return d
+
+    @property
+    def method_name(self) -> str | None:
+        """``kd``, ``dkd``, … for DS runs, ``ls`` for the label-smoothing control, else None."""
+        return self.method or ("kd" if self.role == "ds" else None)
 
     @property
     def prefix(self) -> str:
+        tag = f"{self.method}-" if self.method else ""
         if self.role == "ds":
-            return f"ds-T{_fmt_t(self.temperature)}-s{self.seed}"  # type: ignore[arg-type]
-        return f"{self.role}-s{self.seed}"
+            return f"ds-{tag}T{_fmt_t(self.temperature)}-s{self.seed}"  # type: ignore[arg-type]
+        return f"{self.role}-{tag}s{self.seed}"
 
     @property
     def run_id(self) -> str:

@@ -35,7 +35,7 @@ from kdfair.train.batches import Batches, Inputs
 from kdfair.train.device import autocast, channels_last, device_name, prepare_module
 from kdfair.train.methods import MemberStep, Objective, objective_for
 from kdfair.train.seeding import derive_seed
-from kdfair.train.teachers import TeacherLogits, teacher_bank
+from kdfair.train.teachers import LayerTaps, TeacherLogits, teacher_bank
 
 log = logging.getLogger("kdfair")
 
@@ -157,7 +157,8 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
     stopped being finite (member -> reason). Training ends early once every member failed."""
     forward = forward or bank
     g = len(objectives)
-    opt = make_optimizer(bank, cfg)
+    opt = make_optimizer(nn.ModuleList([bank, *objectives]), cfg)  # some objectives learn too
+    taps = StudentTaps(bank, [o.student_layer for o in objectives])
     steps = train.steps_per_epoch(cfg.batch_size)
     total, step = steps * cfg.epochs, 0
     histories: list[list[dict[str, float]]] = [[] for _ in range(g)]
@@ -174,9 +175,11 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
             with autocast(device, bf16):
                 logits = forward(member_inputs(bank, [channels_last(batch.x[s])
                                                       for s in seed_index]))  # [B, G, K]
-                t_logits = teacher_logits(batch)
+                t_logits, t_feats = teacher_logits(batch)
+                feats = taps.take()
                 losses = torch.stack([
-                    objective(MemberStep(logits[:, m], ys[m], t_logits[m], step / total))
+                    objective(MemberStep(logits[:, m], ys[m], t_logits[m], step / steps,
+                                         feats[m], t_feats[m]))
                     for m, objective in enumerate(objectives)])
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
@@ -200,7 +203,36 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         reporter.epoch(label, epoch + 1, sum(mean_loss) / g, ips * g)
         if len(failed) == g:
             break
+    taps.close()
+    teacher_logits.taps.close()
     return histories, failed
+
+
+class StudentTaps:
+    """The output of each member's ``layers[m]`` (None: nothing tapped) at the last forward."""
+
+    def __init__(self, bank: nn.Module, layers: list[str | None]):
+        self.bank, self.layers = bank, layers
+        owners = bank.models if isinstance(bank, ListBank) else [bank] * len(layers)
+        self.owners = list(owners)
+        self.taps = LayerTaps([(o, n) for o, n in zip(self.owners, layers, strict=True)
+                               if n is not None], who="student")
+
+    def take(self) -> list[torch.Tensor | None]:
+        if not self.taps.modules:
+            return [None] * len(self.layers)
+        seen = {id(o): self.taps.take(o) for o in dict.fromkeys(self.owners)}
+        out: list[torch.Tensor | None] = []
+        for m, (owner, name) in enumerate(zip(self.owners, self.layers, strict=True)):
+            f = None if name is None else seen[id(owner)][name]
+            if f is not None and not isinstance(self.bank, ListBank):  # a grouped bank's block m
+                g = len(self.layers)
+                f = f.chunk(g, dim=1)[m] if f.ndim == 4 else f[:, m]
+            out.append(f)
+        return out
+
+    def close(self) -> None:
+        self.taps.close()
 
 
 def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.device,
@@ -259,11 +291,28 @@ def _bank(members: list[nn.Module], spec: RunSpec, data: SplitData, device: torc
     return prepare_module(bank_from_members(bank, members), device)
 
 
+def _objectives(jobs: list[RunJob], members: list[nn.Module], cfg: TrainConfig,
+                train: Batches, device: torch.device) -> list[Objective]:
+    """Each member's objective, its own parameters (if any) built from the member's seed."""
+    objectives = [objective_for(j.spec, cfg.label_smoothing) for j in jobs]
+    if all(type(o).setup is Objective.setup for o in objectives):
+        return objectives
+    example = next(iter(train.eval(batch_size=2)))
+    for job, member, objective in zip(jobs, members, objectives, strict=True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(job.spec.seed, "method"))
+            objective.setup(prepare_module(member, device), job.teacher, example)
+        objective.to(device)
+    return objectives
+
+
 def _teachers(jobs: list[RunJob], seed_index: list[int], tables: dict[int, torch.Tensor],
-              bank: nn.Module, data: SplitData, device: torch.device) -> TeacherLogits:
+              bank: nn.Module, data: SplitData, device: torch.device,
+              layers: list[str | None]) -> TeacherLogits:
     teachers = [j.teacher for j in jobs]
-    logits = TeacherLogits(teachers, seed_index, tables)
-    if logits.teachers and logits.tables is None and not isinstance(bank, ListBank):
+    logits = TeacherLogits(teachers, seed_index, tables, layers=layers)
+    if logits.teachers and logits.tables is None and not logits.taps.modules \
+            and not isinstance(bank, ListBank):
         specs = {id(j.teacher): j.teacher_spec for j in jobs if j.teacher is not None}
         counts = [sum(1 for t, _ in logits.pairs if t == i) for i in range(len(logits.teachers))]
         logits.banked = teacher_bank(logits.teachers, [specs[id(t)] for t in logits.teachers],
@@ -290,6 +339,7 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
         for job, member in zip(jobs, members, strict=True):
             if job.init_weights is not None:
                 member.load_state_dict(job.init_weights)
+        objectives = _objectives(jobs, members, cfg, parts["train"], device)
         bank = _bank(members, specs[0], data, device, bank_kind)
         seeds = sorted({s.seed for s in specs})
         seed_index = [seeds.index(s.seed) for s in specs]
@@ -297,9 +347,11 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
         failed: dict[int, str] = {}
         if not all(s.given for s in specs):
             label = specs[0].run_id if g == 1 else f"{g} runs ({specs[0].arch})"
+            t_layers = [o.teacher_layer for o in objectives]
             histories, failed = fit(
-                bank, [objective_for(s, cfg.label_smoothing) for s in specs],
-                _teachers(jobs, seed_index, tables, bank, data, device), seed_index, seeds, cfg,
+                bank, objectives,
+                _teachers(jobs, seed_index, tables, bank, data, device, t_layers), seed_index,
+                seeds, cfg,
                 parts["train"], parts["val"] if len(parts["val"]) else None, device, reporter,
                 label, torch.compile(bank) if compile else None, bf16)
     wall = time.perf_counter() - t0
