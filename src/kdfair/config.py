@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kdfair.data.registry import dataset_names
 from kdfair.errors import ConfigError
 from kdfair.method_options import method_options
-from kdfair.models.registry import model_names
+from kdfair.models.registry import get_factory
 from kdfair.options import format_errors
 
 
@@ -58,8 +58,10 @@ class ModelConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in model_names():
-            raise ValueError(f"unknown architecture {v!r}; allowed: {', '.join(model_names())}")
+        try:
+            get_factory(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
         return v
 
     @property

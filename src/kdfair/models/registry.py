@@ -10,6 +10,7 @@ adding one file adds a model family. The modules are imported on the first looku
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import pkgutil
@@ -22,6 +23,8 @@ from kdfair.errors import ConfigError
 
 Factory = Callable[..., nn.Module]
 _FACTORIES: dict[str, Factory] = {}
+# "family:" prefix -> resolve(name after the colon) -> factory, e.g. torchvision:resnet18
+_PREFIXES: dict[str, Callable[[str], Factory]] = {}
 
 
 def register_model(name: str, factory: Factory | None = None):
@@ -32,6 +35,12 @@ def register_model(name: str, factory: Factory | None = None):
         return f
 
     return deco(factory) if factory is not None else deco
+
+
+def register_prefix(prefix: str, resolve: Callable[[str], Factory]) -> None:
+    """Architectures ``<prefix>:<name>``: ``resolve(name)`` returns the factory, or raises a
+    ConfigError naming close names when there is no such model."""
+    _PREFIXES[prefix] = resolve
 
 
 @functools.cache
@@ -49,15 +58,30 @@ def model_names() -> list[str]:
 
 def is_builtin(name: str) -> bool:
     """Whether ``name`` is an architecture every process knows (not one registered at run time)."""
+    if ":" in name:
+        return name.split(":", 1)[0] in _prefixes()
     return name in _builtin() and _FACTORIES[name].__module__.startswith("kdfair.models.")
 
 
+def _prefixes() -> list[str]:
+    _builtin()
+    return sorted(_PREFIXES)
+
+
 def get_factory(name: str) -> Factory:
+    """The factory of ``name``: a registered name, or ``family:model`` (torchvision, timm, hf)."""
     if name not in _FACTORIES:
         _builtin()
-    if name not in _FACTORIES:
-        raise ConfigError(f"unknown architecture {name!r}; allowed: {', '.join(model_names())}")
-    return _FACTORIES[name]
+    if name in _FACTORIES:
+        return _FACTORIES[name]
+    prefix, colon, rest = name.partition(":")
+    if colon and prefix in _PREFIXES:
+        return _PREFIXES[prefix](rest)
+    close = difflib.get_close_matches(name, model_names(), n=4, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"unknown architecture {name!r}{hint}; built in: "
+                      f"{', '.join(model_names())}; or any model by name as "
+                      f"{', '.join(p + ':<name>' for p in _prefixes())}")
 
 
 def build_model(
