@@ -10,6 +10,7 @@ the ratio is what this benchmark reports.
 
     python benchmarks/throughput.py                 # the paper's grid (meant for a GPU)
     python benchmarks/throughput.py --grid small    # a grid that fits 2 CPU cores
+    python benchmarks/throughput.py --methods       # + each method's cost relative to kd
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def reference(device: torch.device, x: torch.Tensor, y: torch.Tensor, steps: int
     return steps * 64 / (time.perf_counter() - t0)
 
 
+METHOD_OPTIONS = {"kd": {}, "dkd": {"beta": 8.0}, "lskd": {},
+                  "fitnet": {"student_layer": "blocks", "teacher_layer": "blocks"}}
+
+
 def kdfair_engine(device: torch.device, x: torch.Tensor, y: torch.Tensor, grid: str,
-                  compile: bool) -> tuple[float, int]:
+                  compile: bool, method: str = "kd", nds: bool = True) -> tuple[float, int]:
     """Student-images/s of kdfair's grouped engine on the grid (second epoch, after warm-up)."""
     temps, seeds, batch, n = GRIDS[grid]
     part = Part(y=y[:n], x=x[:n])
@@ -99,9 +104,12 @@ def kdfair_engine(device: torch.device, x: torch.Tensor, y: torch.Tensor, grid: 
         if device.type == "cuda":
             t.to(memory_format=torch.channels_last)
         teachers[s] = t.requires_grad_(False)
-    jobs = [RunJob(RunSpec(role="nds", arch="resnet20", seed=s, **common)) for s in seeds]
+    jobs = [RunJob(RunSpec(role="nds", arch="resnet20", seed=s, **common))
+            for s in seeds] if nds else []
+    method_kw = {} if method == "kd" else {"method": method,
+                                            "method_options": METHOD_OPTIONS[method]}
     jobs += [RunJob(RunSpec(role="ds", arch="resnet20", seed=s, temperature=float(t), alpha=0.8,
-                            t2_scaling=True, **common), teacher=teachers[s],
+                            t2_scaling=True, **common, **method_kw), teacher=teachers[s],
                     teacher_spec=t_specs[s])
              for t in temps for s in seeds]
     results = []
@@ -125,6 +133,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ref-steps", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile the grouped network")
+    ap.add_argument("--methods", action="store_true",
+                    help="also time each distillation method's DS grid relative to kd's")
     args = ap.parse_args()
     device = resolve_device(args.device)
     grid = args.grid or ("paper" if device.type == "cuda" else "small")
@@ -143,6 +153,13 @@ def main() -> None:
     ours, g_size = kdfair_engine(device, x, y, grid, args.compile)
     print(f"kdfair grouped engine ({g_size} students): {ours:,.0f} student-images/s")
     print(f"ratio: {ours / ref:.2f}")
+    if args.methods:  # the DS runs alone (no NDS), each method on the same grid
+        base, _ = kdfair_engine(device, x, y, grid, args.compile, "kd", nds=False)
+        print(f"method kd (DS only): {base:,.0f} student-images/s")
+        for method in ("dkd", "lskd", "fitnet"):
+            ips, _ = kdfair_engine(device, x, y, grid, args.compile, method, nds=False)
+            print(f"method {method}: {ips:,.0f} student-images/s, cost relative to kd: "
+                  f"{base / ips:.2f}x")
 
 
 if __name__ == "__main__":
