@@ -11,15 +11,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from kdfair.config import Experiment, experiment_from_dict, load_experiment
+from kdfair.config import Experiment, experiment_from_dict
+from kdfair.config import load_experiment as _load_file
 from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
 from kdfair.errors import ConfigError
 from kdfair.models.registry import register_model
+from kdfair.overrides import Overrides, override_experiment
 from kdfair.runner import StudyStatus, execute
 from kdfair.train.engine import Reporter
 
 __all__ = ["load_experiment", "run", "analyze", "report", "study", "results_dir"]
+
+
+def load_experiment(path: str | Path, overrides: Overrides | None = None) -> Experiment:
+    """An experiment from a YAML file or a preset name, with optional ``overrides``:
+    ``["distill.alpha=0.5", "seeds=[0,1,2]"]`` (values parsed as YAML) or
+    ``{"distill.alpha": 0.5}``, validated like the file."""
+    return override_experiment(_load_file(path), overrides or [], str(path), label="overrides")
 
 
 def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
@@ -29,12 +38,17 @@ def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
 
 def run(experiment: Experiment | str | Path, out: str | Path = "results",
         data_root: str | Path | None = None, reporter: Reporter | None = None,
-        write_report: bool = True, **kwargs: Any) -> StudyStatus:
+        write_report: bool = True, overrides: Overrides | None = None,
+        **kwargs: Any) -> StudyStatus:
     """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
 
-    Finished runs already in the store are not trained again. Ends by writing the report.
+    ``overrides`` change fields first (see :func:`load_experiment`). Finished runs already in
+    the store are not trained again. Ends by writing the report.
     """
-    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    if isinstance(experiment, Experiment):
+        exp = override_experiment(experiment, overrides or [], "experiment", label="overrides")
+    else:
+        exp = load_experiment(experiment, overrides)
     where = results_dir(exp, out)
     st = execute(exp, where, reporter=reporter,
                  data_root=Path(data_root) if data_root else None, **kwargs)

@@ -131,6 +131,9 @@ def run(
     data_root: Path | None = typer.Option(None, help="where data sets live (default: the "
                                           "experiment's dataset.root, $KDFAIR_DATA or ./data)"),
     device: str | None = typer.Option(None, help="override the experiment's device"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override one field of the "
+                                          "experiment, DOTTED.PATH=VALUE (YAML value; "
+                                          "repeatable), e.g. --set distill.alpha=0.5"),
     report: bool = typer.Option(True, help="write the report at the end"),
     executor: str = typer.Option("local", help="local: this machine (one worker per GPU when "
                                  "there are several); slurm: one SLURM job per bundle"),
@@ -157,8 +160,9 @@ def run(
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     exp, section = load_experiment_and_slurm(experiment)
-    if device:
-        exp = _with(exp, device=device)
+    exp = _with(exp, experiment, set_, device)
+    if set_ and exp.slurm is not None:  # an override may have changed the slurm section
+        section = exp.slurm.model_dump()
     flags = dict(partition=slurm_partition, time=slurm_time, gpus=slurm_gpus, cpus=slurm_cpus,
                  mem_gb=slurm_mem, account=slurm_account, runs_per_job=slurm_runs_per_job,
                  options=parse_options(slurm_option) if slurm_option else None)
@@ -215,22 +219,25 @@ def run(
     if report:
         _report(where)
 
-def _with(exp, **update):
-    from kdfair.config import experiment_from_dict
 
-    return experiment_from_dict({**exp.model_dump(mode="json"), **update}, "(command line)")
+def _with(exp, source: str, overrides: list[str] | None, device: str | None):
+    """The experiment with ``--set`` overrides (and ``--device``, the same as --set device=…)."""
+    from kdfair.overrides import override_experiment
+
+    given = list(overrides or []) + ([f"device={device}"] if device else [])
+    return override_experiment(exp, given, source)
 
 
 @app.command()
 @_friendly
 def demo(out: Path = typer.Option(Path("results"), help="results root; the demo goes to OUT/demo"),
-         device: str | None = typer.Option(None, help="cpu, cuda or auto")) -> None:
+         device: str | None = typer.Option(None, help="cpu, cuda or auto"),
+         set_: list[str] | None = typer.Option(None, "--set", help="override a field, "
+                                               "DOTTED.PATH=VALUE (repeatable)")) -> None:
     """The embedded demo: Trifeature, ResNet teacher → LeNet-5 student, 3 seeds, T from 1 to 20."""
     from kdfair.config import load_experiment
 
-    exp = load_experiment("demo")
-    if device:
-        exp = _with(exp, device=device)
+    exp = _with(load_experiment("demo"), "demo", set_, device)
     _run_and_report(exp, out, None, True)
 
 
