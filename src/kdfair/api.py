@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from kdfair.audit import audit
 from kdfair.config import Experiment, experiment_from_dict
 from kdfair.config import load_experiment as _load_file
 from kdfair.data.base import Part, SplitData
@@ -21,7 +22,7 @@ from kdfair.overrides import Overrides, override_experiment
 from kdfair.runner import StudyStatus, execute
 from kdfair.train.engine import Reporter
 
-__all__ = ["load_experiment", "run", "analyze", "report", "study", "results_dir"]
+__all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir"]
 
 
 def load_experiment(path: str | Path, overrides: Overrides | None = None) -> Experiment:

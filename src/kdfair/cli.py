@@ -243,6 +243,24 @@ def demo(out: Path = typer.Option(Path("results"), help="results root; the demo 
 
 @app.command()
 @_friendly
+def audit(
+    predictions: Path = typer.Argument(..., help="predictions YAML file: name, labels, teacher, "
+                                       "nds, ds ({T: [one file per seed]}), groups, features…"),
+    out: Path = typer.Option(Path("results"), help="results root; the audit goes to OUT/<name>"),
+    report: bool = typer.Option(True, help="write the report"),
+) -> None:
+    """Analyse predictions made elsewhere (logits, probabilities or predicted classes): writes a
+    results directory and its report; nothing is trained."""
+    from kdfair.audit import audit_file
+
+    where = audit_file(predictions, out, write_report=False)
+    console.print(f"audit written to {where}", highlight=False)
+    if report:
+        _report(where)
+
+
+@app.command()
+@_friendly
 def report(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
     """Analyse a results directory: report.md, report.html and CSV tables under RESULTS/report."""
     _report(results)
