@@ -437,8 +437,18 @@ def _write_store(root: Path, name: str, preds: list[Prediction],
 # --- the predictions file of `kdfair audit` ----------------------------------------------------
 
 
+def _seed_files(v: Any) -> Any:
+    """A list of file names (seed = position) or a mapping {seed: file name}."""
+    ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) or (
+        isinstance(v, dict) and all(isinstance(k, int) and isinstance(x, str)
+                                    for k, x in v.items()))
+    if v is not None and not ok:
+        raise ValueError("give a list of files, one per seed, or a mapping {seed: file}")
+    return v
+
+
 def _file_model():
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
 
     class AuditFile(BaseModel):
         """``kdfair audit PREDICTIONS.yaml``: the arguments of :func:`audit`; paths are relative
@@ -448,9 +458,9 @@ def _file_model():
 
         name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
         labels: str
-        teacher: list[str] | dict[int, str] | None = None
-        nds: list[str] | dict[int, str] | None = None
-        ds: dict[float, list[str] | dict[int, str]] | None = None
+        teacher: Any = None
+        nds: Any = None
+        ds: dict[float, Any] | None = None
         groups: str | dict[str, str] | None = None
         group_names: dict[str, list[str]] | None = None
         class_names: list[str] | None = None
@@ -460,6 +470,18 @@ def _file_model():
         student_arch: str = "external"
         dataset: str = "external"
         analysis: dict[str, Any] | None = None
+
+        @field_validator("teacher", "nds", mode="before")
+        @classmethod
+        def _seeds(cls, v: Any) -> Any:
+            return _seed_files(v)
+
+        @field_validator("ds")
+        @classmethod
+        def _ds(cls, v: Any) -> Any:
+            for files in (v or {}).values():
+                _seed_files(files)
+            return v
 
     return AuditFile
 
