@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from kdfair.data.registry import register_dataset
 from kdfair.errors import ConfigError
 from kdfair.models.registry import register_model
 from kdfair.overrides import Overrides, override_experiment
-from kdfair.runner import StudyStatus, execute
+from kdfair.runner import StudyStatus, execute, load_data, plan
 from kdfair.train.engine import Reporter
 
 __all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir"]
@@ -40,22 +41,52 @@ def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
 def run(experiment: Experiment | str | Path, out: str | Path = "results",
         data_root: str | Path | None = None, reporter: Reporter | None = None,
         write_report: bool = True, overrides: Overrides | None = None,
-        **kwargs: Any) -> StudyStatus:
+        progress: bool | None = None, **kwargs: Any) -> StudyStatus:
     """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
 
     ``overrides`` change fields first (see :func:`load_experiment`). Finished runs already in
-    the store are not trained again. Ends by writing the report.
+    the store are not trained again. Ends by writing the report. ``progress``: None (default)
+    shows a live view in a terminal or notebook and time-stamped lines (at most every 30 s)
+    elsewhere; False is silent; a ``reporter`` given replaces it.
     """
     if isinstance(experiment, Experiment):
         exp = override_experiment(experiment, overrides or [], "experiment", label="overrides")
     else:
         exp = load_experiment(experiment, overrides)
     where = results_dir(exp, out)
-    st = execute(exp, where, reporter=reporter,
-                 data_root=Path(data_root) if data_root else None, **kwargs)
+    root = Path(data_root) if data_root else None
+    if reporter is None and progress is not False and "executor" not in kwargs:
+        data = kwargs.pop("data", None)
+        data = data if data is not None else load_data(exp, root)
+        with _progress(exp, where, data, progress) as rep:
+            st = execute(exp, where, reporter=rep, data=data, data_root=root, **kwargs)
+    else:
+        st = execute(exp, where, reporter=reporter, data_root=root, **kwargs)
     if write_report:
         report(where)
     return st
+
+
+@contextlib.contextmanager
+def _progress(exp: Experiment, where: Path, data: SplitData, progress: bool | None):
+    """The study's reporter (see :mod:`kdfair.progress`), after the single-thread check."""
+    from kdfair.progress import check_threads, log, study_reporter
+    from kdfair.store import RunStore
+    from kdfair.train.engine import resolve_device
+
+    ids = {s.run_id for s in plan(exp, data.fingerprint)}
+    done = len(RunStore(where).done_ids() & ids)
+    rep = study_reporter(len(ids), done, progress)
+    if rep is None:
+        yield None
+        return
+    with rep:
+        if done < len(ids) and resolve_device(exp.device).type == "cpu":
+            msg = check_threads()
+            if msg:
+                log.info(msg)
+                rep.warn(msg)
+        yield rep
 
 
 def analyze(results: str | Path) -> dict:
@@ -133,6 +164,7 @@ def study(
     std: Sequence[float] | None = None,
     reporter: Reporter | None = None,
     write_report: bool = True,
+    progress: bool | None = None,
 ) -> StudyStatus:
     """Run the whole study on your own arrays and models; same plan, store and report as YAML.
 
@@ -169,4 +201,5 @@ def study(
         "seeds": list(seeds), "device": device,
         "analysis": {"tests": len(seeds) >= 2},
     }, source=f"study {name!r}")
-    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report)
+    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
+               progress=progress)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import functools
-import logging
-import sys
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from kdfair.errors import KdfairError
@@ -20,6 +17,33 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "group and individual fairness across temperatures.")
 console = Console()
 err_console = Console(stderr=True)
+_STATE = {"quiet": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kdfair import __version__
+
+        console.print(f"kdfair {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="more log lines: -v INFO, -vv DEBUG"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors: no progress, no log "
+                               "lines below ERROR"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print kdfair's version and exit"),
+) -> None:
+    """kdfair: what knowledge distillation leaves behind — class-wise bias, group and individual
+    fairness across temperatures."""
+    from kdfair.progress import configure_logging
+
+    _STATE["quiet"] = quiet
+    configure_logging(verbose, quiet)
+    console.quiet = quiet
 
 
 def _friendly(f):
@@ -40,49 +64,6 @@ def _friendly(f):
     return wrapper
 
 
-class RichReporter:
-    """Progress per run (epoch, images/s, ETA) plus the study's overall progress."""
-
-    def __init__(self, total_runs: int, done: int):
-        self.live = sys.stderr.isatty()
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=err_console, disable=not self.live)
-        self.study = self.progress.add_task("study", total=total_runs, completed=done, info="")
-        self.task = None
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
-
-    def start(self, run_id: str, epochs: int) -> None:
-        self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
-        self._t0 = time.perf_counter()
-
-    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
-        info = f"loss {loss:.3f}  {images_per_s:,.0f} img/s"
-        if self.task is not None:
-            self.progress.update(self.task, completed=epoch, info=info)
-        if not self.live:
-            err_console.print(f"{run_id} epoch {epoch}: {info}", highlight=False)
-
-    def finish(self, run_id: str, status: str) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-        self.progress.advance(self.study)
-        msg = f"{run_id}: {status}"
-        if self.live:
-            self.progress.console.print(("[red]" if status == "failed" else "") + msg)
-        else:
-            err_console.print(msg, highlight=False)
-
-
 def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> None:
     from kdfair import api
     from kdfair.runner import load_data, plan
@@ -94,8 +75,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> Non
     done = len(RunStore(where).done_ids() & {s.run_id for s in specs})
     console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({done} already done) → {where}")
     t0 = time.perf_counter()
-    with RichReporter(len(specs), done) as rep:
-        st = api.run(exp, out=out, reporter=rep, data=data, write_report=False)
+    st = api.run(exp, out=out, data=data, write_report=False, progress=not _STATE["quiet"])
     console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                   f"{len(st.failed)} failed, {len(st.missing)} missing")
     for rid, why in st.failed.items():
@@ -357,7 +337,7 @@ def datasets(root: Path | None = typer.Option(None, help="data root to check")) 
 
 
 def main() -> None:  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)
+    """The console script's entry point is ``app`` itself; logging is set up in its callback."""
     app()
 
 
