@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from kdfair import tracking
 from kdfair.audit import audit
 from kdfair.config import Experiment, experiment_from_dict
 from kdfair.config import load_experiment as _load_file
@@ -55,6 +56,8 @@ def run(experiment: Experiment | str | Path, out: str | Path = "results",
         exp = load_experiment(experiment, overrides)
     where = results_dir(exp, out)
     root = Path(data_root) if data_root else None
+    if tracking.enabled(exp):
+        tracking.check_available()  # before anything trains
     if reporter is None and progress is not False and "executor" not in kwargs:
         data = kwargs.pop("data", None)
         data = data if data is not None else load_data(exp, root)
@@ -62,6 +65,8 @@ def run(experiment: Experiment | str | Path, out: str | Path = "results",
             st = execute(exp, where, reporter=rep, data=data, data_root=root, **kwargs)
     else:
         st = execute(exp, where, reporter=reporter, data_root=root, **kwargs)
+    if tracking.enabled(exp) and where.is_dir():
+        tracking.sync(where)  # runs trained before tracking was set
     if write_report:
         report(where)
     return st
