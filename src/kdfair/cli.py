@@ -324,16 +324,11 @@ def presets() -> None:
 @app.command()
 @_friendly
 def datasets(root: Path | None = typer.Option(None, help="data root to check")) -> None:
-    """List every data set, what it needs on disk, and whether it is found."""
+    """List every data set (one block each): what it needs on disk, and whether it is found."""
     from kdfair.data.catalog import dataset_catalog
+    from kdfair.listing import format_datasets
 
-    rows = dataset_catalog(root)
-    table = Table(title="data sets")
-    for col in rows[0].keys() if rows else ("name",):
-        table.add_column(str(col))
-    for r in rows:
-        table.add_row(*[str(v) for v in r.values()])
-    console.print(table)
+    print(format_datasets(dataset_catalog(root)))
 
 
 def main() -> None:  # pragma: no cover
