@@ -18,13 +18,43 @@ from kdfair.config import Experiment, experiment_from_dict
 from kdfair.config import load_experiment as _load_file
 from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
-from kdfair.errors import ConfigError
+from kdfair.errors import ConfigError, KdfairError
 from kdfair.models.registry import register_model
 from kdfair.overrides import Overrides, override_experiment
 from kdfair.runner import StudyStatus, execute, load_data, plan
 from kdfair.train.engine import Reporter
 
 __all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir"]
+
+
+# how messages written for the command line read to a Python caller
+API_WORDS = (
+    ("Write to a new directory (--out)", "Write to a new directory (the `out` argument)"),
+    ("choose another --out directory", "choose another `out` directory"),
+    ("no longer match the experiment file", "no longer match the experiment"),
+    ("(`--data-root DIR` on the command line)", "(the `data_root` argument)"),
+    ("with --device cpu", "with device='cpu'"),
+)
+# the experiment's field paths as kdfair.study's parameters
+STUDY_WORDS = (
+    ("teacher.train.", "teacher_train."), ("student.train.", "student_train."),
+    ("distill.temperatures:", "temperatures:"),
+)
+
+
+@contextlib.contextmanager
+def api_errors(words: Sequence[tuple[str, str]] = API_WORDS):
+    """Re-raise a KdfairError with its command-line wording (``--out``, field paths) replaced
+    by the Python API's parameter names."""
+    try:
+        yield
+    except KdfairError as err:
+        msg = str(err)
+        for old, new in words:
+            msg = msg.replace(old, new)
+        if msg == str(err):
+            raise
+        raise type(err)(msg) from None
 
 
 def load_experiment(path: str | Path, overrides: Overrides | None = None) -> Experiment:
@@ -42,14 +72,24 @@ def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
 def run(experiment: Experiment | str | Path, out: str | Path = "results",
         data_root: str | Path | None = None, reporter: Reporter | None = None,
         write_report: bool = True, overrides: Overrides | None = None,
-        progress: bool | None = None, **kwargs: Any) -> StudyStatus:
+        progress: bool | None = None, messages: str = "api", **kwargs: Any) -> StudyStatus:
     """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
 
     ``overrides`` change fields first (see :func:`load_experiment`). Finished runs already in
     the store are not trained again. Ends by writing the report. ``progress``: None (default)
     shows a live view in a terminal or notebook and time-stamped lines (at most every 30 s)
-    elsewhere; False is silent; a ``reporter`` given replaces it.
+    elsewhere; False is silent; a ``reporter`` given replaces it. ``messages="cli"`` keeps
+    errors in command-line wording (``--out``); by default they name this function's arguments.
     """
+    words = API_WORDS if messages == "api" else ()
+    with api_errors(words):
+        return _run(experiment, out, data_root, reporter, write_report, overrides, progress,
+                    **kwargs)
+
+
+def _run(experiment: Experiment | str | Path, out: str | Path, data_root: str | Path | None,
+         reporter: Reporter | None, write_report: bool, overrides: Overrides | None,
+         progress: bool | None, **kwargs: Any) -> StudyStatus:
     if isinstance(experiment, Experiment):
         exp = override_experiment(experiment, overrides or [], "experiment", label="overrides")
     else:
@@ -195,7 +235,21 @@ def study(
     dataset_name = f"custom-{name}"
     register_dataset(dataset_name, lambda cfg, cache: data)
     no_aug = {} if data.in_memory else {"augment": "none"}
-    exp = experiment_from_dict({
+    with api_errors(STUDY_WORDS + ((f"invalid experiment study {name!r}:",
+                                    f"invalid arguments of kdfair.study({name!r}, …):"),)):
+        exp = _study_experiment(name, dataset_name, teacher, student, temperatures, seeds,
+                                teacher_train, student_train, distill, device, no_aug)
+    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
+               progress=progress)
+
+
+def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,
+                      temperatures: Sequence[float], seeds: Sequence[int],
+                      teacher_train: Mapping[str, Any] | None,
+                      student_train: Mapping[str, Any] | None,
+                      distill: Mapping[str, Any] | None, device: str,
+                      no_aug: dict[str, str]) -> Experiment:
+    return experiment_from_dict({
         "name": name,
         "dataset": {"name": dataset_name},
         "teacher": {"model": {"arch": _as_arch(teacher, f"custom-{name}-teacher")},
@@ -206,5 +260,3 @@ def study(
         "seeds": list(seeds), "device": device,
         "analysis": {"tests": len(seeds) >= 2},
     }, source=f"study {name!r}")
-    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
-               progress=progress)

@@ -75,7 +75,8 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> Non
     done = len(RunStore(where).done_ids() & {s.run_id for s in specs})
     console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({done} already done) → {where}")
     t0 = time.perf_counter()
-    st = api.run(exp, out=out, data=data, write_report=False, progress=not _STATE["quiet"])
+    st = api.run(exp, out=out, data=data, write_report=False, progress=not _STATE["quiet"],
+                 messages="cli")
     console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                   f"{len(st.failed)} failed, {len(st.missing)} missing")
     for rid, why in st.failed.items():
@@ -168,7 +169,7 @@ def run(
     with RichSlurmView(err_console) as view:
         ex.view = view
         st = api.run(exp, out=where.parent, data_root=data_root, executor=ex,
-                     write_report=False)
+                     write_report=False, messages="cli")
     n_runs = sum(len(j.runs) for j in ex.jobs)
     if not wait:
         arrays = sorted({j.job_id.split("_")[0] for j in ex.jobs}, key=int)
