@@ -170,3 +170,22 @@ def test_the_python_api_reports_progress_outside_a_terminal(tmp_path, capsys):
     assert re.search(r"\] study: 6/6 runs, \S+ in this session", err)
     api.study("progress", *parts, mlp, mlp, progress=False, **kw)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_a_slurm_job_logs_time_stamped_progress(tmp_path, capsys):
+    import yaml
+
+    from kdfair.config import experiment_from_dict
+    from kdfair.executors import BundleJob
+    from kdfair.runner import load_data, plan
+    from tests.test_overrides import EXPERIMENT
+
+    exp = experiment_from_dict(yaml.safe_load(EXPERIMENT))
+    teachers = [s.run_id for s in plan(exp, load_data(exp).fingerprint) if s.role == "teacher"]
+    result = BundleJob(exp.model_dump(mode="json"), str(tmp_path), teachers)()
+    assert result["done"] == teachers
+    out = capsys.readouterr().out
+    assert re.search(r"\] study: 0/2 runs done at start", out)
+    assert re.search(r"\] study: 2/2 runs, \S+ in this session", out)
