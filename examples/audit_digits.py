@@ -76,6 +76,7 @@ def main(out: Path, epochs: int, seeds: list[int], temperatures: list[float]) ->
             "class_names": [str(i) for i in range(10)],
             "groups": "groups.npz", "group_names": {"ink": ["light", "heavy"]},
             "teacher_arch": "mlp-256", "student_arch": "mlp-16", "dataset": "sklearn digits",
+            "distill": {"alpha": 0.8, "t2_scaling": True, "teacher_policy": "paired"},
             **files}
     path = pred_dir / "predictions.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -68,8 +68,10 @@ def assert_same_tables(a: dict, b: dict, rtol: float = 1e-7) -> None:
 
 def test_audit_gives_the_same_tables_as_the_store(tmp_path):
     store = write_store(tmp_path / "store", seeds=(0, 1, 2), attributes={"sex": ["f", "m"]})
-    where = audit_of_store(store, tmp_path, "toy")
+    where = audit_of_store(store, tmp_path, "toy", distill={"alpha": 0.8, "t2_scaling": True})
     assert where == tmp_path / "toy"
+    recorded = json.loads((where / "experiment.json").read_text())["distill"]
+    assert recorded == {"alpha": 0.8, "t2_scaling": True, "temperatures": [2.0, 4.0]}
     tables = api.analyze(where)
     assert_same_tables(api.analyze(store), tables)
     assert any("Audit of predictions" in n for n in tables["notes"]["note"])
@@ -124,6 +126,7 @@ def test_kind_detection_and_conversion():
     (dict(nds=[np.zeros((4, 3))], groups={"g": [0, 1]}), r"groups\['g'\]: expected one group"),
     (dict(nds=[np.zeros((4, 3))], analysis={"significance": 2}),
      "analysis.significance: must be a number"),
+    (dict(nds=[np.zeros((4, 3))], distill={"alfa": 1}), "distill: unknown key"),
 ])
 def test_bad_input_names_the_parameter(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):

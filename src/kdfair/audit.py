@@ -305,6 +305,7 @@ def audit(
     teacher_arch: str = "external",
     student_arch: str = "external",
     dataset: str = "external",
+    distill: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
     write_report: bool = True,
 ) -> Path:
@@ -314,6 +315,8 @@ def audit(
     ``teacher`` and ``nds`` are lists with one prediction per seed (seed = position) or mappings
     ``{seed: prediction}``; ``ds`` maps each temperature to such a list. ``features`` [N, D] are
     the inputs in a similarity space for individual fairness (without them I(f) is skipped).
+    ``distill`` (``alpha``, ``t2_scaling``, ``teacher_policy``) and the ``*_arch`` / ``dataset``
+    names only describe how the models were made, for the report.
     """
     from kdfair.config import AnalysisConfig
     from kdfair.options import validate_options
@@ -348,6 +351,7 @@ def audit(
                               f"{feats.shape}")
     opts = validate_options(AnalysisConfig, {"tests": _enough_seeds(preds), **(analysis or {})},
                             "analysis", "audit(analysis=…)")
+    recipe = _recipe(distill)
     logits = [to_logits(a, kind, k, n, p.what, class_names) for p, a in raw]
     fingerprint = _digest(y, *(codes[a] for a in sorted(codes)),
                           *([feats] if feats is not None else []))
@@ -355,7 +359,21 @@ def audit(
         Path(out) / name, name, preds, logits, y, codes, names, feats, fingerprint,
         [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)],
         dict(teacher=teacher_arch, student=student_arch, dataset=dataset),
-        opts.model_dump(mode="json"), write_report)
+        {"distill": recipe, "analysis": opts.model_dump(mode="json")}, write_report)
+
+
+def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How the DS were distilled, as given (only the keys the report states)."""
+    if distill is None:
+        return {}
+    if not isinstance(distill, Mapping):
+        raise ConfigError("distill: give a mapping, e.g. {'alpha': 0.9, 't2_scaling': True}")
+    allowed = ("alpha", "t2_scaling", "teacher_policy")
+    unknown = sorted(set(distill) - set(allowed))
+    if unknown:
+        raise ConfigError(f"distill: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
+                          f"{', '.join(allowed)}")
+    return dict(distill)
 
 
 def _enough_seeds(preds: list[Prediction]) -> bool:
@@ -369,7 +387,7 @@ def _write_store(root: Path, name: str, preds: list[Prediction],
                  logits: list[tuple[np.ndarray, str]], y: np.ndarray,
                  codes: dict[str, np.ndarray], groups: dict[str, list[str]],
                  feats: np.ndarray | None, fingerprint: str, class_names: list[str],
-                 archs: dict[str, str], analysis: dict[str, Any], write_report: bool) -> Path:
+                 archs: dict[str, str], sections: dict[str, Any], write_report: bool) -> Path:
     from kdfair.spec import RunSpec
     from kdfair.store import RunStore
 
@@ -409,8 +427,8 @@ def _write_store(root: Path, name: str, preds: list[Prediction],
                 "dataset": {"name": archs["dataset"]},
                 "teacher": {"model": {"arch": archs["teacher"]}},
                 "student": {"model": {"arch": archs["student"]}},
-                "distill": {"temperatures": temps}, "seeds": sorted({p.seed for p in preds}),
-                "analysis": analysis})
+                "distill": {**sections["distill"], "temperatures": temps},
+                "seeds": sorted({p.seed for p in preds}), "analysis": sections["analysis"]})
     store.write_plan(ids)
     n = len(y)
     info = {"dataset": archs["dataset"], "fingerprint": fingerprint,
@@ -469,6 +487,7 @@ def _file_model():
         teacher_arch: str = "external"
         student_arch: str = "external"
         dataset: str = "external"
+        distill: dict[str, Any] | None = None
         analysis: dict[str, Any] | None = None
 
         @field_validator("teacher", "nds", mode="before")
@@ -529,7 +548,7 @@ def load_audit_file(path: str | Path) -> dict[str, Any]:
         group_names=cfg.group_names, class_names=cfg.class_names,
         features=at(cfg.features) if cfg.features else None, kind=cfg.kind, name=cfg.name,
         teacher_arch=cfg.teacher_arch, student_arch=cfg.student_arch, dataset=cfg.dataset,
-        analysis=cfg.analysis)
+        distill=cfg.distill, analysis=cfg.analysis)
 
 
 def audit_file(path: str | Path, out: str | Path = "results", write_report: bool = True) -> Path:
