@@ -96,7 +96,7 @@ if __name__ == "__main__":
     print(f"predictions: {written}")
     if not args.no_audit:
         import kdfair
-        from kdfair.audit import load_audit_file
+        from kdfair.auditing import load_audit_file
 
         where = kdfair.audit(**load_audit_file(written), out=args.out)
         print(f"report: {where / 'report' / 'report.html'}")

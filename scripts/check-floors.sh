@@ -36,7 +36,7 @@ echo "--- floor versions:" $floors
 "$VENV/bin/python" - <<'PYEOF'
 import importlib
 
-for m in ("kdfair", "kdfair.cli", "kdfair.api", "kdfair.audit", "kdfair.progress",
+for m in ("kdfair", "kdfair.cli", "kdfair.api", "kdfair.auditing", "kdfair.progress",
           "kdfair.analysis.report", "kdfair.analysis.individual", "kdfair.executors",
           "kdfair.data.trifeature", "kdfair.data.digits", "kdfair.models.torchvision_models"):
     importlib.import_module(m)

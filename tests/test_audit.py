@@ -15,7 +15,7 @@ from scipy.special import softmax
 from typer.testing import CliRunner
 
 from kdfair import api
-from kdfair.audit import audit, detect_kind, load_audit_file, to_logits
+from kdfair.auditing import audit, detect_kind, load_audit_file, to_logits
 from kdfair.cli import app
 from kdfair.errors import ConfigError, StoreError
 from tests.analysis_fixtures import write_store

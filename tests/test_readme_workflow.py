@@ -67,7 +67,7 @@ def test_audit_example_runs(tmp_path, monkeypatch):
 def test_audit_file_example_validates(tmp_path, heading):
     import yaml
 
-    from kdfair.audit import _file_model
+    from kdfair.auditing import _file_model
 
     spec = yaml.safe_load(_block(heading, "yaml"))
     _file_model().model_validate(spec)

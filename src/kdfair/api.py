@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from kdfair import tracking
-from kdfair.audit import audit
+from kdfair.auditing import audit
 from kdfair.config import Experiment, experiment_from_dict
 from kdfair.config import load_experiment as _load_file
 from kdfair.data.base import Part, SplitData

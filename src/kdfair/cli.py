@@ -232,7 +232,7 @@ def audit(
 ) -> None:
     """Analyse predictions made elsewhere (logits, probabilities or predicted classes): writes a
     results directory and its report; nothing is trained."""
-    from kdfair.audit import audit_file
+    from kdfair.auditing import audit_file
 
     where = audit_file(predictions, out, write_report=False)
     console.print(f"audit written to {where}", highlight=False)
