@@ -118,6 +118,27 @@ def test_the_reference_measurement_is_quick_and_restores_threads():
         assert check_threads() is None  # one thread: nothing to compare
     finally:
         torch.set_num_threads(n)
+    torch.set_num_threads(2)
+    try:
+        check = check_threads(seconds=0.01)
+        assert check.threads == 2 and check.single > 0 and check.current > 0
+        assert check.slowdown == pytest.approx(check.single / check.current)
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_the_first_epoch_says_what_the_slowdown_costs_in_images_per_s():
+    out = io.StringIO()
+    rep = LineReporter(total=2, done=0, stream=out)
+    rep.slowdown = 4.0
+    rep.start("nds-s0-abc", 2)
+    rep.epoch("nds-s0-abc", 1, 0.5, 250.0)
+    rep.epoch("nds-s0-abc", 2, 0.4, 260.0)
+    notes = [line for line in out.getvalue().splitlines() if "warning:" in line]
+    assert len(notes) == 1
+    assert notes[0].endswith("warning: nds-s0-abc trains at 250 img/s; at this machine's "
+                             "single-thread speed it would reach about 1,000 img/s "
+                             "(engine.threads: 1)")
 
 
 def test_verbose_quiet_and_version():
@@ -189,3 +210,23 @@ def test_a_slurm_job_logs_time_stamped_progress(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"\] study: 0/2 runs done at start", out)
     assert re.search(r"\] study: 2/2 runs, \S+ in this session", out)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_a_slow_machine_is_reported_before_and_during_training(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from kdfair import api, progress
+    from kdfair.config import experiment_from_dict
+    from tests.test_overrides import EXPERIMENT
+
+    monkeypatch.setattr(progress, "check_threads",
+                        lambda seconds=0.05: progress.ThreadCheck(4, 10.0, 2.0))
+    exp = experiment_from_dict({**yaml.safe_load(EXPERIMENT), "seeds": [0],
+                                "distill": {"temperatures": [2]}})
+    api.run(exp, out=tmp_path, write_report=False)
+    err = capsys.readouterr().err
+    assert "warning: PyTorch with 4 threads runs 5.0× slower than with one thread" in err
+    assert re.search(r"warning: teacher-s0-\w+ trains at [\d,]+ img/s; at this machine's "
+                     r"single-thread speed it would reach about [\d,]+ img/s", err)

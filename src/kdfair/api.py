@@ -127,10 +127,11 @@ def _progress(exp: Experiment, where: Path, data: SplitData, progress: bool | No
         return
     with rep:
         if done < len(ids) and resolve_device(exp.device).type == "cpu":
-            msg = check_threads()
-            if msg:
-                log.info(msg)
-                rep.warn(msg)
+            check = check_threads()
+            if check is not None and check.message:
+                log.info(check.message)
+                rep.warn(check.message)
+                rep.slowdown = check.slowdown
         yield rep
 
 

@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 log = logging.getLogger("kdfair")
@@ -94,7 +95,25 @@ def _epoch_info(loss: float, images_per_s: float, extra: dict[str, Any]) -> str:
     return info + f"  {images_per_s:,.0f} img/s"
 
 
-class LineReporter:
+class _SpeedNote:
+    """Once the thread check found PyTorch's threads ``slowdown`` times slower than one thread,
+    the first epoch reported says what that means in images/s."""
+
+    slowdown: float | None = None
+    _noted = False
+
+    def warn(self, text: str) -> None:  # pragma: no cover - both reporters define it
+        raise NotImplementedError
+
+    def _note_speed(self, run_id: str, images_per_s: float) -> None:
+        if self.slowdown and not self._noted:
+            self._noted = True
+            self.warn(f"{run_id} trains at {images_per_s:,.0f} img/s; at this machine's "
+                      f"single-thread speed it would reach about "
+                      f"{images_per_s * self.slowdown:,.0f} img/s (engine.threads: 1)")
+
+
+class LineReporter(_SpeedNote):
     """Time-stamped progress lines for logs: at most one per ``interval`` seconds."""
 
     def __init__(self, total: int, done: int, stream: IO[str] | None = None,
@@ -133,6 +152,7 @@ class LineReporter:
               **extra: Any) -> None:
         epochs = self._epochs.get(run_id, epoch)
         self.clock.epoch(run_id, epoch, epochs)
+        self._note_speed(run_id, images_per_s)
         self._write(f"{self._head()} | {run_id} epoch {epoch}/{epochs}: "
                     f"{_epoch_info(loss, images_per_s, extra)}")
 
@@ -141,7 +161,7 @@ class LineReporter:
         self._write(f"{self._head()} | {run_id}: {status}", force=status == "failed")
 
 
-class RichReporter:
+class RichReporter(_SpeedNote):
     """A live view: the study (runs n/N, ETA) and the running run (epoch, loss, images/s)."""
 
     def __init__(self, total: int, done: int, console: Any = None):
@@ -178,6 +198,7 @@ class RichReporter:
     def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float,
               **extra: Any) -> None:
         self.clock.epoch(run_id, epoch, self._epochs)
+        self._note_speed(run_id, images_per_s)
         if self.task is not None:
             self.progress.update(self.task, completed=epoch,
                                  info=_epoch_info(loss, images_per_s, extra))
@@ -239,14 +260,29 @@ def slow_threads_message(single: float, current: float, threads: int,
             "setting (engine.threads: 1 in the experiment, or OMP_NUM_THREADS=1) and run again")
 
 
-def check_threads(seconds: float = 0.05) -> str | None:
+@dataclass(frozen=True)
+class ThreadCheck:
+    """The single-thread reference against PyTorch's thread count, in multiply-adds per second."""
+
+    threads: int
+    single: float
+    current: float
+
+    @property
+    def slowdown(self) -> float:
+        return self.single / max(self.current, 1e-12)
+
+    @property
+    def message(self) -> str | None:
+        return slow_threads_message(self.single, self.current, self.threads)
+
+
+def check_threads(seconds: float = 0.05) -> ThreadCheck | None:
     """Measure the single-thread reference and the current thread count's speed (together about
-    2 × ``seconds``) and return :func:`slow_threads_message`'s warning, if any."""
+    2 × ``seconds``); None with one thread (nothing to compare)."""
     import torch
 
     threads = torch.get_num_threads()
     if threads <= 1:
         return None
-    single = matmul_rate(1, seconds)
-    current = matmul_rate(threads, seconds)
-    return slow_threads_message(single, current, threads)
+    return ThreadCheck(threads, matmul_rate(1, seconds), matmul_rate(threads, seconds))
