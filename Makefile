@@ -2,31 +2,47 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.kdfair-installed
+CORE := $(VENV)/.kdfair-core
+TESTS := $(VENV)/.kdfair-test
+DEV := $(VENV)/.kdfair-dev
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench floors clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml
+# kdfair and its own dependencies: all the demo needs
+$(CORE): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e ".[test,text,slurm]"
-	touch $(STAMP)
+	$(BIN)/pip install -q -e .
+	touch $(CORE)
 
-demo: $(STAMP)
+# what the test suite needs on top: pytest, and the extras some tests exercise
+$(TESTS): $(CORE)
+	$(BIN)/pip install -q -e ".[test,text,slurm,tracking,timm]"
+	touch $(TESTS)
+
+$(DEV): $(CORE)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(DEV)
+
+demo: $(CORE)
 	$(BIN)/kdfair demo --out results
 
-test: $(STAMP)
+test: $(TESTS)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+lint: $(DEV)
+	$(BIN)/ruff check src tests benchmarks examples
 
-bench: $(STAMP)
+bench: $(CORE)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/analysis_scale.py
+
+# the lowest versions pyproject.toml allows, in a venv of their own (scripts/check-floors.sh)
+floors:
+	bash scripts/check-floors.sh
 
 clean:
 	rm -rf results

@@ -2,7 +2,7 @@
 individual fairness of distilled students across temperatures, against teacher and non-distilled
 student."""
 
-from kdfair.api import analyze, load_experiment, report, results_dir, run, study
+from kdfair.api import analyze, audit, load_experiment, report, results_dir, run, study
 
-__all__ = ["analyze", "load_experiment", "report", "results_dir", "run", "study"]
+__all__ = ["audit", "analyze", "load_experiment", "report", "results_dir", "run", "study"]
 __version__ = "0.1.0"

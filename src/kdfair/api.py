@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -11,17 +12,60 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from kdfair.config import Experiment, experiment_from_dict, load_experiment
+from kdfair import tracking
+from kdfair.auditing import audit
+from kdfair.config import Experiment, experiment_from_dict
+from kdfair.config import load_experiment as _load_file
 from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
-from kdfair.errors import ConfigError
+from kdfair.errors import ConfigError, KdfairError
 from kdfair.executors import Executor, execute, local_executor
 from kdfair.models.registry import register_model
+from kdfair.overrides import Overrides, override_experiment
+from kdfair.progress import study_reporter, warn_if_threads_hurt
 from kdfair.runner import StudyStatus
 from kdfair.spec import RunSpec
+from kdfair.train.device import resolve_device
 from kdfair.train.engine import Reporter
 
-__all__ = ["load_experiment", "run", "analyze", "report", "study", "results_dir"]
+__all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir"]
+
+
+# how messages written for the command line read to a Python caller
+API_WORDS = (
+    ("Write to a new directory (--out)", "Write to a new directory (the `out` argument)"),
+    ("choose another --out directory", "choose another `out` directory"),
+    ("no longer match the experiment file", "no longer match the experiment"),
+    ("(`--data-root DIR` on the command line)", "(the `data_root` argument)"),
+    ("with --device cpu", "with device='cpu'"),
+)
+# the experiment's field paths as kdfair.study's parameters
+STUDY_WORDS = (
+    ("teacher.train.", "teacher_train."), ("student.train.", "student_train."),
+    ("distill.temperatures:", "temperatures:"),
+)
+
+
+@contextlib.contextmanager
+def api_errors(words: Sequence[tuple[str, str]] = API_WORDS):
+    """Re-raise a KdfairError with its command-line wording (``--out``, field paths) replaced
+    by the Python API's parameter names."""
+    try:
+        yield
+    except KdfairError as err:
+        msg = str(err)
+        for old, new in words:
+            msg = msg.replace(old, new)
+        if msg == str(err):
+            raise
+        raise type(err)(msg) from None
+
+
+def load_experiment(path: str | Path, overrides: Overrides | None = None) -> Experiment:
+    """An experiment from a YAML file or a preset name, with optional ``overrides``:
+    ``["distill.alpha=0.5", "seeds=[0,1,2]"]`` (values parsed as YAML) or
+    ``{"distill.alpha": 0.5}``, validated like the file."""
+    return override_experiment(_load_file(path), overrides or [], str(path), label="overrides")
 
 
 def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
@@ -30,24 +74,57 @@ def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
 
 
 def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
-        data_root: str | Path | None = None, executor: Executor | None = None,
+        data_root: str | Path | None = None, overrides: Overrides | None = None,
+        executor: Executor | None = None, progress: bool | None = None,
         reporter: Reporter | None = None,
         on_run: Callable[[RunSpec, str], None] | None = None,
         on_plan: Callable[[list[RunSpec], set[str]], None] | None = None,
-        data: SplitData | None = None, write_report: bool = True) -> StudyStatus:
+        data: SplitData | None = None, write_report: bool = True,
+        messages: str = "api") -> StudyStatus:
     """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
 
-    Finished runs already in the store are not trained again. ``executor``: where bundles train
-    (default: this process, or one worker per GPU); ``reporter``: progress of the local
-    executor; ``on_run(spec, state)``: each run as it ends; ``on_plan(specs, done_ids)``: the
-    plan, once, before training; ``data``: the loaded data set, if already in memory. Ends by
-    writing the report unless ``write_report`` is false.
+    Finished runs already in the store are not trained again. ``overrides`` change fields
+    first (see :func:`load_experiment`). ``executor``: where bundles train (default: this
+    process, or one worker per GPU). ``progress``: None (default) shows a live view in a terminal
+    or notebook and time-stamped lines (at most every 30 s) elsewhere; False is silent; a
+    ``reporter`` given replaces it. ``on_run(spec, state)``: each run as it ends;
+    ``on_plan(specs, done_ids)``: the plan, once, before training; ``data``: the loaded data
+    set, if already in memory. Ends by writing the report unless ``write_report`` is false.
+    ``messages="cli"`` keeps errors in command-line wording (``--out``); by default they name
+    this function's arguments.
     """
-    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    words = API_WORDS if messages == "api" else ()
+    with api_errors(words):
+        return _run(experiment, out, data_root, overrides, executor, progress, reporter, on_run,
+                    on_plan, data, write_report)
+
+
+def _run(experiment, out, data_root, overrides, executor, progress, reporter, on_run, on_plan,
+         data, write_report) -> StudyStatus:
+    if isinstance(experiment, Experiment):
+        exp = override_experiment(experiment, overrides or [], "experiment", label="overrides")
+    else:
+        exp = load_experiment(experiment, overrides)
     where = results_dir(exp, out)
-    executor = executor or local_executor(exp, reporter, on_run)
-    st = execute(exp, where, executor, data=data,
-                 data_root=Path(data_root) if data_root else None, on_plan=on_plan)
+    root = Path(data_root) if data_root else None
+    if tracking.enabled(exp):
+        tracking.check_available()  # before anything trains
+    own = study_reporter(progress) if reporter is None and executor is None else None
+    rep = reporter or own
+
+    def planned(specs: list[RunSpec], done: set[str]) -> None:
+        if own is not None:
+            own.plan(len(specs), len(done))
+            if len(done) < len(specs) and resolve_device(exp.device).type == "cpu":
+                warn_if_threads_hurt(own)
+        if on_plan is not None:
+            on_plan(specs, done)
+
+    with own if own is not None else contextlib.nullcontext():
+        st = execute(exp, where, executor or local_executor(exp, rep, on_run), data=data,
+                     data_root=root, on_plan=planned)
+    if tracking.enabled(exp) and where.is_dir():
+        tracking.sync(where)  # runs trained before tracking was set
     if write_report:
         report(where)
     return st
@@ -128,6 +205,7 @@ def study(
     std: Sequence[float] | None = None,
     reporter: Reporter | None = None,
     write_report: bool = True,
+    progress: bool | None = None,
 ) -> StudyStatus:
     """Run the whole study on your own arrays and models; same plan, store and report as YAML.
 
@@ -153,7 +231,21 @@ def study(
     dataset_name = f"custom-{name}"
     register_dataset(dataset_name, lambda cfg, cache: data)
     no_aug = {} if data.in_memory else {"augment": "none"}
-    exp = experiment_from_dict({
+    with api_errors(STUDY_WORDS + ((f"invalid experiment study {name!r}:",
+                                    f"invalid arguments of kdfair.study({name!r}, …):"),)):
+        exp = _study_experiment(name, dataset_name, teacher, student, temperatures, seeds,
+                                teacher_train, student_train, distill, device, no_aug)
+    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
+               progress=progress)
+
+
+def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,
+                      temperatures: Sequence[float], seeds: Sequence[int],
+                      teacher_train: Mapping[str, Any] | None,
+                      student_train: Mapping[str, Any] | None,
+                      distill: Mapping[str, Any] | None, device: str,
+                      no_aug: dict[str, str]) -> Experiment:
+    return experiment_from_dict({
         "name": name,
         "dataset": {"name": dataset_name},
         "teacher": {"model": {"arch": _as_arch(teacher, f"custom-{name}-teacher")},
@@ -164,4 +256,3 @@ def study(
         "seeds": list(seeds), "device": device,
         "analysis": {"tests": len(seeds) >= 2},
     }, source=f"study {name!r}")
-    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report)

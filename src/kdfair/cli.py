@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import functools
-import logging
-import sys
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from kdfair.errors import KdfairError
@@ -20,6 +17,33 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "group and individual fairness across temperatures.")
 console = Console()
 err_console = Console(stderr=True)
+_STATE = {"quiet": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kdfair import __version__
+
+        console.print(f"kdfair {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="more log lines: -v INFO, -vv DEBUG"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors: no progress, no log "
+                               "lines below ERROR"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print kdfair's version and exit"),
+) -> None:
+    """kdfair: what knowledge distillation leaves behind — class-wise bias, group and individual
+    fairness across temperatures."""
+    from kdfair.progress import configure_logging
+
+    _STATE["quiet"] = quiet
+    configure_logging(verbose, quiet)
+    console.quiet = quiet
 
 
 def _friendly(f):
@@ -40,65 +64,17 @@ def _friendly(f):
     return wrapper
 
 
-class RichReporter:
-    """Progress per run (epoch, images/s, ETA) plus the study's overall progress."""
-
-    def __init__(self):
-        self.live = sys.stderr.isatty()
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=err_console, disable=not self.live)
-        self.study = self.progress.add_task("study", total=None, info="")
-        self.task = None
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
-
-    def plan(self, total_runs: int, done: int) -> None:
-        self.progress.update(self.study, total=total_runs, completed=done)
-
-    def start(self, run_id: str, epochs: int) -> None:
-        self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
-        self._t0 = time.perf_counter()
-
-    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
-        info = f"loss {loss:.3f}  {images_per_s:,.0f} img/s"
-        if self.task is not None:
-            self.progress.update(self.task, completed=epoch, info=info)
-        if not self.live:
-            err_console.print(f"{run_id} epoch {epoch}: {info}", highlight=False)
-
-    def finish(self, run_id: str, status: str) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-        self.progress.advance(self.study)
-        msg = f"{run_id}: {status}"
-        if self.live:
-            self.progress.console.print(("[red]" if status == "failed" else "") + msg)
-        else:
-            err_console.print(msg, highlight=False)
-
-
 def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> None:
     from kdfair import api
 
     where = api.results_dir(exp, out)
     t0 = time.perf_counter()
-    with RichReporter() as rep:
-        def on_plan(specs, done) -> None:
-            console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({len(done)} already done) "
-                          f"→ {where}")
-            rep.plan(len(specs), len(done))
+    def on_plan(specs, done) -> None:
+        console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({len(done)} already done) "
+                      f"→ {where}")
 
-        st = api.run(exp, out=out, data_root=data_root, reporter=rep, on_plan=on_plan,
-                     write_report=False)
+    st = api.run(exp, out=out, data_root=data_root, write_report=False,
+                 progress=not _STATE["quiet"], messages="cli", on_plan=on_plan)
     console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                   f"{len(st.failed)} failed, {len(st.missing)} missing")
     for rid, why in st.failed.items():
@@ -130,6 +106,9 @@ def run(
     data_root: Path | None = typer.Option(None, help="where data sets live (default: the "
                                           "experiment's dataset.root, $KDFAIR_DATA or ./data)"),
     device: str | None = typer.Option(None, help="override the experiment's device"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override one field of the "
+                                          "experiment, DOTTED.PATH=VALUE (YAML value; "
+                                          "repeatable), e.g. --set distill.alpha=0.5"),
     report: bool = typer.Option(True, help="write the report at the end"),
     executor: str = typer.Option("local", help="local: this machine (one worker per GPU when "
                                  "there are several); slurm: one SLURM job per bundle"),
@@ -156,9 +135,7 @@ def run(
 
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    exp = load_experiment(experiment)
-    if device:
-        exp = _with(exp, device=device)
+    exp = _with(load_experiment(experiment), experiment, set_, device)
     flags = dict(partition=slurm_partition, time=slurm_time, gpus=slurm_gpus, cpus=slurm_cpus,
                  mem_gb=slurm_mem, account=slurm_account, runs_per_job=slurm_runs_per_job,
                  options=parse_sbatch_options(slurm_option) if slurm_option else None)
@@ -184,7 +161,7 @@ def run(
     with RichSlurmView(err_console) as view:
         ex.view = view
         st = api.run(exp, out=where.parent, data_root=data_root, executor=ex,
-                     write_report=False)
+                     write_report=False, messages="cli")
     n_runs = sum(len(j.runs) for j in ex.jobs)
     if not wait:
         arrays = sorted({j.job_id.split("_")[0] for j in ex.jobs}, key=int)
@@ -215,23 +192,44 @@ def run(
     if report:
         _report(where)
 
-def _with(exp, **update):
-    from kdfair.config import experiment_from_dict
 
-    return experiment_from_dict({**exp.model_dump(mode="json"), **update}, "(command line)")
+def _with(exp, source: str, overrides: list[str] | None, device: str | None):
+    """The experiment with ``--set`` overrides (and ``--device``, the same as --set device=…)."""
+    from kdfair.overrides import override_experiment
+
+    given = list(overrides or []) + ([f"device={device}"] if device else [])
+    return override_experiment(exp, given, source)
 
 
 @app.command()
 @_friendly
 def demo(out: Path = typer.Option(Path("results"), help="results root; the demo goes to OUT/demo"),
-         device: str | None = typer.Option(None, help="cpu, cuda or auto")) -> None:
+         device: str | None = typer.Option(None, help="cpu, cuda or auto"),
+         set_: list[str] | None = typer.Option(None, "--set", help="override a field, "
+                                               "DOTTED.PATH=VALUE (repeatable)")) -> None:
     """The embedded demo: Trifeature, ResNet teacher → LeNet-5 student, 3 seeds, T from 1 to 20."""
     from kdfair.config import load_experiment
 
-    exp = load_experiment("demo")
-    if device:
-        exp = _with(exp, device=device)
+    exp = _with(load_experiment("demo"), "demo", set_, device)
     _run_and_report(exp, out, None, True)
+
+
+@app.command()
+@_friendly
+def audit(
+    predictions: Path = typer.Argument(..., help="predictions YAML file: name, labels, teacher, "
+                                       "nds, ds ({T: [one file per seed]}), groups, features…"),
+    out: Path = typer.Option(Path("results"), help="results root; the audit goes to OUT/<name>"),
+    report: bool = typer.Option(True, help="write the report"),
+) -> None:
+    """Analyse predictions made elsewhere (logits, probabilities or predicted classes): writes a
+    results directory and its report; nothing is trained."""
+    from kdfair.auditing import audit_file
+
+    where = audit_file(predictions, out, write_report=False)
+    console.print(f"audit written to {where}", highlight=False)
+    if report:
+        _report(where)
 
 
 @app.command()
@@ -321,20 +319,15 @@ def presets() -> None:
 @app.command()
 @_friendly
 def datasets(root: Path | None = typer.Option(None, help="data root to check")) -> None:
-    """List every data set, what it needs on disk, and whether it is found."""
+    """List every data set (one block each): what it needs on disk, and whether it is found."""
     from kdfair.data.registry import dataset_catalog
+    from kdfair.listing import format_datasets
 
-    rows = dataset_catalog(root)
-    table = Table(title="data sets")
-    for col in rows[0].keys() if rows else ("name",):
-        table.add_column(str(col))
-    for r in rows:
-        table.add_row(*[str(v) for v in r.values()])
-    console.print(table)
+    print(format_datasets(dataset_catalog(root)))
 
 
 def main() -> None:  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)
+    """The console script's entry point is ``app`` itself; logging is set up in its callback."""
     app()
 
 

@@ -268,6 +268,8 @@ class Experiment(_Strict):
     engine: EngineConfig = EngineConfig()
     slurm: SlurmConfig | None = None  # defaults for `kdfair run --executor slurm`
     analysis: AnalysisConfig = AnalysisConfig()
+    # per-epoch curves of every run as TensorBoard event files (kdfair.tracking)
+    tracking: Literal["none", "tensorboard"] = "none"
 
     @field_validator("seeds")
     @classmethod

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from kdfair import tracking
 from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
 from kdfair.data.registry import load_dataset
@@ -206,6 +207,7 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
             store.save_run(job.spec, result.metrics, result.logits, data.test.y.numpy(),
                            np.arange(len(data.test)),
                            weights=result.model.state_dict() if keep else None)
+            tracking.record_run(exp, out, job.spec.run_id, result.metrics)
             state = "done"
         if on_run:
             on_run(job.spec, state)

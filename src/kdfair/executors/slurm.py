@@ -36,6 +36,7 @@ from kdfair.executors.slurm_queue import (
 from kdfair.executors.slurm_view import SlurmView, _QuietView
 from kdfair.executors.split import split_bundles
 from kdfair.models import registry as model_registry
+from kdfair.progress import LineReporter
 from kdfair.runner import teacher_finished, train_runs
 from kdfair.spec import RunSpec
 from kdfair.store import RunStore
@@ -44,19 +45,6 @@ log = logging.getLogger("kdfair")
 
 
 # --- the job a cluster node runs --------------------------------------------------------------
-
-
-class _LogReporter:
-    """Plain log lines in a job's output: one per epoch and per finished run."""
-
-    def start(self, run_id: str, epochs: int) -> None:
-        print(f"{run_id}: training, {epochs} epoch(s)", flush=True)
-
-    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
-        print(f"{run_id} epoch {epoch}: loss {loss:.4f}  {images_per_s:,.0f} img/s", flush=True)
-
-    def finish(self, run_id: str, status: str) -> None:
-        print(f"{run_id}: {status}", flush=True)
 
 
 class BundleJob:
@@ -83,10 +71,12 @@ class BundleJob:
         exp = experiment_from_dict(self.experiment, "(SLURM job)")
         print(f"kdfair {exp.name}: {len(self.specs)} run(s) on {socket.gethostname()} → "
               f"{self.out}", flush=True)
-        train_runs(exp, Path(self.out), [RunSpec.from_json(s) for s in self.specs],
-                   data_root=Path(self.data_root) if self.data_root else None,
-                   reporter=_LogReporter())
         store = RunStore(self.out)
+        before = sum(store.is_done(r) for r in self.run_ids)
+        with LineReporter(len(self.run_ids), before, stream=sys.stdout) as reporter:
+            train_runs(exp, Path(self.out), [RunSpec.from_json(s) for s in self.specs],
+                       data_root=Path(self.data_root) if self.data_root else None,
+                       reporter=reporter)
         done = [r for r in self.run_ids if store.is_done(r)]
         return {"host": socket.gethostname(), "done": done,
                 "missing": [r for r in self.run_ids if r not in done]}

@@ -1,0 +1,556 @@
+"""Audit mode: analyse predictions made anywhere (torchdistill, mdistiller, your own code).
+
+Give the test labels, optionally sensitive attributes and input features, and the predictions of
+the teacher, the non-distilled student (NDS) and the distilled students (DS) at each temperature,
+one per seed. kdfair writes a normal results directory — the same files ``kdfair run`` writes,
+through the store's writer — so ``kdfair.report`` / ``kdfair report`` give the same report.
+Nothing is trained.
+
+Each prediction is an array (numpy or torch) or a file: ``.npy``, ``.npz`` / ``.safetensors``
+(one array, or a member named ``logits``, ``probabilities``, ``probs`` or ``predictions``), or a
+``.csv`` of predicted classes (one column, or a column named ``pred``/``prediction``/
+``predicted``; class indices or class names). What it holds (``kind``):
+
+- ``logits`` [N, C]: stored as given;
+- ``probabilities`` [N, C] (each row ≥ 0, summing to 1): stored as ``log p`` (p floored at
+  1e-30), so the softmax the analysis takes gives p back;
+- ``classes`` [N] (integers, or a CSV): stored as the log of a one-hot distribution. Accuracy,
+  class-wise tests, DPD/EOD, consistency and disagreement depend only on the predicted class and
+  are exact; individual unfairness I(f) then measures how often the *predicted class* changes
+  between neighbours (a distance of 0 or 1 per pair), an approximation of I(f) on the model's
+  distributions.
+
+``kind="auto"`` (the default) decides per array: 1-D integers are classes, rows that are
+non-negative and sum to 1 (within 1e-3) are probabilities, anything else is logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from kdfair.errors import ConfigError, StoreError
+
+Kind = Literal["auto", "logits", "probabilities", "classes"]
+ArrayOrPath = Any  # np.ndarray | torch.Tensor | str | Path | a sequence of numbers
+Seeds = Sequence[ArrayOrPath] | Mapping[int, ArrayOrPath]
+
+PROB_FLOOR = 1e-30
+_MEMBERS = ("logits", "probabilities", "probs", "predictions")
+_COLUMNS = ("pred", "prediction", "predicted")
+_LABEL_MEMBERS = ("labels", "label", "y", "target")
+
+
+# --- reading arrays ----------------------------------------------------------------------------
+
+
+def _pick(arrays: Mapping[str, np.ndarray], names: Sequence[str], what: str) -> np.ndarray:
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    for n in names:
+        if n in arrays:
+            return arrays[n]
+    raise ConfigError(f"{what}: holds arrays {', '.join(sorted(arrays))}; give a file with one "
+                      f"array or one named {', '.join(names)}")
+
+
+def _read_csv(path: Path, columns: Sequence[str], what: str) -> np.ndarray:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{what}: cannot read {path} as CSV ({err})") from None
+    if len(df.columns) == 1 and str(df.columns[0]).strip().lstrip("-").isdigit():
+        df = pd.read_csv(path, header=None)  # no header: the first row is a value
+    names = [c for c in columns if c in df.columns]
+    if names:
+        return df[names[0]].to_numpy()
+    if len(df.columns) == 1:
+        return df.iloc[:, 0].to_numpy()
+    raise ConfigError(f"{what}: {path} has columns {', '.join(map(str, df.columns))}; give one "
+                      f"column or one named {', '.join(columns)}")
+
+
+def read_array(source: ArrayOrPath, what: str, members: Sequence[str] = _MEMBERS,
+               columns: Sequence[str] = _COLUMNS) -> np.ndarray:
+    """An array given directly or as a .npy/.npz/.safetensors/.csv file (never unpickled)."""
+    if not isinstance(source, str | Path):
+        if hasattr(source, "detach"):  # a torch tensor
+            source = source.detach().cpu().numpy()
+        return np.asarray(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"{what}: no file {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if "index" in arrays and len(arrays) > 1:  # a kdfair predictions.npz: index order
+                order = np.argsort(arrays.pop("index"), kind="stable")
+                arrays = {k: v[order] for k, v in arrays.items()}
+            return _pick(arrays, members, what)
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return _pick(load_file(str(path)), members, what)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{what}: cannot read {path} ({err})") from None
+    if suffix == ".csv":
+        return _read_csv(path, columns, what)
+    raise ConfigError(f"{what}: {path.name} is not .npy, .npz, .safetensors or .csv")
+
+
+def _class_codes(values: np.ndarray, class_names: Sequence[str] | None, what: str) -> np.ndarray:
+    """Class indices from integers, or from class names when ``class_names`` is given."""
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == values // 1):
+        return values.astype(np.int64)
+    if values.dtype.kind in "OUS" and class_names is not None:
+        lookup = {n: i for i, n in enumerate(class_names)}
+        unknown = sorted({str(v) for v in values} - set(lookup))
+        if unknown:
+            raise ConfigError(f"{what}: class names {unknown[:5]} are not in class_names")
+        return np.array([lookup[str(v)] for v in values], dtype=np.int64)
+    raise ConfigError(f"{what}: expected class indices (integers)"
+                      + ("" if class_names else " or class names with class_names given")
+                      + f", got values of type {values.dtype}")
+
+
+# --- predictions → logits ----------------------------------------------------------------------
+
+
+def detect_kind(a: np.ndarray) -> str:
+    """``classes`` for 1-D integers, ``probabilities`` for rows ≥ 0 summing to 1, else logits."""
+    if a.ndim == 1:
+        return "classes"
+    if a.ndim == 2 and a.size and np.isfinite(a).all() and a.min() >= 0 \
+            and np.allclose(a.sum(1), 1.0, atol=1e-3):
+        return "probabilities"
+    return "logits"
+
+
+def to_logits(a: np.ndarray, kind: str, num_classes: int, n: int, what: str,
+              class_names: Sequence[str] | None = None) -> tuple[np.ndarray, str]:
+    """Float32 [n, num_classes] logits of one prediction, and the kind it was read as."""
+    kind = detect_kind(a) if kind == "auto" else kind
+    if kind == "classes":
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.ndim != 1:
+            raise ConfigError(f"{what}: predicted classes must be one value per input, got an "
+                              f"array of shape {a.shape}")
+        pred = _class_codes(a, class_names, what)
+        if len(pred) != n:
+            raise ConfigError(f"{what}: {len(pred)} predictions for {n} labels")
+        if pred.min(initial=0) < 0 or pred.max(initial=0) >= num_classes:
+            raise ConfigError(f"{what}: predicted classes outside 0..{num_classes - 1}")
+        out = np.full((n, num_classes), np.log(PROB_FLOOR), dtype=np.float32)
+        out[np.arange(n), pred] = 0.0
+        return out, kind
+    if kind not in ("logits", "probabilities"):
+        raise ConfigError(f"kind: {kind!r} is not one of auto, logits, probabilities, classes")
+    if a.ndim != 2 or a.shape != (n, num_classes):
+        raise ConfigError(f"{what}: expected [{n}, {num_classes}] {kind} (inputs × classes), "
+                          f"got shape {a.shape}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise ConfigError(f"{what}: contains NaN or infinite values")
+    if kind == "probabilities":
+        if a.min() < 0 or not np.allclose(a.sum(1), 1.0, atol=1e-3):
+            raise ConfigError(f"{what}: probabilities must be ≥ 0 with rows summing to 1; "
+                              "pass kind='logits' if these are logits")
+        a = np.log(np.maximum(a, PROB_FLOOR))
+    return np.ascontiguousarray(a), kind
+
+
+# --- the audit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One run to write: its role, temperature, seed and raw prediction."""
+
+    role: str
+    seed: int
+    temperature: float | None
+    source: ArrayOrPath
+    what: str  # how errors name it
+
+
+def _seeds(given: Seeds | None, what: str) -> list[tuple[int, ArrayOrPath, str]]:
+    if given is None:
+        return []
+    if isinstance(given, Mapping):
+        items = list(given.items())
+    elif isinstance(given, str | Path) or hasattr(given, "shape"):
+        raise ConfigError(f"{what}: give a list with one prediction per seed (e.g. [{what}_s0, "
+                          f"{what}_s1]), or a mapping {{seed: prediction}}")
+    else:
+        items = list(enumerate(given))
+    out = []
+    for seed, src in items:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"{what}: seeds must be integers ≥ 0, got {seed!r}")
+        label = f"{what}[{seed}]" + (f" ({src})" if isinstance(src, str | Path) else "")
+        out.append((seed, src, label))
+    return out
+
+
+def collect(teacher: Seeds | None, nds: Seeds | None,
+            ds: Mapping[float, Seeds] | None) -> list[Prediction]:
+    """Every prediction given, in the order a study plans its runs: teacher, NDS, DS by T."""
+    preds = [Prediction("teacher", s, None, src, w) for s, src, w in _seeds(teacher, "teacher")]
+    preds += [Prediction("nds", s, None, src, w) for s, src, w in _seeds(nds, "nds")]
+    if ds is not None and not isinstance(ds, Mapping):
+        raise ConfigError("ds: give a mapping {temperature: [one prediction per seed]}")
+    for t, seeds in sorted((ds or {}).items(), key=lambda kv: float(kv[0])):
+        try:
+            temp = float(t)
+        except (TypeError, ValueError):
+            raise ConfigError(f"ds: temperature {t!r} is not a number") from None
+        if not temp > 0:
+            raise ConfigError(f"ds: temperatures must be > 0, got {t!r}")
+        preds += [Prediction("ds", s, temp, src, w) for s, src, w in _seeds(seeds, f"ds[{t:g}]")]
+    if not preds:
+        raise ConfigError("give predictions for at least one role: teacher, nds or ds")
+    return preds
+
+
+def read_groups(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None,
+                group_names: Mapping[str, Sequence[str]] | None,
+                n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Attribute codes (−1: unknown) and group names per attribute.
+
+    ``groups`` maps attribute → codes (integers; group i is ``group_names[attr][i]``) or group
+    names (strings; coded in sorted order); or is one .npz/.csv file holding one array/column
+    per attribute.
+    """
+    if groups is None:
+        return {}, {}
+    if isinstance(groups, str | Path):
+        path = Path(groups)
+        if path.suffix.lower() == ".csv":
+            import pandas as pd
+
+            df = pd.read_csv(path)
+            groups = {str(c): df[c].to_numpy() for c in df.columns}
+        elif path.suffix.lower() == ".npz" and path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                groups = {k: z[k] for k in z.files if k != "index"}
+        else:
+            raise ConfigError(f"groups: {path} is not an .npz or .csv file")
+    if not isinstance(groups, Mapping):
+        raise ConfigError("groups: give a mapping {attribute: group of each input}")
+    codes: dict[str, np.ndarray] = {}
+    names: dict[str, list[str]] = {}
+    for attr, src in groups.items():
+        what = f"groups[{attr!r}]"
+        a = read_array(src, what, members=(str(attr),), columns=(str(attr),))
+        if a.ndim != 1 or len(a) != n:
+            raise ConfigError(f"{what}: expected one group per input ({n}), got shape {a.shape}")
+        given = list((group_names or {}).get(attr) or [])
+        if a.dtype.kind in "OUS":
+            labels = np.array(["" if v is None or v != v else str(v) for v in a], dtype=object)
+            found = sorted({v for v in labels if v})
+            order = given or found
+            missing = sorted(set(found) - set(order))
+            if missing:
+                raise ConfigError(f"{what}: groups {missing[:5]} are not in group_names")
+            lookup = {g: i for i, g in enumerate(order)}
+            codes[attr] = np.array([lookup.get(v, -1) for v in labels], dtype=np.int64)
+            names[attr] = [str(g) for g in order]
+            continue
+        c = _class_codes(a, None, what)
+        k = int(c.max(initial=-1)) + 1
+        if c.min(initial=0) < -1:
+            raise ConfigError(f"{what}: group codes must be ≥ 0 (−1 for unknown)")
+        if given and k > len(given):
+            raise ConfigError(f"{what}: code {k - 1} has no name in group_names[{attr!r}] "
+                              f"({len(given)} names)")
+        codes[attr], names[attr] = c, [str(g) for g in given] or [str(i) for i in range(k)]
+    return codes, names
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def audit(
+    labels: ArrayOrPath,
+    *,
+    teacher: Seeds | None = None,
+    nds: Seeds | None = None,
+    ds: Mapping[float, Seeds] | None = None,
+    groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None = None,
+    group_names: Mapping[str, Sequence[str]] | None = None,
+    class_names: Sequence[str] | None = None,
+    features: ArrayOrPath | None = None,
+    kind: Kind = "auto",
+    name: str = "audit",
+    out: str | Path = "results",
+    teacher_arch: str = "external",
+    student_arch: str = "external",
+    dataset: str = "external",
+    distill: Mapping[str, Any] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+    write_report: bool = True,
+) -> Path:
+    """Write predictions made elsewhere as a kdfair results directory ``<out>/<name>`` and (with
+    ``write_report``) its report; returns the directory. See the module docstring for formats.
+
+    ``teacher`` and ``nds`` are lists with one prediction per seed (seed = position) or mappings
+    ``{seed: prediction}``; ``ds`` maps each temperature to such a list. ``features`` [N, D] are
+    the inputs in a similarity space for individual fairness (without them I(f) is skipped).
+    ``distill`` (``alpha``, ``t2_scaling``, ``teacher_policy``) and the ``*_arch`` / ``dataset``
+    names only describe how the models were made, for the report.
+    """
+    from kdfair.config import AnalysisConfig
+    from kdfair.options import validate_options
+
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_.-" for c in name):
+        raise ConfigError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
+    preds = collect(teacher, nds, ds)
+    y = read_array(labels, "labels", members=_LABEL_MEMBERS, columns=("label", "labels", "y"))
+    if y.ndim != 1 or not len(y):
+        raise ConfigError(f"labels: expected one class per test input, got shape {y.shape}")
+    y = _class_codes(y, class_names, "labels")
+    n = len(y)
+    raw = [(p, read_array(p.source, p.what)) for p in preds]
+    if class_names is not None:
+        k = len(class_names)
+    else:
+        widths = {a.shape[1] for _, a in raw if a.ndim == 2 and a.shape[1] > 1}
+        if len(widths) > 1:
+            raise ConfigError(f"predictions have different numbers of classes: {sorted(widths)}")
+        k = widths.pop() if widths else 1 + max(int(y.max()), *(
+            int(_class_codes(a.ravel(), None, p.what).max()) for p, a in raw))
+    if y.min() < 0 or y.max() >= k:
+        raise ConfigError(f"labels: classes outside 0..{k - 1}")
+    codes, names = read_groups(groups, group_names, n)
+    feats = None
+    if features is not None:
+        feats = read_array(features, "features").astype(np.float32)
+        if feats.ndim == 1:
+            feats = feats[:, None]
+        if feats.ndim != 2 or len(feats) != n:
+            raise ConfigError(f"features: expected [{n}, D] (one row per input), got shape "
+                              f"{feats.shape}")
+    opts = validate_options(AnalysisConfig, {"tests": _enough_seeds(preds), **(analysis or {})},
+                            "analysis", "audit(analysis=…)")
+    recipe = _recipe(distill)
+    logits = [to_logits(a, kind, k, n, p.what, class_names) for p, a in raw]
+    fingerprint = _digest(y, *(codes[a] for a in sorted(codes)),
+                          *([feats] if feats is not None else []))
+    return _write_store(
+        Path(out) / name, name, preds, logits, y, codes, names, feats, fingerprint,
+        [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)],
+        dict(teacher=teacher_arch, student=student_arch, dataset=dataset),
+        {"distill": recipe, "analysis": opts.model_dump(mode="json")}, write_report)
+
+
+def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How the DS were distilled, as given (only the keys the report states)."""
+    if distill is None:
+        return {}
+    if not isinstance(distill, Mapping):
+        raise ConfigError("distill: give a mapping, e.g. {'alpha': 0.9, 't2_scaling': True}")
+    allowed = ("alpha", "t2_scaling", "teacher_policy")
+    unknown = sorted(set(distill) - set(allowed))
+    if unknown:
+        raise ConfigError(f"distill: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
+                          f"{', '.join(allowed)}")
+    return dict(distill)
+
+
+def _enough_seeds(preds: list[Prediction]) -> bool:
+    per_group: dict[tuple[str, float | None], int] = {}
+    for p in preds:
+        per_group[(p.role, p.temperature)] = per_group.get((p.role, p.temperature), 0) + 1
+    return all(v >= 2 for (role, _), v in per_group.items() if role != "teacher")
+
+
+def _write_store(root: Path, name: str, preds: list[Prediction],
+                 logits: list[tuple[np.ndarray, str]], y: np.ndarray,
+                 codes: dict[str, np.ndarray], groups: dict[str, list[str]],
+                 feats: np.ndarray | None, fingerprint: str, class_names: list[str],
+                 archs: dict[str, str], sections: dict[str, Any], write_report: bool) -> Path:
+    from kdfair.spec import RunSpec
+    from kdfair.store import RunStore
+
+    kinds = sorted({kd for _, kd in logits})
+    notes = [f"Audit of predictions made outside kdfair (given as {', '.join(kinds)}); nothing "
+             "was trained."]
+    if "classes" in kinds:
+        notes.append("Some predictions were given as predicted classes: their distributions are "
+                     "one-hot, so I(f) counts changes of the predicted class between neighbours "
+                     "(an approximation); every other metric is exact.")
+    teachers: dict[int, str] = {}
+    specs = []
+    for p, (lg, kd) in zip(preds, logits, strict=True):
+        tid = None
+        if p.role == "ds" and teachers:
+            tid = teachers.get(p.seed, next(iter(teachers.values())))
+        spec = RunSpec(experiment=name, role=p.role,  # type: ignore[arg-type]
+                       arch=archs["teacher" if p.role == "teacher" else "student"], seed=p.seed,
+                       train={}, dataset={"name": archs["dataset"]},
+                       data_fingerprint=fingerprint,
+                       model_options={"audit": {"kind": kd, "predictions": _digest(lg)}},
+                       temperature=p.temperature, teacher_run_id=tid)
+        if p.role == "teacher":
+            teachers.setdefault(p.seed, spec.run_id)
+        specs.append(spec)
+    ids = [s.run_id for s in specs]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"the same role, temperature and seed is given twice ({dup[0]})")
+    store = RunStore(root)
+    stale = sorted(store.done_ids() - set(ids))
+    if stale:
+        raise StoreError(f"{root} already holds other runs (e.g. {stale[0]}): give another `out` "
+                         "or `name`, or remove the directory, so that results are never mixed")
+    temps = sorted({p.temperature for p in preds if p.temperature is not None})
+    store.init({"name": name, "audit": {"kinds": kinds},
+                "dataset": {"name": archs["dataset"]},
+                "teacher": {"model": {"arch": archs["teacher"]}},
+                "student": {"model": {"arch": archs["student"]}},
+                "distill": {**sections["distill"], "temperatures": temps},
+                "seeds": sorted({p.seed for p in preds}), "analysis": sections["analysis"]})
+    store.write_plan(ids)
+    n = len(y)
+    info = {"dataset": archs["dataset"], "fingerprint": fingerprint,
+            "num_classes": len(class_names), "class_names": class_names, "n_test": n,
+            "attributes": groups, "notes": notes}
+    store.write_data_files(info, codes, np.arange(n), feats if feats is not None
+                           else np.zeros((n, 0), np.float32))
+    if feats is None:  # no similarity space: the analysis skips individual fairness, and says so
+        (root / "test_features.npy").unlink()
+    done = store.done_ids()
+    for spec, (lg, kd) in zip(specs, logits, strict=True):
+        if spec.run_id in done:
+            continue
+        acc = float(np.mean(lg.argmax(1) == y))
+        store.save_run(spec, {"test_acc": acc, "epochs": 0, "history": [], "audit_kind": kd},
+                       lg, y, np.arange(n))
+    if write_report:
+        from kdfair.analysis.report import write_report as write_study_report
+
+        write_study_report(root)
+    return root
+
+
+# --- the predictions file of `kdfair audit` ----------------------------------------------------
+
+
+def _seed_files(v: Any) -> Any:
+    """A list of file names (seed = position) or a mapping {seed: file name}."""
+    ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) or (
+        isinstance(v, dict) and all(isinstance(k, int) and isinstance(x, str)
+                                    for k, x in v.items()))
+    if v is not None and not ok:
+        raise ValueError("give a list of files, one per seed, or a mapping {seed: file}")
+    return v
+
+
+def _file_model():
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    class AuditFile(BaseModel):
+        """``kdfair audit PREDICTIONS.yaml``: the arguments of :func:`audit`; paths are relative
+        to the file's directory."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+        labels: str
+        teacher: Any = None
+        nds: Any = None
+        ds: dict[float, Any] | None = None
+        groups: str | dict[str, str] | None = None
+        group_names: dict[str, list[str]] | None = None
+        class_names: list[str] | None = None
+        features: str | None = None
+        kind: Literal["auto", "logits", "probabilities", "classes"] = "auto"
+        teacher_arch: str = "external"
+        student_arch: str = "external"
+        dataset: str = "external"
+        distill: dict[str, Any] | None = None
+        analysis: dict[str, Any] | None = None
+
+        @field_validator("teacher", "nds", mode="before")
+        @classmethod
+        def _seeds(cls, v: Any) -> Any:
+            return _seed_files(v)
+
+        @field_validator("ds")
+        @classmethod
+        def _ds(cls, v: Any) -> Any:
+            for files in (v or {}).values():
+                _seed_files(files)
+            return v
+
+    return AuditFile
+
+
+def load_audit_file(path: str | Path) -> dict[str, Any]:
+    """The keyword arguments of :func:`audit` from a predictions YAML file (``yaml.safe_load``),
+    file paths resolved against the file's directory; errors name the bad key."""
+    import yaml
+    from pydantic import ValidationError
+
+    from kdfair.options import format_errors
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no predictions file {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping (name, labels, teacher, nds, ds, …)")
+    model = _file_model()
+    try:
+        cfg = model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, model, f"invalid predictions file {p}:",
+                                        noun="field")) from None
+    base = p.parent
+
+    def at(x: str) -> Path:
+        q = Path(x).expanduser()
+        return q if q.is_absolute() else base / q
+
+    def seeds(s: list[str] | dict[int, str] | None):
+        if s is None:
+            return None
+        return {k: at(v) for k, v in s.items()} if isinstance(s, dict) else [at(v) for v in s]
+
+    groups = cfg.groups
+    return dict(
+        labels=at(cfg.labels), teacher=seeds(cfg.teacher), nds=seeds(cfg.nds),
+        ds={t: seeds(v) for t, v in cfg.ds.items()} if cfg.ds else None,
+        groups=(at(groups) if isinstance(groups, str)
+                else {k: at(v) for k, v in groups.items()} if groups else None),
+        group_names=cfg.group_names, class_names=cfg.class_names,
+        features=at(cfg.features) if cfg.features else None, kind=cfg.kind, name=cfg.name,
+        teacher_arch=cfg.teacher_arch, student_arch=cfg.student_arch, dataset=cfg.dataset,
+        distill=cfg.distill, analysis=cfg.analysis)
+
+
+def audit_file(path: str | Path, out: str | Path = "results", write_report: bool = True) -> Path:
+    """:func:`audit` of a predictions YAML file into ``<out>/<name>``."""
+    return audit(**load_audit_file(path), out=out, write_report=write_report)

@@ -1,0 +1,310 @@
+"""Progress of a study, the same from the command line and the Python API.
+
+In a terminal or a notebook: a live view (rich) with the study's runs n/N, its ETA and the
+running run's epoch. Elsewhere (SLURM logs, nohup, CI): time-stamped lines with the run counter
+and ETA, at most one every 30 s (a failed run and the end are always written). Before training on
+a CPU, a tiny single-thread reference (a fraction of a second) tells whether PyTorch's threads
+are making training much slower than one thread would; if so, the reporter says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+log = logging.getLogger("kdfair")
+
+LINE_INTERVAL_S = 30.0
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """kdfair's log lines on stderr: warnings by default, INFO with -v, DEBUG with -vv, errors
+    only with -q."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)]
+    if verbose >= 2:
+        level = logging.DEBUG
+    logging.basicConfig(level=level, force=True, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+
+
+def interactive(stream: IO[str] | None = None) -> bool:
+    """Whether progress should be live: ``stream`` (stderr) is a terminal, or we run in a
+    Jupyter kernel."""
+    stream = stream or sys.stderr
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``"1h02m"``, ``"4m10s"``, ``"12s"``; ``"?"`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(max(0.0, seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def members(label: str) -> int:
+    """How many runs a reporter label stands for: the grouped engine reports ``"5 runs (…)"``."""
+    head = label.split(" ", 1)[0]
+    return int(head) if head.isdigit() and " runs" in label else 1
+
+
+class StudyClock:
+    """Runs n/N and the ETA, from the runs finished in this session and the running epoch."""
+
+    def __init__(self, total: int = 0, done: int = 0,
+                 now: Callable[[], float] = time.monotonic):
+        self.total, self.done, self.now = total, done, now
+        self.t0 = now()
+        self.finished = 0  # in this session
+        self.partial = 0.0  # runs' worth of the current task's epochs
+
+    def epoch(self, label: str, epoch: int, epochs: int) -> None:
+        self.partial = members(label) * epoch / max(1, epochs)
+
+    def finish(self) -> None:
+        self.finished += 1
+        self.done += 1
+        self.partial = max(0.0, self.partial - 1)
+
+    def eta(self) -> float | None:
+        progress = self.finished + self.partial
+        if progress <= 0:
+            return None
+        left = max(0.0, self.total - self.done - self.partial)
+        return (self.now() - self.t0) / progress * left
+
+    def counter(self) -> str:
+        return f"{self.done}/{self.total} runs"
+
+
+def _epoch_info(loss: float, images_per_s: float, extra: dict[str, Any]) -> str:
+    info = f"loss {loss:.3f}"
+    if extra.get("val_acc") is not None:
+        info += f"  val {100 * extra['val_acc']:.1f}%"
+    return info + f"  {images_per_s:,.0f} img/s"
+
+
+class _SpeedNote:
+    """Once the thread check found PyTorch's threads ``slowdown`` times slower than one thread,
+    the first epoch reported says what that means in images/s."""
+
+    slowdown: float | None = None
+    _noted = False
+
+    def warn(self, text: str) -> None:  # pragma: no cover - both reporters define it
+        raise NotImplementedError
+
+    def _note_speed(self, run_id: str, images_per_s: float) -> None:
+        if self.slowdown and not self._noted:
+            self._noted = True
+            self.warn(f"{run_id} trains at {images_per_s:,.0f} img/s; at this machine's "
+                      f"single-thread speed it would reach about "
+                      f"{images_per_s * self.slowdown:,.0f} img/s (engine.threads: 1)")
+
+
+class LineReporter(_SpeedNote):
+    """Time-stamped progress lines for logs: at most one per ``interval`` seconds."""
+
+    def __init__(self, total: int = 0, done: int = 0, stream: IO[str] | None = None,
+                 interval: float = LINE_INTERVAL_S, now: Callable[[], float] = time.monotonic):
+        self.clock = StudyClock(total, done, now)
+        self.stream, self.interval, self.now = stream, interval, now
+        self._last = -math.inf
+        self._epochs: dict[str, int] = {}
+        self._planned = total > 0
+
+    def __enter__(self) -> LineReporter:
+        if self._planned:
+            self._write(f"study: {self.clock.counter()} done at start")
+        return self
+
+    def plan(self, total: int, done: int) -> None:
+        """The study's size, once planned."""
+        self.clock.total, self.clock.done = total, done
+        self._write(f"study: {self.clock.counter()} done at start", force=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._write(f"study: {self.clock.counter()}, {fmt_duration(self.now() - self.clock.t0)} "
+                    "in this session", force=True)
+
+    def _write(self, text: str, force: bool = False) -> None:
+        t = self.now()
+        if not force and t - self._last < self.interval:
+            return
+        self._last = t
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"[{stamp}] {text}", file=self.stream or sys.stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        self._write(f"warning: {text}", force=True)
+
+    def _head(self) -> str:
+        return f"{self.clock.counter()}, ETA {fmt_duration(self.clock.eta())}"
+
+    def start(self, run_id: str, epochs: int) -> None:
+        self._epochs[run_id] = epochs
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float,
+              **extra: Any) -> None:
+        epochs = self._epochs.get(run_id, epoch)
+        self.clock.epoch(run_id, epoch, epochs)
+        self._note_speed(run_id, images_per_s)
+        self._write(f"{self._head()} | {run_id} epoch {epoch}/{epochs}: "
+                    f"{_epoch_info(loss, images_per_s, extra)}")
+
+    def finish(self, run_id: str, status: str) -> None:
+        self.clock.finish()
+        self._write(f"{self._head()} | {run_id}: {status}", force=status == "failed")
+
+
+class RichReporter(_SpeedNote):
+    """A live view: the study (runs n/N, ETA) and the running run (epoch, loss, images/s)."""
+
+    def __init__(self, total: int = 0, done: int = 0, console: Any = None):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console or Console(stderr=True)
+        self.clock = StudyClock(total, done)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console)
+        self.study = self.progress.add_task("study", total=total, completed=done, info="")
+        self.task = None
+        self._epochs = 1
+
+    def __enter__(self) -> RichReporter:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def plan(self, total: int, done: int) -> None:
+        """The study's size, once planned."""
+        self.clock.total, self.clock.done = total, done
+        self.progress.update(self.study, total=total, completed=done)
+
+    def warn(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+    def _eta(self) -> None:
+        self.progress.update(self.study, info=f"ETA {fmt_duration(self.clock.eta())}")
+
+    def start(self, run_id: str, epochs: int) -> None:
+        self._epochs = epochs
+        self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float,
+              **extra: Any) -> None:
+        self.clock.epoch(run_id, epoch, self._epochs)
+        self._note_speed(run_id, images_per_s)
+        if self.task is not None:
+            self.progress.update(self.task, completed=epoch,
+                                 info=_epoch_info(loss, images_per_s, extra))
+        self._eta()
+
+    def finish(self, run_id: str, status: str) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self.clock.finish()
+        self.progress.advance(self.study)
+        self._eta()
+        self.progress.console.print(("[red]" if status == "failed" else "")
+                                    + f"{run_id}: {status}", highlight=False)
+
+
+def study_reporter(progress: bool | None = None, stream: IO[str] | None = None,
+                   total: int = 0, done: int = 0) -> RichReporter | LineReporter | None:
+    """The reporter for ``progress``: None decides (live in a terminal or notebook, lines
+    elsewhere), True the same, False none. The study's size comes with ``plan``."""
+    if progress is False:
+        return None
+    if interactive(stream):
+        return RichReporter(total, done)
+    return LineReporter(total, done, stream)
+
+
+def warn_if_threads_hurt(reporter: RichReporter | LineReporter) -> None:
+    """Run the single-thread check; when PyTorch's threads are much slower, say so."""
+    check = check_threads()
+    if check is not None and check.message:
+        log.info(check.message)
+        reporter.warn(check.message)
+        reporter.slowdown = check.slowdown
+
+
+# --- is PyTorch's thread count hurting? ---------------------------------------------------------
+
+
+def matmul_rate(threads: int, seconds: float = 0.05, size: int = 192) -> float:
+    """Multiply-adds per second of repeated [size × size] float32 matmuls with ``threads``
+    torch threads (the thread count is restored)."""
+    import torch
+
+    a = torch.randn(size, size)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a @ a  # warm up the thread pool
+        n, t0 = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            a @ a
+            n += 1
+        return n * size**3 / max(elapsed, 1e-9)
+    finally:
+        torch.set_num_threads(old)
+
+
+def slow_threads_message(single: float, current: float, threads: int,
+                         factor: float = 2.0) -> str | None:
+    """A warning when ``threads`` torch threads run at less than 1/``factor`` of one thread's
+    speed (the machine's cores are busy, or fewer than PyTorch assumes), else None."""
+    if threads <= 1 or current * factor >= single:
+        return None
+    return (f"PyTorch with {threads} threads runs {single / current:.1f}× slower than with one "
+            "thread on this machine right now (its cores are busy or fewer than PyTorch "
+            "assumes), so training will be much slower than it could be: set the threads "
+            "setting (engine.threads: 1 in the experiment, or OMP_NUM_THREADS=1) and run again")
+
+
+@dataclass(frozen=True)
+class ThreadCheck:
+    """The single-thread reference against PyTorch's thread count, in multiply-adds per second."""
+
+    threads: int
+    single: float
+    current: float
+
+    @property
+    def slowdown(self) -> float:
+        return self.single / max(self.current, 1e-12)
+
+    @property
+    def message(self) -> str | None:
+        return slow_threads_message(self.single, self.current, self.threads)
+
+
+def check_threads(seconds: float = 0.05) -> ThreadCheck | None:
+    """Measure the single-thread reference and the current thread count's speed (together about
+    2 × ``seconds``); None with one thread (nothing to compare)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads <= 1:
+        return None
+    return ThreadCheck(threads, matmul_rate(1, seconds), matmul_rate(threads, seconds))
