@@ -167,3 +167,18 @@ def test_groups_that_do_not_fit_are_split_and_max_group_is_respected(data, monke
     assert sorted(j.spec.run_id for j, _ in done) == sorted(j.spec.run_id for j in jobs)
     assert not any(isinstance(r, Exception) for _, r in done)
     assert "do not fit on cpu together; training them in groups of 2" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_compiled_bank_trains_as_the_eager_one(data):
+    """engine.compile (meant for CUDA) on the CPU: the compiled grouped bank's members end where
+    the eager bank's do."""
+    parts = _parts(data)
+    teacher = _teacher(data)
+    jobs = [RunJob(_spec("ds", 1, 4.0), teacher=teacher), RunJob(_spec("nds", 2))]
+    dev = torch.device("cpu")
+    eager = train_group(jobs, data, dev, parts, Silent(), {}, bank_kind="grouped")
+    compiled = train_group(jobs, data, dev, parts, Silent(), {}, compile=True,
+                           bank_kind="grouped")
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(a.logits, b.logits, atol=2e-3, rtol=1e-3)

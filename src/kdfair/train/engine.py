@@ -155,7 +155,7 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
     """Train the G members of ``bank``, member m on ``objectives[m]`` over the batches of seed
     ``seeds[seed_index[m]]``; return each member's per-epoch history and the members whose loss
     stopped being finite (member -> reason). Training ends early once every member failed."""
-    forward = forward or bank
+    forward = bank if forward is None else forward  # (a compiled module has no truth value)
     g = len(objectives)
     opt = make_optimizer(nn.ModuleList([bank, *objectives]), cfg)  # some objectives learn too
     taps = StudentTaps(bank, [o.student_layer for o in objectives])
