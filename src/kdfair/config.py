@@ -146,6 +146,7 @@ class AnalysisConfig(_Strict):
     bootstrap: int = Field(0, ge=0)  # test-set bootstrap resamples for DPD / EOD (0: none)
     seed_resamples: int = Field(2000, ge=0)  # bootstrap over seeds for every CI (0: no CIs)
     permutations: int = Field(9999, ge=99)  # resamples of permutation tests (exact if fewer)
+    vector_figures: bool = True  # SVG and PDF beside every PNG figure
     random_seed: int = 0  # RNG seed of the seed bootstrap and permutation tests (reproducible)
 
     @model_validator(mode="before")

@@ -47,7 +47,7 @@ class Document:
         self.blocks.append(("table", df, caption))
 
     def image(self, path: Path, caption: str) -> None:
-        self.blocks.append(("img", Path(path), caption))
+        self.blocks.append(("img", Path(path), caption, path.with_suffix(".svg").exists()))
 
     def links(self, names: list[str]) -> None:
         """A bullet list of links to files beside the report (e.g. the CSV tables)."""
@@ -76,8 +76,8 @@ class Document:
                 out += [f"- [{t(n)}]({n})" for n in b[1]] + [""]
             elif kind == "img":
                 stem = b[1].stem
-                out += [f"![{t(b[2])}]({b[1].name})", "",
-                        f"*{t(b[2])}* ([SVG]({stem}.svg), [PDF]({stem}.pdf))", ""]
+                vector = f" ([SVG]({stem}.svg), [PDF]({stem}.pdf))" if b[3] else ""
+                out += [f"![{t(b[2])}]({b[1].name})", "", f"*{t(b[2])}*{vector}", ""]
         return "\n".join(out)
 
     def html(self) -> str:

@@ -9,6 +9,7 @@ percent units in the axis labels.
 from __future__ import annotations
 
 import textwrap
+from contextvars import ContextVar
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,7 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
 REF_STYLE = {"teacher": ("tab:green", "teacher"), "nds": ("tab:red", "NDS (no distillation)")}
 DS_COLOR = "tab:blue"
 MAX_ROWS = 60  # heat-map rows (classes) shown with labels / at most
+VECTOR: ContextVar[bool] = ContextVar("vector", default=True)  # also write .svg and .pdf
 
 
 def _save(fig, path: Path, tight: bool = True) -> Path:
@@ -30,7 +32,7 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
         fig.tight_layout()
     extra = {} if tight else {"bbox_inches": "tight"}
     fig.savefig(path, dpi=150, **extra)
-    for ext in (".svg", ".pdf"):
+    for ext in (".svg", ".pdf") if VECTOR.get() else ():
         fig.savefig(path.with_suffix(ext), **extra)
     plt.close(fig)
     return path

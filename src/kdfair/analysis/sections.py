@@ -398,6 +398,15 @@ def runs_section(a: Analysis, doc: Document, csv_paths: list[Path]) -> None:
 def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
     """The whole report, section by section (figures are written into ``out``)."""
     doc = Document(f"kdfair report — {config_of(a.store)['name']}")
+    token = plots.VECTOR.set(a.options.vector_figures)
+    try:
+        _sections(a, doc, out, csv_paths)
+    finally:
+        plots.VECTOR.reset(token)
+    return doc
+
+
+def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> None:
     warnings_section(a, doc)
     key_results_section(a, doc)
     summary_section(a, doc)
@@ -411,7 +420,6 @@ def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
     disagreement_section(a, doc, out)
     trends_section(a, doc)
     runs_section(a, doc, csv_paths)
-    return doc
 
 
 __all__ = ["build_document", "TEST_WORDS"]
