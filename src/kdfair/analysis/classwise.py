@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from kdfair.analysis.load import ROLE_LABELS
+
 QUANTITIES = ("relative", "raw")
 COMPARISONS = {"nds_vs_ds": ("nds", "#SC"), "teacher_vs_ds": ("teacher", "#TC")}
 
@@ -201,7 +203,7 @@ def plan_test(ref_role: str, n_ref: int, n_ds: int, tests_enabled: bool = True,
               n_pairs: int | None = None) -> TestPlan:
     """Tests need >= 2 runs per group (paired: >= 2 seed-matched pairs); a single teacher run is
     a fixed model (one-sample test)."""
-    name = {"nds": "NDS", "teacher": "teacher"}[ref_role]
+    name = ROLE_LABELS[ref_role]
     if not tests_enabled:
         return TestPlan("none", "tests are switched off (analysis.tests: false)")
     if n_ref == 0:

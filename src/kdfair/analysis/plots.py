@@ -161,10 +161,10 @@ def _class_ticks(ax, names: list[str], axis: str = "y") -> None:
 
 def class_change_heatmap(path: Path, change: np.ndarray, significant: np.ndarray,
                          names: list[str], temps: list[float], title: str,
-                         colour_label: str = "DS − NDS class accuracy (percentage points)"
-                         ) -> Path:
+                         colour_label: str = "DS − NDS class accuracy (percentage points)",
+                         constant: np.ndarray | None = None) -> Path:
     """Rows: classes, columns: T; colour: the tested difference; dots: significant by the same
-    test."""
+    test; crosses (``constant``): different in every seed, untestable by Welch."""
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(temps) + 3),
                                     min(14, max(4, 0.22 * len(names) + 2))))
     lim = float(np.nanmax(np.abs(change))) if np.isfinite(change).any() else 1.0
@@ -174,6 +174,11 @@ def class_change_heatmap(path: Path, change: np.ndarray, significant: np.ndarray
     rr, cc = np.nonzero(significant)
     ax.scatter(cc, rr, s=12 if len(names) <= MAX_ROWS else 3, c="black", marker="o",
                label="significant")
+    if constant is not None and constant.any():
+        kr, kc = np.nonzero(constant)
+        ax.scatter(kc, kr, s=30, c="black", marker="x", label="different in every seed "
+                   "(untestable by Welch)")
+        rr = np.concatenate([rr, kr])
     ax.set_xticks(np.arange(len(temps)), [f"{t:g}" for t in temps])
     ax.set_xlabel("temperature T")
     _class_ticks(ax, names)

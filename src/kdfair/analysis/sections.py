@@ -201,12 +201,15 @@ def heatmap_data(a: Analysis, comparison: str, quantity: str):
     c = a.store.num_classes
     diff = np.full((c, len(temps)), np.nan)
     sig = np.zeros((c, len(temps)), bool)
+    const = np.zeros((c, len(temps)), bool)
     for j, t in enumerate(temps):
         rows = d[d["T"] == t]
-        diff[rows["class"].to_numpy(int), j] = rows["diff"].to_numpy(float)
-        sig[rows["class"].to_numpy(int), j] = rows["significant"].to_numpy(bool)
-    test = f"{rows['test'].iloc[0]} test on {QUANTITY_WORDS[quantity]}, p < " \
-           f"{a.options.significance:g}"
+        idx = rows["class"].to_numpy(int)
+        diff[idx, j] = rows["diff"].to_numpy(float)
+        sig[idx, j] = rows["significant"].to_numpy(bool)
+        const[idx, j] = rows["constant_different"].to_numpy(bool) & ~sig[idx, j]
+    test = f"{rows['test'].iloc[0].replace('welch', 'Welch')} test on " \
+           f"{QUANTITY_WORDS[quantity]}, p < {a.options.significance:g}"
     keep = np.arange(c)
     title = f"DS − {REFERENCE[comparison]}; dots: significant ({test})"
     if c > plots.MAX_ROWS:
@@ -220,25 +223,28 @@ def heatmap_data(a: Analysis, comparison: str, quantity: str):
         else:
             keep = np.argsort(-mag)[:30]
             title = f"No class significant ({test}); the 30 largest differences of {c} classes"
-    return diff[keep], sig[keep], [a.store.class_names[i] for i in keep], temps, title
+    return (diff[keep], sig[keep], const[keep], [a.store.class_names[i] for i in keep], temps,
+            title)
 
 
 def heatmap_section(a: Analysis, doc: Document, out: Path) -> None:
     doc.h("Heat maps, one per test", 3)
     doc.p("Colour and dots come from the same test: colour = the mean difference the test "
-          "compares (DS − reference), dots = significant by that test.")
+          "compares (DS − reference), dots = significant by that test, crosses = different in "
+          "every seed (constant within each group; untestable by Welch).")
     for q in ("raw", "relative"):
         for comparison in LABELS:
             data = heatmap_data(a, comparison, q)
             if data is None:
                 continue
-            diff, sig, names, temps, title = data
+            diff, sig, const, names, temps, title = data
             unit = ("class accuracy, percentage points" if q == "raw"
                     else "β_c/β, points of % of overall accuracy")
             plot(a, doc, out / f"classwise_heatmap_{q}_{comparison}.png",
                  f"DS − {REFERENCE[comparison]} on {QUANTITY_WORDS[q]} (red: DS lower, blue: "
                  "DS higher; dots: significant).", plots.class_change_heatmap, diff, sig, names,
-                 temps, title, colour_label=f"DS − {REFERENCE[comparison]} ({unit})")
+                 temps, title, colour_label=f"DS − {REFERENCE[comparison]} ({unit})",
+                 constant=const)
 
 
 def _metric_display(rows: pd.DataFrame, metrics: dict[str, str], digits: int = 2

@@ -18,13 +18,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from kdfair.analysis.classwise import COMPARISONS
 from kdfair.analysis.common import Analysis, ci_text, fmt_t, model_label, rows_of
+from kdfair.analysis.load import ROLE_LABELS
 from kdfair.analysis.trends import trend_words
 
 QUANTITY_WORDS = {"relative": "relative accuracy β_c/β", "raw": "raw class accuracy β_c"}
 COMPARISON_WORDS = {"nds_vs_ds": "the non-distilled student", "teacher_vs_ds": "the teacher"}
-REFERENCE = {"nds_vs_ds": "NDS", "teacher_vs_ds": "teacher"}
-LABELS = {"nds_vs_ds": "#SC", "teacher_vs_ds": "#TC"}
+REFERENCE = {comp: ROLE_LABELS[ref] for comp, (ref, _) in COMPARISONS.items()}  # NDS, teacher
+LABELS = {comp: label for comp, (_, label) in COMPARISONS.items()}  # #SC, #TC
 DIRECTION_WORDS = {  # quantity -> (DS higher, DS lower)
     "raw": ("improved", "worsened"),
     "relative": ("share of accuracy up", "share of accuracy down"),
@@ -357,6 +359,11 @@ def accuracy_sentence(a: Analysis) -> str:
     nds = _value(acc, "nds", "acc")
     if nds is not None:
         s += f", {best['acc_mean'] - nds['acc_mean']:+.2f} points vs the NDS"
+        if np.isfinite(best.get("acc_ci_low", math.nan)) and \
+                np.isfinite(nds.get("acc_ci_low", math.nan)):
+            apart = best["acc_ci_low"] > nds["acc_ci_high"] or \
+                best["acc_ci_high"] < nds["acc_ci_low"]
+            s += " (the CIs do not overlap)" if apart else " (the CIs overlap: no difference shown)"
     return s + ("; " + ", ".join(refs) if refs else "") + "."
 
 

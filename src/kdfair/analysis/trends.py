@@ -81,7 +81,9 @@ def trend_words(row: pd.Series, significance: float) -> str:
     test = (f"Spearman ρ = {row['rho']:.2f}, permutation p = {row['p']:.3g}, "
             f"{int(row['n_points'])} points, {row['range']}")
     if not np.isfinite(row["p"]):
-        return f"cannot be tested for a trend ({int(row['n_points'])} points, {row['range']})"
+        why = ("is the same at every T" if row["n_points"] >= 3 and row["n_T"] >= 2
+               else "has too few points")
+        return f"{why}: no trend to test ({int(row['n_points'])} points, {row['range']})"
     if row["significant"]:
         return f"{row['direction']} with T ({test})"
     floor = smallest_p(int(row["n_T"])) if row["n_T"] == row["n_points"] else 0.0
