@@ -256,3 +256,11 @@ def test_report_reads_as_one_table_per_comparison_with_a_toc(tmp_path):
     html = r.html_path.read_text()
     assert "<th>group</th>" not in html and "<th></th>" not in html
     assert sections.display(pd.DataFrame({"T": [np.nan, 2.0]}))["T"].tolist() == ["", "2"]
+
+
+def test_old_experiment_json_with_analysis_alpha_is_read_as_the_test_level(tmp_path):
+    root = write_store(tmp_path / "s", num_classes=3, temperatures=(2.0,), features=False,
+                       analysis={"alpha": 0.01})
+    t = analyze(root)
+    assert (t["classwise_counts"]["significance"] == 0.01).all()
+    assert not any("invalid" in n for n in t["notes"]["note"])
