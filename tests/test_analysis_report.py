@@ -14,6 +14,7 @@ from kdfair.errors import StoreError
 from tests.analysis_fixtures import stored_predictions, write_store
 
 C = 6
+FAST = AnalysisConfig(vector_figures=False)  # PNG only, except where the twins are checked
 
 
 def planted(role, t, seed, c):
@@ -130,7 +131,7 @@ def test_report_is_written_and_self_contained(store):
 
 def test_one_seed_per_role_reports_accuracy_and_says_why_no_tests(tmp_path):
     root = write_store(tmp_path / "s", seeds=(0,), attributes={"sex": ["f", "m"]})
-    r = write_report(root)
+    r = write_report(root, FAST)
     t = analyze(root)
     assert (t["classwise_counts"]["test"] == "none").all()
     assert t["classwise"].empty
@@ -143,7 +144,7 @@ def test_one_seed_per_role_reports_accuracy_and_says_why_no_tests(tmp_path):
 
 def test_missing_attributes_and_features_are_skipped_with_a_note(tmp_path):
     root = write_store(tmp_path / "s", attributes=None, features=False, temperatures=(2.0,))
-    r = write_report(root)
+    r = write_report(root, FAST)
     t = analyze(root)
     assert "fairness" not in t and "individual" not in t
     notes = " ".join(t["notes"]["note"])
@@ -164,7 +165,7 @@ def test_corrupt_incomplete_and_failed_runs_are_named_and_skipped(tmp_path):
     (root / "failed" / "ds-T2-s7-deadbeef.json").write_text(json.dumps(
         {"run_id": "ds-T2-s7-deadbeef", "spec": {"role": "ds", "temperature": 2.0, "seed": 7},
          "error": "loss became NaN", "time": "2025-01-01T00:00:00"}))
-    r = write_report(root)
+    r = write_report(root, FAST)
     t = analyze(root)
     skipped = dict(zip(t["skipped"]["run"], t["skipped"]["reason"], strict=True))
     assert skipped[runs[0].name] == "no predictions.npz"
@@ -204,7 +205,7 @@ def test_given_teacher_is_compared_by_one_sample_tests(tmp_path):
     d = t["classwise"]
     rows = d[(d["comparison"] == "teacher_vs_ds") & (d["quantity"] == "raw")].sort_values("class")
     np.testing.assert_allclose(rows["p"], res.pvalue, rtol=1e-9)
-    r = write_report(root)
+    r = write_report(root, FAST)
     assert "ttest_1samp" in r.md_path.read_text()
     assert any("single given (pretrained) model" in f for f in r.findings)
 
@@ -282,7 +283,7 @@ def test_multiclass_selection_rates_per_group_and_class(tables):
 def test_store_without_distilled_students_or_data_json(tmp_path):
     root = write_store(tmp_path / "s", roles=("teacher", "nds"), features=False)
     (root / "data.json").unlink()
-    r = write_report(root)
+    r = write_report(root, FAST)
     t = analyze(root)
     assert t["classwise_counts"].empty and t["disagreement"].empty
     assert "no distilled-student (DS) runs" in r.findings[0]

@@ -144,9 +144,13 @@ def test_warnings_for_degenerate_and_suspicious_runs():
     acc = pd.DataFrame({"role": ["teacher", "nds", "ds"], "T": [np.nan, np.nan, 2.0],
                         "acc_mean": [25.0, 60.0, 50.0], "acc_std": [0.0, 0.5, 2.0]})
     w = run_warnings(runs, preds, 4, acc)
-    assert any("t0" in x and "predicts only one class" in x for x in w)
-    assert not any("n0" in x for x in w)
-    assert any("d0" in x and "only 1 of 4" not in x for x in w) or True
+    assert any(x.startswith("teacher: 1 of 1 runs predict only one class") and "t0" in x
+               for x in w)
+    assert not any("n0" in x for x in w)  # 4 of 4 classes
+    assert not any("d0" in x for x in w)  # 2 of 4 classes: half, not fewer than half
+    three = run_warnings(runs, [np.zeros(20, int)] * 2 + [np.array([0, 1] * 10)], 5, acc)
+    assert any(x.startswith("DS T=2: 1 of 1 runs predict fewer than half the classes")
+               and "d0 (seed 0: 2 of 5)" in x for x in three)
     assert any("less accurate than the non-distilled student" in x for x in w)
     assert any("DS T=2" in x and "3× the NDS's" in x for x in w)
 
@@ -264,3 +268,16 @@ def test_old_experiment_json_with_analysis_alpha_is_read_as_the_test_level(tmp_p
     t = analyze(root)
     assert (t["classwise_counts"]["significance"] == 0.01).all()
     assert not any("invalid" in n for n in t["notes"]["note"])
+
+
+def test_heat_maps_show_the_tables_numbers(drop_store):
+    a = report_mod._analyze(drop_store, FAST)
+    d = a.tables["classwise"]
+    for q in ("raw", "relative"):
+        for comparison in ("nds_vs_ds", "teacher_vs_ds"):
+            diff, sig, const, names, temps, _ = sections.heatmap_data(a, comparison, q)
+            rows = d[(d["comparison"] == comparison) & (d["quantity"] == q)
+                     & (d["T"] == temps[0])].sort_values("class")
+            np.testing.assert_allclose(diff[:, 0], rows["diff"])  # colour: the test's diff
+            assert sig[:, 0].tolist() == rows["significant"].tolist()  # dots: its verdicts
+            assert names == list(rows["class_name"])

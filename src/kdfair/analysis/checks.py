@@ -19,13 +19,20 @@ def run_warnings(runs: pd.DataFrame, preds: list[np.ndarray], num_classes: int,
                  accuracy: pd.DataFrame) -> list[str]:
     """Sentences naming each suspicious run or model (``runs`` rows aligned with ``preds``)."""
     out = []
+    degenerate: dict[str, list[str]] = {}  # model -> "run (k of C classes)"
     for (_, r), pred in zip(runs.iterrows(), preds, strict=True):
         used = len(np.unique(pred))
         if num_classes > 1 and (used == 1 or used < num_classes / 2):
-            what = "only one class" if used == 1 else f"only {used} of {num_classes} classes"
-            out.append(f"Run {r['run_id']} ({model_label(r['role'], r['T'])}, seed "
-                       f"{r['seed']}) predicts {what} on the test set: a degenerate model; its "
-                       "DPD/EOD can be near 0 without being fair.")
+            degenerate.setdefault(model_label(r["role"], r["T"]), []).append(
+                f"{r['run_id']} (seed {r['seed']}: {used} of {num_classes})")
+    for model, items in degenerate.items():
+        n_model = int(sum(model_label(ro, t) == model for ro, t in zip(
+            runs["role"], runs["T"], strict=True)))
+        what = "only one class" if all(": 1 of" in i for i in items) else \
+            "fewer than half the classes"
+        out.append(f"{model}: {len(items)} of {n_model} runs predict {what} on the test set "
+                   f"(degenerate; their DPD/EOD can be near 0 without being fair): "
+                   + ", ".join(items) + ".")
     mean = {role: accuracy.loc[accuracy["role"] == role, "acc_mean"] for role in
             ("teacher", "nds")}
     if len(mean["teacher"]) and len(mean["nds"]) and \
