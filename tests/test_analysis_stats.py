@@ -131,3 +131,18 @@ def test_old_alpha_means_significance():
     assert AnalysisConfig.model_validate({"alpha": 0.01}).significance == 0.01
     assert AnalysisConfig.model_validate({"alpha": 0.01, "significance": 0.2}).significance \
         == 0.2
+
+
+def test_paired_teacher_comparison_follows_teacher_run_id():
+    rng = np.random.default_rng(8)
+    teachers = rng.uniform(0.6, 0.9, (3, 4))
+    ds = teachers[[2, 0, 1]] + 0.01 * rng.normal(size=(3, 4))  # DS seed k distils teacher 2, 0, 1
+    runs = pd.DataFrame({"role": ["teacher"] * 3 + ["ds"] * 3, "T": [np.nan] * 3 + [2.0] * 3,
+                         "seed": [0, 1, 2, 0, 1, 2], "run_id": ["t0", "t1", "t2", "d0", "d1", "d2"],
+                         "teacher_run_id": [None, None, None, "t2", "t0", "t1"]})
+    class_acc = np.vstack([teachers, ds])
+    runs["accuracy"] = class_acc.mean(1)
+    _, detail = classwise_tables(runs, class_acc, pairing="paired")
+    rows = detail[(detail["comparison"] == "teacher_vs_ds") & (detail["quantity"] == "raw")]
+    expected = stats.ttest_rel(ds, teachers[[2, 0, 1]], axis=0).pvalue
+    np.testing.assert_allclose(rows["p"], expected, rtol=1e-10)

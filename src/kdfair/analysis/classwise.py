@@ -223,13 +223,20 @@ def plan_test(ref_role: str, n_ref: int, n_ds: int, tests_enabled: bool = True,
     return TestPlan(TEST_NAMES[(method, "unpaired")])
 
 
-def _matched(seeds: np.ndarray, ref_rows: np.ndarray, ds_rows: np.ndarray
+def _matched(seeds: np.ndarray, ref_rows: np.ndarray, ds_rows: np.ndarray,
+             partner: np.ndarray | None = None, run_ids: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of seed-matched (ref, DS) pairs, in seed order."""
+    """Row indices of matched (ref, DS) pairs: each DS run with the reference run named in
+    ``partner`` (its teacher_run_id) when every DS run names one that is present, else with
+    the reference run of the same seed; in DS seed order."""
+    ds_idx = sorted(np.flatnonzero(ds_rows), key=lambda i: seeds[i])
+    if partner is not None and run_ids is not None:
+        by_id = {run_ids[i]: i for i in np.flatnonzero(ref_rows)}
+        if ds_idx and all(partner[i] in by_id for i in ds_idx):
+            return np.array([by_id[partner[i]] for i in ds_idx], int), np.array(ds_idx, int)
     ref = {int(seeds[i]): i for i in np.flatnonzero(ref_rows)}
-    ds = {int(seeds[i]): i for i in np.flatnonzero(ds_rows)}
-    common = sorted(set(ref) & set(ds))
-    return np.array([ref[s] for s in common], int), np.array([ds[s] for s in common], int)
+    pairs = [(ref[int(seeds[i])], i) for i in ds_idx if int(seeds[i]) in ref]
+    return (np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int))
 
 
 COUNT_COLUMNS = [
@@ -248,14 +255,17 @@ def classwise_tables(runs: pd.DataFrame, class_acc: np.ndarray, significance: fl
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All class-wise tests of a study.
 
-    ``runs`` has one row per run (columns role, T, accuracy as a fraction, and seed for paired
-    tests), aligned with the rows of ``class_acc`` [runs, C]. Returns (counts: one row per
-    comparison × T × quantity, with the test used and, when none, the reason; detail: one row per
-    comparison × T × quantity × class).
+    ``runs`` has one row per run (columns role, T, accuracy as a fraction; for paired tests seed,
+    and optionally run_id and teacher_run_id to pair DS runs with their teachers), aligned with
+    the rows of ``class_acc`` [runs, C]. Returns (counts: one row per comparison × T × quantity,
+    with the test used and, when none, the reason; detail: one row per comparison × T ×
+    quantity × class).
     """
     role = runs["role"].to_numpy()
     temps = runs["T"].to_numpy(dtype=float)
     seeds = runs["seed"].to_numpy() if "seed" in runs else np.arange(len(runs))
+    run_ids = runs["run_id"].to_numpy() if "run_id" in runs else None
+    partner = runs["teacher_run_id"].to_numpy() if "teacher_run_id" in runs else None
     values = {"raw": np.asarray(class_acc, float),
               "relative": relative_accuracy(class_acc, runs["accuracy"].to_numpy(float))}
     n_classes = values["raw"].shape[1]
@@ -266,7 +276,8 @@ def classwise_tables(runs: pd.DataFrame, class_acc: np.ndarray, significance: fl
         for comparison, (ref_role, label) in COMPARISONS.items():
             ref_rows = role == ref_role
             ref_idx, ds_idx = np.flatnonzero(ref_rows), np.flatnonzero(ds_rows)
-            m_ref, m_ds = _matched(seeds, ref_rows, ds_rows)
+            m_ref, m_ds = _matched(seeds, ref_rows, ds_rows,
+                                   partner if ref_role == "teacher" else None, run_ids)
             plan = plan_test(ref_role, len(ref_idx), len(ds_idx), tests_enabled, method,
                              pairing, len(m_ref))
             if plan.paired:

@@ -89,7 +89,9 @@ def _runs_table(results: list[ReducedRun]) -> pd.DataFrame:
         reported = r.info.metrics.get("test_acc")
         rows.append({
             "run_id": r.info.run_id, "role": r.info.role, "T": r.info.temperature,
-            "seed": r.info.seed, "given": r.info.given, "accuracy": 100 * r.accuracy,
+            "seed": r.info.seed, "given": r.info.given,
+            "teacher_run_id": r.info.teacher_run_id if r.info.role == "ds" else None,
+            "accuracy": 100 * r.accuracy,
             "reported_test_acc": 100 * reported if isinstance(reported, (int, float)) else np.nan,
             "confidence": r.confidence, "individual": r.individual,
             "consistency": r.consistency,
