@@ -176,6 +176,7 @@ def test_confidence_is_measured_beside_individual_fairness(tmp_path, monkeypatch
     r = write_report(root, FAST)
     ind = [f for f in r.findings if f.startswith("Individual unfairness")]
     assert ind and "teacher's" not in ind[0]  # no ranking against the teacher
+    assert "lower is fairer" not in ind[0] and "lowest" not in ind[0]
     assert any("not ranked by it" in f for f in r.findings)
     no_graph = write_store(tmp_path / "n", num_classes=4, temperatures=(2.0,), features=False)
     assert analyze(no_graph)["runs"]["confidence"].between(0.25, 1).all()
@@ -203,6 +204,7 @@ def test_paper_vs_this_study_side_by_side(tmp_path):
     md = write_report(root, FAST).md_path.read_text()
     assert "## Paper vs this study" in md and "Table 2" in md and "Table 4" in md
     assert paper_table("no-such-experiment", t) is None
+    assert paper_table("trifeature-cpu", t).equals(p)  # an alias of the paper's study
 
 
 def test_report_owns_only_its_files_and_failure_keeps_the_old_report(tmp_path, monkeypatch):

@@ -62,8 +62,9 @@ def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | No
 
     #SC / #TC are compared on relative accuracy (the paper's test); they have no seed CI.
     """
-    entry = paper_numbers().get(name)
-    if not isinstance(entry, dict):
+    numbers = paper_numbers()
+    entry = numbers.get((numbers.get("aliases") or {}).get(name, name))
+    if not isinstance(entry, dict) or name == "aliases":
         return None
     attribute = entry.get("attribute")
     counts = tables.get("classwise_counts", pd.DataFrame())

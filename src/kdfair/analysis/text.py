@@ -306,21 +306,28 @@ def _ci(r: pd.Series | None, col: str, digits: int, unit: str) -> str:
 
 def metric_finding(table: pd.DataFrame, col: str, name: str, unit: str, digits: int,
                    accuracy: pd.DataFrame, rank: bool = True) -> str | None:
-    """'<name> (mean [95 % seed CI]): NDS x, teacher y; DS lowest at T = t (z, at a %
-    accuracy); DS's CI lies below the teacher's at k of m T.' ``rank`` False: no comparison."""
+    """'<name> (mean [95 % seed CI], lower is fairer): NDS x, teacher y; DS lowest at T = t
+    (z, at a % accuracy); DS's CI lies below the teacher's at k of m T.' With ``rank`` False
+    (the measure is not read as fairness) only the values, no 'fairer', 'lowest' or ranking."""
     ds = table[(table["role"] == "ds") & table[f"{col}_mean"].notna()]
     if ds.empty:
         return None
-    best = ds.loc[ds[f"{col}_mean"].idxmin()]
     refs = [f"{model_label(role, 0)} {_ci(_value(table, role, col), col, digits, unit)}"
             for role in ("nds", "teacher") if _value(table, role, col) is not None]
+    if not rank:
+        lo, hi = ds.loc[ds[f"{col}_mean"].idxmin()], ds.loc[ds[f"{col}_mean"].idxmax()]
+        return (f"{name} (seed mean [95 % CI]; it follows confidence here, so it is not read "
+                "as fairness): " + ", ".join(refs) + ("; " if refs else "")
+                + f"DS from {lo[f'{col}_mean']:.{digits}f}{unit} (T = {lo['T']:g}) to "
+                f"{hi[f'{col}_mean']:.{digits}f}{unit} (T = {hi['T']:g}).")
+    best = ds.loc[ds[f"{col}_mean"].idxmin()]
     acc = _value(accuracy, "ds", "acc", best["T"])
     s = (f"{name} (seed mean [95 % CI], lower is fairer): " + ", ".join(refs)
          + ("; " if refs else "") + f"DS lowest at T = {best['T']:g} "
          f"({_ci(best, col, digits, unit)}" + (f", at {acc['acc_mean']:.1f} % accuracy)"
                                                if acc is not None else ")"))
     teacher = _value(table, "teacher", col)
-    if rank and teacher is not None and np.isfinite(teacher.get(f"{col}_ci_low", math.nan)):
+    if teacher is not None and np.isfinite(teacher.get(f"{col}_ci_low", math.nan)):
         below = int((ds[f"{col}_ci_high"] < teacher[f"{col}_ci_low"]).sum())
         above = int((ds[f"{col}_ci_low"] > teacher[f"{col}_ci_high"]).sum())
         s += (f"; DS's CI lies entirely below the teacher's at {below} and above it at {above} "
