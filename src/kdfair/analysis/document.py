@@ -116,12 +116,14 @@ def anchor(heading: str) -> str:
 
 
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 
 
 def _md_text(text: str) -> str:
     """Markdown text with anything that could start HTML markup escaped (names and labels come
-    from users' data): '<script>' becomes '&lt;script>', 'p < 0.05' stays as it is."""
-    return _TAG_START.sub("&lt;", str(text).replace("&", "&amp;"))
+    from users' data): '<script>' becomes '&lt;script>', '&lt;' becomes '&amp;lt;'; 'p < 0.05'
+    and 'A & B' stay as they are."""
+    return _TAG_START.sub("&lt;", _ENTITY.sub("&amp;", str(text)))
 
 
 def _md_cell(v) -> str:

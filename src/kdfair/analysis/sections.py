@@ -375,12 +375,23 @@ def paper_section(a: Analysis, doc: Document) -> None:
           "as presets/paper-numbers.yaml) beside this study's seed mean and 95 % seed CI. "
           "Difference = this study − paper. #SC/#TC: relative accuracy, this study's test; "
           "counts have no CI.")
-    shown = p.drop(columns=["role", "T"]).copy()
-    shown["paper_in_ci"] = [("–" if v is None or (isinstance(v, float) and np.isnan(v))
-                             else "yes" if v else "no") for v in shown["paper_in_ci"]]
-    doc.table(display(shown, {c: 4 for c in ()}).rename(columns={
-        "this_study": "this study", "ci_low": "CI low", "ci_high": "CI high",
-        "paper_in_ci": "paper in CI"}))
+    rows = []
+    for _, r in p.iterrows():
+        d = 0 if r["quantity"].startswith("#") else 4 if r["quantity"] == "I(f)" else 2
+
+        def f(v, d=d):
+            return "–" if v is None or not np.isfinite(v) else f"{v:.{d}f}"
+
+        inside = r["paper_in_ci"]
+        rows.append({"source": r["source"], "quantity": r["quantity"], "model": r["model"],
+                     "paper": f(r["paper"]), "this study": f(r["this_study"]),
+                     "95 % CI": "–" if not np.isfinite(r["ci_low"]) else
+                     f"[{f(r['ci_low'])}, {f(r['ci_high'])}]",
+                     "difference": f(r["difference"]),
+                     "paper in CI": "–" if inside is None or (isinstance(inside, float)
+                                                              and np.isnan(inside))
+                     else "yes" if inside else "no"})
+    doc.table(pd.DataFrame(rows))
 
 
 def runs_section(a: Analysis, doc: Document, csv_paths: list[Path]) -> None:
