@@ -283,3 +283,14 @@ def test_heat_maps_show_the_tables_numbers(drop_store):
             np.testing.assert_allclose(diff[:, 0], rows["diff"])  # colour: the test's diff
             assert sig[:, 0].tolist() == rows["significant"].tolist()  # dots: its verdicts
             assert names == list(rows["class_name"])
+
+
+def test_api_takes_analysis_options_and_names_a_bad_one(tmp_path):
+    import kdfair
+    from kdfair.errors import ConfigError
+
+    root = write_store(tmp_path / "s", num_classes=3, temperatures=(2.0,), features=False)
+    t = kdfair.analyze(root, {"test": "permutation"})
+    assert set(t["classwise_counts"]["test"]) == {"permutation"}
+    with pytest.raises(ConfigError, match=r"options\.pairing: must be one of unpaired, paired"):
+        kdfair.analyze(root, {"pairing": "pairs"})

@@ -64,15 +64,19 @@ def report(results: str | Path, options: Any = None):
 
 
 def _analysis_options(options: Any):
+    from pydantic import ValidationError
+
     from kdfair.config import AnalysisConfig
+    from kdfair.options import format_errors
 
     if options is None or isinstance(options, AnalysisConfig):
         return options
     if isinstance(options, Mapping):
         try:
             return AnalysisConfig.model_validate(dict(options))
-        except ValueError as err:
-            raise ConfigError(f"options: {err}") from None
+        except ValidationError as err:
+            raise ConfigError(format_errors(err, AnalysisConfig, "invalid analysis options:",
+                                            "options")) from None
     raise ConfigError(f"options must be an AnalysisConfig or a dict, got {type(options).__name__}")
 
 
