@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.special import softmax
 
 from kdfair.analysis import report as report_mod
@@ -135,6 +136,9 @@ def test_trends_are_stated_only_where_the_test_supports_them(tmp_path):
     for f in trend:  # every trend sentence cites its test
         assert "Spearman" in f and "p" in f
     assert not any("goes from" in f for f in r.findings)  # no endpoint-only claims
+    all_tr = analyze(root)["trends"].dropna(subset=["p"])
+    np.testing.assert_allclose(all_tr["p_bh"], stats.false_discovery_control(all_tr["p"]))
+    assert any("expected at p < 0.05 by chance alone" in f for f in r.findings)
 
 
 def test_warnings_for_degenerate_and_suspicious_runs():

@@ -363,7 +363,8 @@ def trends_section(a: Analysis, doc: Document) -> None:
           f"{a.options.significance:g}.")
     shown = tr.drop(columns=["quantity"]).rename(columns={"label": "quantity"})
     shown["significant"] = shown["significant"].map({True: "yes", False: "no"})
-    doc.table(display(shown, {"rho": 2, "p": 4}))
+    doc.table(display(shown, {"rho": 2, "p": 4, "p_bh": 4}),
+              "p_bh: Benjamini–Hochberg over all trend tests of this table.")
 
 
 def paper_section(a: Analysis, doc: Document) -> None:

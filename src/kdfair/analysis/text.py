@@ -284,6 +284,12 @@ def trend_sentences(a: Analysis) -> list[str]:
               | tr["quantity"].str.endswith(a.options.test_on)]
     out = [f"{r['label']} {trend_words(r, a.options.significance)}."
            for _, r in keep[keep["significant"]].iterrows()]
+    tested = int(tr["p"].notna().sum())
+    if out and tested:
+        out.append(f"Of the {tested} trend tests, about {a.options.significance * tested:.1f} "
+                   f"are expected at p < {a.options.significance:g} by chance alone; "
+                   f"{int((tr['p_bh'] < a.options.significance).sum())} pass after "
+                   "Benjamini–Hochberg.")
     rest = keep[~keep["significant"] & keep["p"].notna()]
     if len(rest):
         out.append(f"No monotone trend in T at {_level(a)} (Spearman, permutation p) for: "

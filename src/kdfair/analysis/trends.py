@@ -11,12 +11,13 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from kdfair.analysis.seedstats import trend_test
 
 LOW_T = 10.0
-COLUMNS = ["quantity", "label", "unit", "range", "n_points", "n_T", "rho", "p", "significant",
-           "direction"]
+COLUMNS = ["quantity", "label", "unit", "range", "n_points", "n_T", "rho", "p", "p_bh",
+           "significant", "direction"]
 
 
 def _series(tables: dict[str, pd.DataFrame], test_on: str) -> list[tuple[str, str, str,
@@ -72,7 +73,11 @@ def trend_table(tables: dict[str, pd.DataFrame], significance: float, resamples:
                          "n_points": n, "n_T": len(np.unique(t)), "rho": rho, "p": p,
                          "significant": sig,
                          "direction": ("rises" if rho > 0 else "falls") if sig else ""})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    ok = out["p"].notna()
+    if ok.any():  # many trend tests: Benjamini–Hochberg over all of them, reported beside p
+        out.loc[ok, "p_bh"] = stats.false_discovery_control(out.loc[ok, "p"].to_numpy(float))
+    return out
 
 
 def trend_words(row: pd.Series, significance: float) -> str:
@@ -80,6 +85,8 @@ def trend_words(row: pd.Series, significance: float) -> str:
     monotone trend in T (…)'; always with the test."""
     test = (f"Spearman ρ = {row['rho']:.2f}, permutation p = {row['p']:.3g}, "
             f"{int(row['n_points'])} points, {row['range']}")
+    if np.isfinite(row.get("p_bh", math.nan)):
+        test += f"; after Benjamini–Hochberg over all trend tests p = {row['p_bh']:.3g}"
     if not np.isfinite(row["p"]):
         why = ("is the same at every T" if row["n_points"] >= 3 and row["n_T"] >= 2
                else "has too few points")
