@@ -22,6 +22,8 @@ margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+td:only-child,td:nth-child(2):last-child{text-align:left}
+nav ul{columns:3;margin:.3em 0 1em}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 figcaption{color:#555;font-size:.9em;margin-bottom:1.2em}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:1.6em}
