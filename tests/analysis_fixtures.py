@@ -77,7 +77,8 @@ def write_store(root: Path, *, num_classes: int = 5, n_per_class: int = 60,
                 roles: tuple[str, ...] = ("teacher", "nds", "ds"),
                 attributes: dict[str, list[str]] | None = None, features: bool = True,
                 given_teacher: bool = False, analysis: dict | None = None,
-                shuffle_index: bool = False, seed: int = 0) -> Path:
+                shuffle_index: bool = False, seed: int = 0, name: str = "toy",
+                class_names: list[str] | None = None) -> Path:
     """A complete store. ``attributes`` maps name -> group names (codes drawn at random, with a
     few −1); ``accuracy(role, T, seed, class)`` plants effects (default: 0.7 everywhere)."""
     root = Path(root)
@@ -85,9 +86,9 @@ def write_store(root: Path, *, num_classes: int = 5, n_per_class: int = 60,
     acc_fn = accuracy or (lambda role, t, s, c: 0.7)
     labels = np.repeat(np.arange(num_classes), n_per_class)
     n = len(labels)
-    class_names = [f"class{c}" for c in range(num_classes)]
+    class_names = class_names or [f"class{c}" for c in range(num_classes)]
     root.mkdir(parents=True, exist_ok=True)
-    experiment = {"name": "toy", "dataset": {"name": "toy"},
+    experiment = {"name": name, "dataset": {"name": "toy"},
                   "teacher": {"model": {"arch": "resnet20"}},
                   "student": {"model": {"arch": "lenet5"}},
                   "distill": {"temperatures": list(temperatures), "alpha": 0.8, "t2_scaling": True,
@@ -120,7 +121,8 @@ def write_store(root: Path, *, num_classes: int = 5, n_per_class: int = 60,
         tid = None
         if role == "ds":
             tid = teacher_ids.get(s) or next(iter(teacher_ids.values()), None)
-        spec = make_spec(role, s, t, given=given_teacher and role == "teacher", teacher_run_id=tid)
+        spec = make_spec(role, s, t, experiment=name, given=given_teacher and role == "teacher",
+                         teacher_run_id=tid)
         if role == "teacher":
             teacher_ids[s] = spec["run_id"]
         acc = np.array([acc_fn(role, t, s, c) for c in range(num_classes)])

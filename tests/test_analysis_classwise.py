@@ -41,7 +41,7 @@ def test_class_accuracy_counts_each_class():
 def test_welch_matches_scipy_column_by_column():
     rng = np.random.default_rng(1)
     ref, ds = rng.normal(0.6, 0.05, (5, 30)), rng.normal(0.62, 0.08, (4, 30))
-    d = compare_classes(ref, ds, alpha=0.05)
+    d = compare_classes(ref, ds, significance=0.05)
     for c in range(30):
         res = stats.ttest_ind(ds[:, c], ref[:, c], equal_var=False)
         assert d.loc[c, "t"] == pytest.approx(res.statistic, rel=1e-10)
@@ -49,8 +49,8 @@ def test_welch_matches_scipy_column_by_column():
         assert d.loc[c, "significant"] == (res.pvalue < 0.05)
     np.testing.assert_allclose(d["p_bh"], _bh(d["p"]), rtol=1e-12)
     c = count(d)
-    assert c["n_significant"] == c["n_better"] + c["n_worse"]
-    assert c["n_better"] == int(((d["p"] < 0.05) & (ds.mean(0) > ref.mean(0))).sum())
+    assert c["n_significant"] == c["n_higher"] + c["n_lower"]
+    assert c["n_higher"] == int(((d["p"] < 0.05) & (ds.mean(0) > ref.mean(0))).sum())
 
 
 def test_hedges_g_by_hand():
@@ -92,12 +92,12 @@ def test_planted_effect_is_detected_and_null_mostly_is_not():
     n_classes = 2000
     ref = rng.normal(0.7, 0.03, (5, n_classes))
     null_ds = rng.normal(0.7, 0.03, (5, n_classes))
-    rate = compare_classes(ref, null_ds, alpha=0.05)["significant"].mean()
+    rate = compare_classes(ref, null_ds, significance=0.05)["significant"].mean()
     assert 0.025 < rate < 0.075  # Welch keeps its level (about 5 %)
     planted = null_ds.copy()
     planted[:, :50] += 0.25  # eight standard deviations
-    d = compare_classes(ref, planted, alpha=0.05)
-    assert d.loc[:49, "significant"].all() and (d.loc[:49, "direction"] == "better").all()
+    d = compare_classes(ref, planted, significance=0.05)
+    assert d.loc[:49, "significant"].all() and (d.loc[:49, "direction"] == "higher").all()
     assert d.loc[:49, "significant_bh"].all()
     assert d.loc[50:, "significant_bh"].mean() < 0.01  # BH removes almost all false positives
 
@@ -125,7 +125,7 @@ def test_classwise_tables_cover_every_t_comparison_and_quantity():
                          "T": [np.nan] * 6 + [2.0] * 3 + [4.0] * 3})
     class_acc = rng.uniform(0.5, 0.9, (12, 6))
     runs["accuracy"] = class_acc.mean(1)
-    counts, detail = classwise_tables(runs, class_acc, alpha=0.05)
+    counts, detail = classwise_tables(runs, class_acc, significance=0.05)
     assert len(counts) == 2 * 2 * 2 and (counts["test"] == "welch").all()
     assert len(detail) == 2 * 2 * 2 * 6
     rows = detail[(detail["comparison"] == "nds_vs_ds") & (detail["T"] == 4.0)

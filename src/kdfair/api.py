@@ -130,18 +130,41 @@ def _run(experiment, out, data_root, overrides, executor, progress, reporter, on
     return st
 
 
-def analyze(results: str | Path) -> dict:
-    """All tables of a results directory as pandas DataFrames."""
+def analyze(results: str | Path, options: Any = None) -> dict:
+    """All tables of a results directory as numeric pandas DataFrames (percent for accuracy,
+    DPD, EOD and disagreement; ``*_ci_low``/``*_ci_high``: 95 % bootstrap CIs over seeds).
+
+    ``options``: an ``AnalysisConfig`` or a dict of its fields (e.g. ``{"pairing": "paired"}``);
+    default: the store's experiment.json ``analysis`` section.
+    """
     from kdfair.analysis.report import analyze as _analyze
 
-    return _analyze(Path(results))
+    return _analyze(Path(results), _analysis_options(options))
 
 
-def report(results: str | Path):
-    """Write report.md, report.html and the CSV tables under ``<results>/report``."""
+def report(results: str | Path, options: Any = None):
+    """Write report.md, report.html, the CSV tables and figures under ``<results>/report``
+    (only the files it owns, listed in report/manifest.json); ``options`` as for analyze."""
     from kdfair.analysis.report import write_report
 
-    return write_report(Path(results))
+    return write_report(Path(results), _analysis_options(options))
+
+
+def _analysis_options(options: Any):
+    from pydantic import ValidationError
+
+    from kdfair.config import AnalysisConfig
+    from kdfair.options import format_errors
+
+    if options is None or isinstance(options, AnalysisConfig):
+        return options
+    if isinstance(options, Mapping):
+        try:
+            return AnalysisConfig.model_validate(dict(options))
+        except ValidationError as err:
+            raise ConfigError(format_errors(err, AnalysisConfig, "invalid analysis options:",
+                                            "options")) from None
+    raise ConfigError(f"options must be an AnalysisConfig or a dict, got {type(options).__name__}")
 
 
 # --- your own data and models --------------------------------------------------------------

@@ -173,13 +173,31 @@ class AnalysisConfig(_Strict):
     """How the run store is analysed."""
 
     tests: bool = True
-    significance: float = Field(0.05, gt=0, lt=1)
+    significance: float = Field(0.05, gt=0, lt=1)  # the test level (not the KD weight alpha)
     test_on: Literal["relative", "raw"] = "relative"
+    # class-wise test: Welch's t-test (the paper) or an exact permutation test of the means
+    test: Literal["welch", "permutation"] = "welch"
+    # unpaired groups (the paper) or seed-matched differences (DS seed k vs NDS / teacher seed k)
+    pairing: Literal["unpaired", "paired"] = "unpaired"
     individual_k: int = Field(10, ge=1)
     similarity: Literal["pca", "features", "pixels"] = "pca"  # pixels: alias of features
     similarity_dim: int = Field(32, ge=1)
     individual_norm: Literal["tv", "l1", "l2"] = "tv"  # distance between predicted distributions
-    bootstrap: int = Field(0, ge=0)
+    bootstrap: int = Field(0, ge=0)  # test-set bootstrap resamples for DPD / EOD (0: none)
+    seed_resamples: int = Field(2000, ge=0)  # bootstrap over seeds for every CI (0: no CIs)
+    permutations: int = Field(9999, ge=99)  # resamples of permutation tests (exact if fewer)
+    vector_figures: bool = True  # SVG and PDF beside every PNG figure
+    random_seed: int = 0  # RNG seed of the seed bootstrap and permutation tests (reproducible)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_alpha(cls, data: Any) -> Any:
+        """Old experiment.json files call the test level ``alpha``; read it as significance."""
+        if isinstance(data, dict) and "alpha" in data:
+            data = dict(data)
+            level = data.pop("alpha")
+            data.setdefault("significance", level)
+        return data
 
 
 class EngineConfig(_Strict):

@@ -11,6 +11,7 @@ import pandas as pd
 
 from kdfair.analysis.individual import NeighbourGraph
 from kdfair.analysis.load import ROLE_LABELS, Store
+from kdfair.analysis.seedstats import seed_ci
 from kdfair.config import AnalysisConfig
 
 ROLE_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
@@ -26,6 +27,7 @@ class Analysis:
     tables: dict[str, pd.DataFrame]
     notes: list[str]
     findings: list[str] = field(default_factory=list)
+    key_results: list[str] = field(default_factory=list)
     graph: NeighbourGraph | None = None
     norm: str = "tv"
     matrices: dict[tuple[str, float], np.ndarray] = field(default_factory=dict)
@@ -46,16 +48,29 @@ def sort_roles(df: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
-def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Mean and sample std (ddof 1; NaN for one run) of ``cols`` per role, T (and ``extra``)."""
+def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
+             resamples: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Mean and sample std (ddof 1; NaN for one run) of ``cols`` per role, T (and ``extra``);
+    with ``resamples`` also the 95 % bootstrap CI over the group's runs (``<col>_ci_low/high``,
+    see :func:`seedstats.seed_ci`)."""
     keys = ["role", "T", *extra]
+    stats_ = ("mean", "std", "ci_low", "ci_high") if resamples else ("mean", "std")
     if df.empty:
         return pd.DataFrame(columns=[*keys, "n_runs", *(f"{c}_{s}" for c in cols
-                                                        for s in ("mean", "std"))])
+                                                        for s in stats_)])
     g = df.groupby(keys, dropna=False, sort=False)
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
     out.insert(0, "n_runs", g.size())
+    if resamples:
+        # groups come in the order of ``out`` (both sort=False); NaN keys cannot be looked up
+        cis = [seed_ci(sub[cols].to_numpy(float), resamples, seed, label=repr(key))
+               for key, sub in g]
+        for j, c in enumerate(cols):
+            out.insert(out.columns.get_loc(f"{c}_std") + 1, f"{c}_ci_low",
+                       [ci[0][j] for ci in cis])
+            out.insert(out.columns.get_loc(f"{c}_ci_low") + 1, f"{c}_ci_high",
+                       [ci[1][j] for ci in cis])
     return sort_roles(out.reset_index())
 
 
@@ -72,6 +87,16 @@ def pm(mean: float, std: float, digits: int = 2) -> str:
     if std is None or not np.isfinite(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def ci_text(mean: float, low: float, high: float, digits: int = 2, unit: str = "") -> str:
+    """'95.80 % [95.10, 96.30]' (mean, then the 95 % CI when there is one)."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    s = f"{mean:.{digits}f}{unit}"
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        s += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return s
 
 
 def fmt_t(t: float) -> str:

@@ -1,13 +1,16 @@
 """A tiny document model rendered twice: Markdown (report.md) and one self-contained HTML page.
 
-Blocks are headings, paragraphs, bullet lists, tables (DataFrames of display strings) and
-images (PNG files, linked from Markdown, embedded as base64 in HTML).
+Blocks are headings, paragraphs, bullet lists, tables (DataFrames of display strings), links
+and images (PNG files, linked from Markdown with their SVG / PDF twins, embedded as base64 in
+HTML). Both renderings open with a table of contents of the level-2 headings. Text is escaped in
+both: a class named ``<script>`` appears as ``&lt;script&gt;``, never as markup.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,8 @@ margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+td:only-child,td:nth-child(2):last-child{text-align:left}
+nav ul{columns:3;margin:.3em 0 1em}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 figcaption{color:#555;font-size:.9em;margin-bottom:1.2em}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:1.6em}
@@ -44,34 +49,50 @@ class Document:
         self.blocks.append(("table", df, caption))
 
     def image(self, path: Path, caption: str) -> None:
-        self.blocks.append(("img", Path(path), caption))
+        self.blocks.append(("img", Path(path), caption, path.with_suffix(".svg").exists()))
+
+    def links(self, names: list[str]) -> None:
+        """A bullet list of links to files beside the report (e.g. the CSV tables)."""
+        if names:
+            self.blocks.append(("links", list(names)))
+
+    def _toc(self) -> list[tuple[str, str]]:
+        return [(b[2], anchor(b[2])) for b in self.blocks if b[0] == "h" and b[1] == 2]
 
     # --- rendering ---------------------------------------------------------------------------
     def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
+        t = _md_text
+        out = [f"# {t(self.title)}", "", "Contents: " + " · ".join(
+            f"[{t(h)}](#{a})" for h, a in self._toc()), ""]
         for b in self.blocks:
             kind = b[0]
             if kind == "h":
-                out += ["#" * b[1] + " " + b[2], ""]
+                out += [f'<a id="{anchor(b[2])}"></a>', "", "#" * b[1] + " " + t(b[2]), ""]
             elif kind == "p":
-                out += [b[1], ""]
+                out += [t(b[1]), ""]
             elif kind == "ul":
-                out += [f"- {item}" for item in b[1]] + [""]
+                out += [f"- {t(item)}" for item in b[1]] + [""]
             elif kind == "table":
-                out += _md_table(b[1]) + [""] + ([f"*{b[2]}*", ""] if b[2] else [])
+                out += _md_table(b[1]) + [""] + ([f"*{t(b[2])}*", ""] if b[2] else [])
+            elif kind == "links":
+                out += [f"- [{t(n)}]({n})" for n in b[1]] + [""]
             elif kind == "img":
-                out += [f"![{b[2]}]({b[1].name})", "", f"*{b[2]}*", ""]
+                stem = b[1].stem
+                vector = f" ([SVG]({stem}.svg), [PDF]({stem}.pdf))" if b[3] else ""
+                out += [f"![{t(b[2])}]({b[1].name})", "", f"*{t(b[2])}*{vector}", ""]
         return "\n".join(out)
 
     def html(self) -> str:
         e = html.escape
         out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
                f"<title>{e(self.title)}</title><style>{_CSS}</style></head><body>",
-               f"<h1>{e(self.title)}</h1>"]
+               f"<h1>{e(self.title)}</h1>",
+               "<nav><b>Contents</b><ul>" + "".join(
+                   f"<li><a href='#{a}'>{e(h)}</a></li>" for h, a in self._toc()) + "</ul></nav>"]
         for b in self.blocks:
             kind = b[0]
             if kind == "h":
-                out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+                out.append(f"<h{b[1]} id='{anchor(b[2])}'>{e(b[2])}</h{b[1]}>")
             elif kind == "p":
                 out.append(f"<p>{e(b[1])}</p>")
             elif kind == "ul":
@@ -80,6 +101,9 @@ class Document:
                 out.append(b[1].to_html(index=False, escape=True, na_rep="–", border=0))
                 if b[2]:
                     out.append(f"<p><em>{e(b[2])}</em></p>")
+            elif kind == "links":
+                out.append("<ul>" + "".join(f"<li><a href='{e(n)}'>{e(n)}</a></li>"
+                                            for n in b[1]) + "</ul>")
             elif kind == "img":
                 data = base64.b64encode(b[1].read_bytes()).decode("ascii")
                 out.append(f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
@@ -88,10 +112,26 @@ class Document:
         return "\n".join(out)
 
 
+def anchor(heading: str) -> str:
+    """A stable HTML id for a heading."""
+    return "".join(ch if ch.isalnum() else "-" for ch in heading.lower()).strip("-")
+
+
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
+def _md_text(text: str) -> str:
+    """Markdown text with anything that could start HTML markup escaped (names and labels come
+    from users' data): '<script>' becomes '&lt;script>', '&lt;' becomes '&amp;lt;'; 'p < 0.05'
+    and 'A & B' stay as they are."""
+    return _TAG_START.sub("&lt;", _ENTITY.sub("&amp;", str(text)))
+
+
 def _md_cell(v) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "–"
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return _md_text(v).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(df: pd.DataFrame) -> list[str]:

@@ -1,23 +1,33 @@
 """Turn a run store into the study's answers: tables (``analyze``) and a report (``write_report``).
 
 ``analyze`` reads every run once (see runs.py), then computes the class-wise tests, group and
-individual fairness and disagreement from the reduced runs. ``write_report`` adds the plots and
-writes ``<results>/report/{report.md, report.html, *.csv, *.png}``.
+individual fairness, disagreement, seed CIs, trend tests and warnings from the reduced runs; its
+tables are numeric (percent for accuracy, DPD, EOD, disagreement). ``write_report`` adds the
+plots and writes ``<results>/report/{report.md, report.html, *.csv, *.png|svg|pdf}`` through a
+temporary directory, with a ``manifest.json`` of what it wrote; other files are left alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kdfair.analysis import classwise, disagreement, fairness, individual
+from kdfair.analysis.checks import run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.load import Store, open_store
-from kdfair.analysis.runs import RunResult, labels_of, reduce_runs
-from kdfair.analysis.text import build_document, findings, summary_table
+from kdfair.analysis.paper import paper_table
+from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
+from kdfair.analysis.sections import build_document
+from kdfair.analysis.text import findings, key_results, summary_display, summary_table
+from kdfair.analysis.trends import trend_table
 from kdfair.config import AnalysisConfig
 from kdfair.errors import StoreError
 
@@ -31,8 +41,10 @@ class ReportResult:
     md_path: Path
     html_path: Path
     csv_paths: list[Path]
-    summary: pd.DataFrame
+    summary: pd.DataFrame  # display strings, as the report's Summary table shows them
     findings: list[str]
+    key_results: list[str] = field(default_factory=list)
+    manifest_path: Path | None = None
 
 
 def resolve_options(store: Store, options: AnalysisConfig | None,
@@ -71,15 +83,18 @@ def _graph(store: Store, opts: AnalysisConfig, notes: list[str]):
 # --- the analysis ----------------------------------------------------------------------------
 
 
-def _runs_table(results: list[RunResult]) -> pd.DataFrame:
+def _runs_table(results: list[ReducedRun]) -> pd.DataFrame:
     rows = []
     for r in results:
         reported = r.info.metrics.get("test_acc")
         rows.append({
             "run_id": r.info.run_id, "role": r.info.role, "T": r.info.temperature,
-            "seed": r.info.seed, "given": r.info.given, "accuracy": 100 * r.accuracy,
+            "seed": r.info.seed, "given": r.info.given,
+            "teacher_run_id": r.info.teacher_run_id if r.info.role == "ds" else None,
+            "accuracy": 100 * r.accuracy,
             "reported_test_acc": 100 * reported if isinstance(reported, (int, float)) else np.nan,
-            "individual": r.individual, "consistency": r.consistency,
+            "confidence": r.confidence, "individual": r.individual,
+            "consistency": r.consistency,
         })
     return sort_roles(pd.DataFrame(rows))
 
@@ -96,7 +111,7 @@ def _class_accuracy_table(runs: pd.DataFrame, class_acc: np.ndarray,
     return sort_roles(pd.concat(parts, ignore_index=True))
 
 
-def _fairness(store: Store, runs: pd.DataFrame, results: list[RunResult], labels: np.ndarray,
+def _fairness(store: Store, runs: pd.DataFrame, results: list[ReducedRun], labels: np.ndarray,
               opts: AnalysisConfig, notes: list[str]) -> dict[str, pd.DataFrame]:
     c = store.num_classes
     per_run, per_group, per_class = [], [], []
@@ -128,7 +143,8 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[RunResult], labels
                          "(or no negative) test inputs; Fairlearn counts their TPR (FPR) as 0, "
                          "which can inflate EOD.")
     runs_df = pd.DataFrame(per_run)
-    summary = by_group(runs_df, ["dpd", "eod"], ("attribute",)) if per_run else pd.DataFrame()
+    summary = by_group(runs_df, ["dpd", "eod"], ("attribute",), opts.seed_resamples,
+                       opts.random_seed) if per_run else pd.DataFrame()
     if per_run and opts.bootstrap > 0:
         summary = _bootstrap(summary, runs, results, labels, store, opts.bootstrap)
     groups = pd.DataFrame()
@@ -150,29 +166,33 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[RunResult], labels
     return out
 
 
-def _bootstrap(summary: pd.DataFrame, runs: pd.DataFrame, results: list[RunResult],
+def _bootstrap(summary: pd.DataFrame, runs: pd.DataFrame, results: list[ReducedRun],
                labels: np.ndarray, store: Store, replicates: int) -> pd.DataFrame:
     """Add 95% percentile bootstrap CIs (test-set resampling) of each seed-mean DPD / EOD."""
     summary = summary.copy()
-    for col in ("dpd_ci_low", "dpd_ci_high", "eod_ci_low", "eod_ci_high"):
+    for col in ("dpd_testset_ci_low", "dpd_testset_ci_high", "eod_testset_ci_low",
+                "eod_testset_ci_high"):
         summary[col] = np.nan
     for i, row in summary.iterrows():
         idx = rows_of(runs, row["role"], row["T"]).index  # runs has a 0..n-1 index
         dpd, eod = fairness.bootstrap_group_means(
             labels, [results[j].pred for j in idx], store.attributes[row["attribute"]],
             store.num_classes, replicates)
-        summary.loc[i, ["dpd_ci_low", "dpd_ci_high"]] = 100 * np.percentile(dpd, [2.5, 97.5])
-        summary.loc[i, ["eod_ci_low", "eod_ci_high"]] = 100 * np.percentile(eod, [2.5, 97.5])
+        summary.loc[i, ["dpd_testset_ci_low", "dpd_testset_ci_high"]] = \
+            100 * np.percentile(dpd, [2.5, 97.5])
+        summary.loc[i, ["eod_testset_ci_low", "eod_testset_ci_high"]] = \
+            100 * np.percentile(eod, [2.5, 97.5])
     return summary
 
 
-def _disagreement(store: Store, results: list[RunResult], labels: np.ndarray,
-                  temps: list[float]) -> tuple[dict[str, pd.DataFrame], dict]:
+def _disagreement(store: Store, results: list[ReducedRun], labels: np.ndarray,
+                  temps: list[float], opts: AnalysisConfig
+                  ) -> tuple[dict[str, pd.DataFrame], dict]:
     c = store.num_classes
     preds = {r.info.run_id: r.pred for r in results}
     refs = {role: {r.info.run_id: r.info.seed for r in results if r.info.role == role}
             for role in ("teacher", "nds")}
-    rows, flips, mats = [], [], {}
+    rows, flips, mats, pairs = [], [], {}, []
     for temp in temps:
         ds_runs = [r.info for r in results if r.info.role == "ds" and r.info.temperature == temp]
         for comparison, role in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "nds")):
@@ -182,6 +202,10 @@ def _disagreement(store: Store, results: list[RunResult], labels: np.ndarray,
             for ds in ds_runs:
                 tid = ds.teacher_run_id if role == "teacher" else None
                 for ref in disagreement.partner(ds.seed, tid, refs[role]):
+                    pairs.append({"comparison": comparison, "role": "ds", "T": temp,
+                                  "ds_run": ds.run_id, "reference_run": ref,
+                                  "disagreement": 100 * float(np.mean(
+                                      preds[ref] != preds[ds.run_id]))})
                     shares.append(disagreement.disagreement_by_class(preds[ref], preds[ds.run_id],
                                                                      labels, c))
                     mat += disagreement.offdiag_matrix(preds[ref], preds[ds.run_id], c)
@@ -203,11 +227,42 @@ def _disagreement(store: Store, results: list[RunResult], labels: np.ndarray,
                 "reference_name": [store.class_names[i] for i in a],
                 "ds_name": [store.class_names[i] for i in b], "mean_count": vals}))
     cols = ["comparison", "T", "class", "class_name", "n_pairs", "share_mean", "share_std"]
+    pair_df = pd.DataFrame(pairs, columns=["comparison", "role", "T", "ds_run", "reference_run",
+                                           "disagreement"])
     tables = {
+        "disagreement_summary": by_group(pair_df, ["disagreement"], ("comparison",),
+                                         opts.seed_resamples, opts.random_seed).rename(
+            columns={"n_runs": "n_pairs"}),
+        "disagreement_runs": pair_df,
         "disagreement": pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols),
         "disagreement_matrix": pd.concat(flips, ignore_index=True) if flips else pd.DataFrame(),
     }
     return tables, mats
+
+
+def _percent_detail(detail: pd.DataFrame) -> pd.DataFrame:
+    """Class-wise detail in percent (raw: % correct; relative: β_c/β in % of β), as every CSV."""
+    detail = detail.copy()
+    for col in ("mean_ref", "mean_ds", "diff"):
+        detail[col] = 100 * detail[col].astype(float)
+    return detail
+
+
+def _individual(runs: pd.DataFrame, opts: AnalysisConfig) -> dict[str, pd.DataFrame]:
+    """I(f), consistency and confidence per model, and how closely I(f) follows confidence."""
+    ind = by_group(runs, ["individual", "consistency", "confidence"],
+                   resamples=opts.seed_resamples, seed=opts.random_seed)
+    ok = runs[["individual", "confidence"]].dropna()
+    pearson = spearman = float("nan")
+    if len(ok) >= 3 and ok["individual"].std() > 0 and ok["confidence"].std() > 0:
+        pearson = float(ok["individual"].corr(ok["confidence"]))
+        spearman = float(ok["individual"].corr(ok["confidence"], method="spearman"))
+    corr = pd.DataFrame([{"n_runs": len(ok), "pearson_r": pearson, "spearman_rho": spearman,
+                          "tracks_confidence": bool(abs(pearson) > CONFIDENCE_LIMIT)}])
+    return {"individual": ind, "individual_vs_confidence": corr}
+
+
+CONFIDENCE_LIMIT = 0.9  # |r(I(f), confidence)| above which I(f) is not read as fairness
 
 
 def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> Analysis:
@@ -227,28 +282,39 @@ def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> 
     results = sorted(results, key=lambda r: order[r.info.run_id])
     class_acc = np.stack([r.class_acc for r in results])
     temps = sorted(set(runs.loc[runs["role"] == "ds", "T"]))
+    boot = {"resamples": opts.seed_resamples, "seed": opts.random_seed}
 
     tables: dict[str, pd.DataFrame] = {"runs": runs}
-    tables["accuracy"] = by_group(runs, ["accuracy"]).rename(
-        columns={"accuracy_mean": "acc_mean", "accuracy_std": "acc_std"})
+    acc = by_group(runs, ["accuracy"], **boot)
+    tables["accuracy"] = acc.rename(columns={c: c.replace("accuracy_", "acc_")
+                                             for c in acc.columns})
     tables["class_accuracy"] = _class_accuracy_table(runs, class_acc, store.class_names)
     counts, detail = classwise.classwise_tables(
         runs.assign(accuracy=runs["accuracy"] / 100), class_acc, opts.significance, opts.tests,
-        store.class_names)
-    tables["classwise_counts"], tables["classwise"] = counts, detail
+        store.class_names, method=opts.test, pairing=opts.pairing,
+        resamples=opts.permutations, seed=opts.random_seed)
+    tables["classwise_counts"], tables["classwise"] = counts, _percent_detail(detail)
     if store.attributes:
         tables.update(_fairness(store, runs, results, labels, opts, notes))
     elif store.data and not store.data.get("attributes"):
         notes.append("The data set has no sensitive attributes, so group fairness (DPD, EOD) "
                      "is skipped.")
     if graph is not None:
-        tables["individual"] = by_group(runs, ["individual", "consistency"])
+        tables.update(_individual(runs, opts))
         zero = int((graph.distances == 0).sum())
         if zero:
             notes.append(f"{zero} of {graph.distances.size} neighbour pairs are exact duplicates "
                          "(distance 0); I(f) leaves them out (the ratio is undefined).")
-    dis, mats = _disagreement(store, results, labels, temps)
+    dis, mats = _disagreement(store, results, labels, temps, opts)
     tables.update(dis)
+    tables["trends"] = trend_table(tables, opts.significance, opts.permutations,
+                                   opts.random_seed, opts.test_on)
+    warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
+                            tables["accuracy"])
+    tables["warnings"] = pd.DataFrame({"warning": warnings}, dtype=object)
+    paper = paper_table(str(store.experiment.get("name") or ""), tables)
+    if paper is not None:
+        tables["paper_vs_study"] = paper
     tables["skipped"] = pd.DataFrame(store.skipped, columns=["run", "reason"])
     tables["failed"] = pd.DataFrame(store.failed, columns=["run_id", "role", "T", "seed",
                                                            "error", "time"])
@@ -256,36 +322,74 @@ def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> 
                         notes=notes, graph=graph, norm=norm, matrices=mats)
     tables["summary"] = summary_table(analysis)
     analysis.findings = findings(analysis)
-    tables["notes"] = pd.DataFrame({"note": notes})
+    analysis.key_results = key_results(analysis)
+    tables["notes"] = pd.DataFrame({"note": notes}, dtype=object)
     return analysis
 
 
 def analyze(results_dir: Path | str, options: AnalysisConfig | None = None
             ) -> dict[str, pd.DataFrame]:
-    """All tables of a study (runs, accuracy, classwise counts and detail, fairness, individual
-    fairness, disagreement, skipped and failed runs, summary, notes).
+    """All tables of a study, numeric (runs, accuracy, classwise counts and detail, fairness,
+    individual fairness, disagreement, trends, warnings, paper vs this study for a paper preset,
+    skipped and failed runs, summary, notes).
 
     ``options`` defaults to the ``analysis`` section of the store's experiment.json, else
-    ``AnalysisConfig()``. Accuracies, DPD and EOD are in percent; std is over seeds (ddof 1).
+    ``AnalysisConfig()``. Accuracies, DPD, EOD and disagreement are in percent; std is over seeds
+    (ddof 1); ``*_ci_low`` / ``*_ci_high`` are 95 % bootstrap CIs over seeds.
     """
     return _analyze(results_dir, options).tables
 
 
+MANIFEST = "manifest.json"
+
+
+def _previous_files(out: Path) -> set[str]:
+    """Names the last ``kdfair report`` wrote (from its manifest); nothing else is ever removed."""
+    try:
+        files = json.loads((out / MANIFEST).read_text()).get("files", [])
+        return {str(f) for f in files if isinstance(f, str) and "/" not in f}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _publish(tmp: Path, out: Path) -> list[str]:
+    """Move every file of ``tmp`` into ``out``, drop files of the previous report that this one
+    no longer has, write the manifest last. Returns the names written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = sorted(p.name for p in tmp.iterdir() if p.is_file())
+    for name in _previous_files(out) - set(written):
+        (out / name).unlink(missing_ok=True)
+    for name in written:
+        os.replace(tmp / name, out / name)
+    manifest = {"written_by": "kdfair report", "files": [*written, MANIFEST]}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp / MANIFEST, out / MANIFEST)
+    return written
+
+
 def write_report(results_dir: Path | str, options: AnalysisConfig | None = None) -> ReportResult:
     """Analyse the store and write ``<results>/report/``: report.md, report.html (self-contained,
-    plots embedded), one CSV per table and the PNG plots."""
+    plots embedded), one CSV per table and the plots (PNG, SVG, PDF), plus manifest.json.
+
+    Everything is written into a temporary directory first, so a failure leaves the previous
+    report as it was; only files named in the previous manifest are ever replaced or removed.
+    """
     analysis = _analyze(results_dir, options)
     out = analysis.store.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("*.png"), *out.glob("*.csv")]:  # e.g. an attribute no longer there
-        stale.unlink()
-    csv_paths = [out / f"{name}.csv" for name in analysis.tables]
-    doc = build_document(analysis, out, csv_paths)  # may add notes (e.g. a failed plot)
-    analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes})
-    for path, df in zip(csv_paths, analysis.tables.values(), strict=True):
-        df.to_csv(path, index=False)
-    md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text(doc.markdown(), encoding="utf-8")
-    html_path.write_text(doc.html(), encoding="utf-8")
-    return ReportResult(md_path=md_path, html_path=html_path, csv_paths=csv_paths,
-                        summary=analysis.tables["summary"], findings=analysis.findings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    try:
+        csv_paths = [tmp / f"{name}.csv" for name in analysis.tables]
+        doc = build_document(analysis, tmp, csv_paths)  # may add notes (e.g. a failed plot)
+        analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes}, dtype=object)
+        for path, df in zip(csv_paths, analysis.tables.values(), strict=True):
+            df.to_csv(path, index=False)
+        (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
+        (tmp / "report.html").write_text(doc.html(), encoding="utf-8")
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ReportResult(md_path=out / "report.md", html_path=out / "report.html",
+                        csv_paths=[out / p.name for p in csv_paths],
+                        summary=summary_display(analysis), findings=analysis.findings,
+                        key_results=analysis.key_results, manifest_path=out / MANIFEST)

@@ -29,7 +29,7 @@ from kdfair.analysis.load import CorruptRun, RunInfo, read_predictions
 
 
 @dataclass
-class RunResult:
+class ReducedRun:
     """What is kept of one run."""
 
     info: RunInfo
@@ -37,6 +37,7 @@ class RunResult:
     labels_digest: str
     accuracy: float
     class_acc: np.ndarray  # float64 [C]
+    confidence: float = float("nan")  # mean max-probability over the test inputs
     individual: float = float("nan")
     consistency: float = float("nan")
 
@@ -60,12 +61,24 @@ def reduce_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
         raise CorruptRun(f"labels outside 0..{num_classes - 1}")
     out = {"pred": pred, "accuracy": float(np.mean(pred == labels)),
            "class_acc": class_accuracy(pred, labels, num_classes)}
-    if graph is not None:
+    if graph is None:  # confidence only: max-probability = 1 / Σ exp(logit − max)
+        out["confidence"] = mean_confidence(logits, row_max)
+    else:
         probs = softmax(logits, out=logits if in_place else None, row_max=row_max)
+        out["confidence"] = float(np.mean(probs[np.arange(len(pred)), pred], dtype=np.float64))
         pair_d = pair_distances(probs, graph.neighbours, norm, graph.order)
         out["individual"] = individual_unfairness(pair_d, graph.distances)
         out["consistency"] = consistency(pred, graph.neighbours)
     return out
+
+
+def mean_confidence(logits: np.ndarray, row_max: np.ndarray, block: int = 4096) -> float:
+    """Mean over inputs of the largest softmax probability, in blocks (no [N, C] copy)."""
+    total = 0.0
+    for s in range(0, len(logits), block):
+        z = np.exp(np.asarray(logits[s:s + block], np.float64) - row_max[s:s + block, None])
+        total += float((1.0 / z.sum(1)).sum())
+    return total / max(len(logits), 1)
 
 
 def default_workers() -> int:
@@ -77,21 +90,21 @@ def default_workers() -> int:
 
 def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
                 graph: NeighbourGraph | None = None, norm: Norm = "tv",
-                workers: int | None = None) -> tuple[list[RunResult], list[tuple[str, str]]]:
+                workers: int | None = None) -> tuple[list[ReducedRun], list[tuple[str, str]]]:
     """Reduce every run; returns (results in input order, skipped (run_id, reason)).
 
     Runs whose labels differ from the majority's are skipped: they were scored on other data.
     """
     local = threading.local()
 
-    def one(run: RunInfo) -> RunResult | tuple[str, str]:
+    def one(run: RunInfo) -> ReducedRun | tuple[str, str]:
         try:
             if getattr(local, "buffer", None) is None:  # one logits buffer per thread, reused
                 local.buffer = np.empty((n_test, num_classes), np.float32)
             logits, labels = read_predictions(run, n_test, out=local.buffer)
             r = reduce_logits(logits, labels, num_classes, graph, norm, in_place=True)
             digest = hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest()
-            return RunResult(info=run, labels_digest=digest, **r)
+            return ReducedRun(info=run, labels_digest=digest, **r)
         except CorruptRun as err:
             return run.run_id, str(err)
         except (OSError, ValueError) as err:  # e.g. a file truncated after it was indexed
@@ -103,8 +116,8 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
     else:
         with ThreadPoolExecutor(max_workers=min(workers, len(runs))) as pool:
             outs = list(pool.map(one, runs))
-    results = [o for o in outs if isinstance(o, RunResult)]
-    skipped = [o for o in outs if not isinstance(o, RunResult)]
+    results = [o for o in outs if isinstance(o, ReducedRun)]
+    skipped = [o for o in outs if not isinstance(o, ReducedRun)]
     if results:
         digests = [r.labels_digest for r in results]
         majority = max(set(digests), key=digests.count)
@@ -114,7 +127,7 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
     return results, skipped
 
 
-def labels_of(results: list[RunResult], n_test: int) -> np.ndarray:
+def labels_of(results: list[ReducedRun], n_test: int) -> np.ndarray:
     """The test labels (index order) shared by all kept runs, re-read from the first one."""
     _, labels = read_predictions(results[0].info, n_test)
     return labels

@@ -1,0 +1,91 @@
+"""'Paper vs this study': the paper's reported numbers beside a study's own, by experiment name.
+
+The numbers ship as package data (``kdfair/presets/paper-numbers.yaml``, keyed by the experiment
+name of each paper preset). For each reported value: this study's seed mean, its 95 % bootstrap
+CI over seeds, the difference (this study − paper) and whether the paper's value lies in the CI.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from kdfair.analysis.common import model_label, rows_of
+
+COLUMNS = ["source", "quantity", "model", "role", "T", "paper", "this_study", "ci_low",
+           "ci_high", "difference", "paper_in_ci"]
+_QUANTITY = {"accuracy": ("accuracy", "acc", "accuracy (%)"),
+             "dpd": ("fairness", "dpd", "DPD (%)"), "eod": ("fairness", "eod", "EOD (%)"),
+             "individual": ("individual", "individual", "I(f)")}
+
+
+def paper_numbers() -> dict:
+    """The whole file: experiment name -> {attribute?, approximate?, <source>: {model: values}}."""
+    text = resources.files("kdfair.presets").joinpath("paper-numbers.yaml").read_text("utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def _model(key: str) -> tuple[str, float]:
+    if key.startswith("T="):
+        return "ds", float(key[2:])
+    return key, math.nan
+
+
+def _study_value(tables: dict[str, pd.DataFrame], quantity: str, role: str, temp: float,
+                 attribute: str | None, test_on_counts: pd.DataFrame) -> tuple[float, ...]:
+    """(mean, CI low, CI high) of this study for one paper cell; NaN where it has none."""
+    nan = (math.nan, math.nan, math.nan)
+    if quantity in ("#SC", "#TC"):
+        c = test_on_counts
+        r = c[(c["count"] == quantity) & (c["T"] == temp) & (c["test"] != "none")] \
+            if not c.empty else c
+        return (float(r["n_significant"].iloc[0]), math.nan, math.nan) if len(r) else nan
+    table, col, _ = _QUANTITY[quantity]
+    t = tables.get(table, pd.DataFrame())
+    if t.empty:
+        return nan
+    if table == "fairness":
+        t = t[t["attribute"] == attribute]
+    r = rows_of(t, role, temp)
+    if r.empty:
+        return nan
+    r = r.iloc[0]
+    return tuple(float(r.get(f"{col}_{s}", math.nan)) for s in ("mean", "ci_low", "ci_high"))
+
+
+def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """Paper vs this study for experiment ``name``; None when the paper reports nothing for it.
+
+    #SC / #TC are compared on relative accuracy (the paper's test); they have no seed CI.
+    """
+    numbers = paper_numbers()
+    entry = numbers.get((numbers.get("aliases") or {}).get(name, name))
+    if not isinstance(entry, dict) or name == "aliases":
+        return None
+    attribute = entry.get("attribute")
+    counts = tables.get("classwise_counts", pd.DataFrame())
+    counts = counts[counts["quantity"] == "relative"] if not counts.empty else counts
+    rows = []
+    for source, models in entry.items():
+        if not isinstance(models, dict):
+            continue
+        for key, values in models.items():
+            role, temp = _model(str(key))
+            for quantity, paper in values.items():
+                mean, low, high = _study_value(tables, quantity, role, temp, attribute, counts)
+                label = _QUANTITY[quantity][2] if quantity in _QUANTITY else quantity
+                if quantity in ("dpd", "eod") and attribute:
+                    label = f"{label[:3]} '{attribute}' (%)"
+                inside = (low <= paper <= high) if np.isfinite(low) and np.isfinite(high) \
+                    else None
+                rows.append({"source": source + (" (approximate)" if entry.get("approximate")
+                                                 and source != "Table 4" else ""),
+                             "quantity": label, "model": model_label(role, temp),
+                             "role": role, "T": temp, "paper": float(paper), "this_study": mean,
+                             "ci_low": low, "ci_high": high, "difference": mean - float(paper),
+                             "paper_in_ci": inside})
+    return pd.DataFrame(rows, columns=COLUMNS)

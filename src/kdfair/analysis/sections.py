@@ -1,0 +1,443 @@
+"""The report document, one function per section; numbers are formatted only here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdfair.analysis import plots
+from kdfair.analysis.common import Analysis, ci_text, config_of, fmt_t, model_label
+from kdfair.analysis.document import Document
+from kdfair.analysis.text import (
+    DIRECTION_WORDS,
+    LABELS,
+    QUANTITY_WORDS,
+    REFERENCE,
+    TEST_WORDS,
+    given_teacher,
+    no_test_reasons,
+    summary_display,
+    tests_used,
+)
+
+NORM_WORDS = {"tv": "total variation ½‖p − q‖₁", "l1": "‖p − q‖₁", "l2": "‖p − q‖₂"}
+
+
+def display(df: pd.DataFrame, digits: dict[str, int] | None = None) -> pd.DataFrame:
+    """Round floats for display; T as text; no index or column names left over."""
+    df = df.copy()
+    df.columns.name = None
+    if "T" in df:
+        df["T"] = [fmt_t(t) for t in df["T"]]
+    for col in df.columns:
+        if pd.api.types.is_float_dtype(df[col]):
+            d = (digits or {}).get(col, 2)
+            df[col] = [("–" if not np.isfinite(v) else f"{v:.{d}f}") for v in df[col]]
+    return df
+
+
+def plot(a: Analysis, doc: Document, path: Path, caption: str, fn, *args, **kw) -> None:
+    """Draw one figure into the document; a failing figure becomes a note, never an error."""
+    try:
+        fn(path, *args, **kw)
+        doc.image(path, caption)
+    except Exception as err:  # noqa: BLE001 - a figure must never cost the report
+        a.notes.append(f"plot {path.name} failed: {type(err).__name__}: {err}")
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def warnings_section(a: Analysis, doc: Document) -> None:
+    w = a.table("warnings")
+    doc.h("Warnings")
+    doc.ul(list(w["warning"]) if len(w) else ["None: no degenerate or suspicious runs found "
+                                              "(checks: a model predicting fewer than half the "
+                                              "classes, a teacher less accurate than the NDS, a "
+                                              "DS accuracy spread over 3× the NDS's)."])
+
+
+def key_results_section(a: Analysis, doc: Document) -> None:
+    doc.h("Key results")
+    doc.ul(a.key_results)
+
+
+def findings_section(a: Analysis, doc: Document) -> None:
+    doc.h("Main findings")
+    doc.ul([f for f in a.findings if not f.startswith("Warning: ")]
+           or ["Nothing to report: no usable runs."])
+
+
+def summary_section(a: Analysis, doc: Document) -> None:
+    o = a.options
+    up, down = DIRECTION_WORDS[o.test_on]
+    doc.h("Summary")
+    doc.table(summary_display(a),
+              f"Seed mean [95 % bootstrap CI over seeds]. #SC / #TC: classes significant vs "
+              f"NDS / teacher on {QUANTITY_WORDS[o.test_on]} ({tests_used(a)}, p < "
+              f"{o.significance:g}); in brackets DS higher ({up}) / lower ({down}); 'in every "
+              "seed': constant-but-different classes, untestable by Welch. All accuracies, DPD "
+              "and EOD in percent.")
+
+
+def config_section(a: Analysis, doc: Document) -> None:
+    s, o, g = a.store, a.options, a.graph
+    cfg = config_of(s)
+    temps = sorted(set(a.table("runs").query("role == 'ds'")["T"]))
+    rows = [("experiment", cfg["name"]), ("data set", cfg["dataset"] or "unknown"),
+            ("test inputs", s.n_test), ("classes", s.num_classes),
+            ("teacher → student", f"{cfg['teacher'] or '?'} → {cfg['student'] or '?'}"),
+            ("distillation", f"Hinton KD, KD weight α = {cfg['alpha']}, T² scaling "
+                             f"{cfg['t2_scaling']}, teacher policy {cfg['teacher_policy']}"),
+            ("temperatures", ", ".join(f"{t:g}" for t in temps) or "none"),
+            ("runs found", seed_words(a)),
+            ("class-wise test", f"{tests_used(a)}, two-sided, p < {o.significance:g} "
+                                f"(analysis.test: {o.test}, analysis.pairing: {o.pairing})"),
+            ("multiple comparisons", "none for #SC/#TC (as the paper); Benjamini–Hochberg "
+                                     "counts beside them"),
+            ("headline quantity", QUANTITY_WORDS[o.test_on]),
+            ("confidence intervals", f"95 % percentile bootstrap over seeds, each model "
+                                     f"resampled on its own, {o.seed_resamples} resamples, RNG "
+                                     f"seed {o.random_seed}"),
+            ("trend tests", f"Spearman ρ of run-level values with T, permutation p "
+                            f"({o.permutations} permutations, exact when fewer), over T ≤ 10 "
+                            "and over all T"),
+            ("individual fairness", (
+                f"I(f) = mean over each test input x and each of its k = {g.k} nearest "
+                f"neighbours x' of D(f(x), f(x'))/d(x, x'), D = {NORM_WORDS[a.norm]}, d = "
+                f"Euclidean in {g.description}; consistency uses the same neighbours"
+                if g is not None else "not computed (see notes)")),
+            ("options from", a.options_source)]
+    doc.h("Configuration")
+    doc.table(pd.DataFrame(rows, columns=["setting", "value"]).astype(str))
+    doc.table(pd.DataFrame(sorted(o.model_dump().items()), columns=["analysis option",
+                                                                     "value"]).astype(str))
+
+
+def seed_words(a: Analysis) -> str:
+    acc = a.table("accuracy")
+    parts = []
+    for role in ("teacher", "nds", "ds"):
+        n = acc.loc[acc["role"] == role, "n_runs"]
+        if n.empty:
+            parts.append(f"no {model_label(role, 0).split()[0]} runs")
+        elif role == "ds":
+            lo, hi = int(n.min()), int(n.max())
+            parts.append(f"DS {lo if lo == hi else f'{lo}–{hi}'} per temperature")
+        else:
+            parts.append(f"{model_label(role, 0)} {int(n.iloc[0])}")
+    return ", ".join(parts)
+
+
+def accuracy_section(a: Analysis, doc: Document, out: Path) -> None:
+    acc = a.table("accuracy")
+    lo, hi = int(acc["n_runs"].min()), int(acc["n_runs"].max())
+    doc.h("Accuracy")
+    doc.table(_metric_display(acc, {"acc": "accuracy (%)"}),
+              "Test accuracy per model: mean [95 % bootstrap CI over seeds] and std.")
+    plot(a, doc, out / "accuracy_vs_T.png",
+         "Test accuracy vs T; teacher and NDS as reference bands (95 % seed CI).",
+         plots.accuracy_vs_t, acc, f"{lo}" if lo == hi else f"{lo}–{hi}")
+
+
+def _counts_display(a: Analysis, quantity: str) -> pd.DataFrame:
+    c = a.table("classwise_counts")
+    c = c[c["quantity"] == quantity]
+    rows = []
+    for _, r in c.sort_values(["comparison", "T"]).iterrows():
+        tested = r["test"] != "none"
+        rows.append({
+            "comparison": f"DS vs {REFERENCE[r['comparison']]} ({r['count']})",
+            "T": f"{r['T']:g}", "test": r["test"] if tested else f"none: {r['reason']}",
+            "significant": int(r["n_significant"]) if tested else "–",
+            DIRECTION_WORDS[quantity][0]: int(r["n_higher"]) if tested else "–",
+            DIRECTION_WORDS[quantity][1]: int(r["n_lower"]) if tested else "–",
+            "after BH": int(r["n_significant_bh"]) if tested else "–",
+            "different in every seed (untestable by Welch)":
+                int(r["n_constant_different"]) if tested else "–",
+            "expected by chance": f"{a.options.significance * r['n_testable']:.1f}"
+                                  if tested else "–"})
+    return pd.DataFrame(rows)
+
+
+def classwise_section(a: Analysis, doc: Document, out: Path) -> None:
+    s, o = a.store, a.options
+    doc.h("Class-wise bias")
+    doc.p("For each temperature each class is tested between the DS(T) seeds and the NDS seeds "
+          "(#SC) and between the DS(T) seeds and the teacher seeds (#TC), twice: on the class's "
+          "own accuracy β_c (raw: only this test says a class improved or worsened) and on its "
+          "share of accuracy β_c/β (relative: the paper's #SC/#TC; when one class drops, every "
+          "other class's share rises, so a shift in share is not an improvement). 'Expected by "
+          f"chance' = {o.significance:g} × testable classes; Benjamini–Hochberg controls it.")
+    g = given_teacher(a)
+    if g:
+        doc.p(g)
+    doc.ul(no_test_reasons(a))
+    counts = a.table("classwise_counts")
+    if counts.empty or not (counts["test"] != "none").any():
+        return
+    for q in ("raw", "relative"):
+        doc.table(_counts_display(a, q), f"Test on {QUANTITY_WORDS[q]} (p < {o.significance:g})"
+                  f"; tests: {tests_used(a)}.")
+    plot(a, doc, out / "classwise_counts_vs_T.png",
+         "#SC and #TC vs T, on relative (paper) and raw accuracy; dashed: after BH.",
+         plots.counts_vs_t, counts, s.num_classes, o.significance)
+    heatmap_section(a, doc, out)
+
+
+def heatmap_data(a: Analysis, comparison: str, quantity: str):
+    """(difference [rows, T], significant mask, row names, temps, title) from one test."""
+    d = a.table("classwise")
+    d = d[(d["comparison"] == comparison) & (d["quantity"] == quantity)] if not d.empty else d
+    if d.empty:
+        return None
+    temps = sorted(set(d["T"]))
+    c = a.store.num_classes
+    diff = np.full((c, len(temps)), np.nan)
+    sig = np.zeros((c, len(temps)), bool)
+    const = np.zeros((c, len(temps)), bool)
+    for j, t in enumerate(temps):
+        rows = d[d["T"] == t]
+        idx = rows["class"].to_numpy(int)
+        diff[idx, j] = rows["diff"].to_numpy(float)
+        sig[idx, j] = rows["significant"].to_numpy(bool)
+        const[idx, j] = rows["constant_different"].to_numpy(bool) & ~sig[idx, j]
+    test = f"{rows['test'].iloc[0].replace('welch', 'Welch')} test on " \
+           f"{QUANTITY_WORDS[quantity]}, p < {a.options.significance:g}"
+    keep = np.arange(c)
+    title = f"DS − {REFERENCE[comparison]}; dots: significant ({test})"
+    if c > plots.MAX_ROWS:
+        n_sig = sig.sum(1)
+        mag = np.nan_to_num(np.abs(diff)).max(1)
+        if n_sig.any():
+            keep = np.flatnonzero(n_sig)
+            keep = keep[np.lexsort((-mag[keep], -n_sig[keep]))][:plots.MAX_ROWS]
+            title = (f"Classes significant at some T ({len(keep)} of {int((n_sig > 0).sum())} "
+                     f"shown, of {c}): DS − {REFERENCE[comparison]}; dots: {test}")
+        else:
+            keep = np.argsort(-mag)[:30]
+            title = f"No class significant ({test}); the 30 largest differences of {c} classes"
+    return (diff[keep], sig[keep], const[keep], [a.store.class_names[i] for i in keep], temps,
+            title)
+
+
+def heatmap_section(a: Analysis, doc: Document, out: Path) -> None:
+    doc.h("Heat maps, one per test", 3)
+    doc.p("Colour and dots come from the same test: colour = the mean difference the test "
+          "compares (DS − reference), dots = significant by that test, crosses = different in "
+          "every seed (constant within each group; untestable by Welch).")
+    for q in ("raw", "relative"):
+        for comparison in LABELS:
+            data = heatmap_data(a, comparison, q)
+            if data is None:
+                continue
+            diff, sig, const, names, temps, title = data
+            unit = ("class accuracy, percentage points" if q == "raw"
+                    else "β_c/β, points of % of overall accuracy")
+            plot(a, doc, out / f"classwise_heatmap_{q}_{comparison}.png",
+                 f"DS − {REFERENCE[comparison]} on {QUANTITY_WORDS[q]} (red: DS lower, blue: "
+                 "DS higher; dots: significant).", plots.class_change_heatmap, diff, sig, names,
+                 temps, title, colour_label=f"DS − {REFERENCE[comparison]} ({unit})",
+                 constant=const)
+
+
+def _metric_display(rows: pd.DataFrame, metrics: dict[str, str], digits: int = 2
+                    ) -> pd.DataFrame:
+    """model, runs, then per metric 'mean [CI]' and std."""
+    out = []
+    for _, r in rows.iterrows():
+        row = {"model": model_label(r["role"], r["T"]), "runs": int(r["n_runs"])}
+        for col, name in metrics.items():
+            row[name] = ci_text(r[f"{col}_mean"], r.get(f"{col}_ci_low"),
+                                r.get(f"{col}_ci_high"), digits)
+            row[f"{name} std"] = "–" if not np.isfinite(r[f"{col}_std"]) else \
+                f"{r[f'{col}_std']:.{digits}f}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def fairness_section(a: Analysis, doc: Document, out: Path) -> None:
+    s, o = a.store, a.options
+    fair = a.table("fairness")
+    doc.h("Group fairness")
+    if not s.attributes:
+        doc.p("Skipped: the data set has no sensitive attributes (or none could be read).")
+        return
+    doc.p("DPD and EOD as Fairlearn defines them (between groups, worst case), in percent, "
+          "lower is fairer; " + ("binary task: Fairlearn's demographic_parity_difference and "
+                                 "equalized_odds_difference." if s.num_classes == 2 else
+                                 "multi-class: one-vs-rest per class, averaged over classes.")
+          + " Mean [95 % bootstrap CI over seeds]."
+          + (f" The plot's shaded band: 95 % bootstrap over the test set ({o.bootstrap} "
+             "resamples)." if o.bootstrap else ""))
+    for attr in s.attributes:
+        rows = fair[fair["attribute"] == attr]
+        doc.h(f"Attribute '{attr}' (groups: {', '.join(s.attribute_groups[attr])})", 3)
+        doc.table(_metric_display(rows, {"dpd": "DPD (%)", "eod": "EOD (%)"}))
+        plot(a, doc, out / f"fairness_{_safe(attr)}_vs_T.png",
+             f"DPD and EOD vs T for '{attr}'; teacher and NDS as reference bands.",
+             plots.fairness_vs_t, fair, attr)
+        grp = a.table("fairness_groups")
+        grp = grp[grp["attribute"] == attr]
+        if not grp.empty:
+            piv = grp.assign(model=[model_label(r, t) for r, t in zip(
+                grp["role"], grp["T"], strict=True)]).pivot_table(
+                index="model", columns="group", values="accuracy_mean", sort=False)
+            piv.columns.name = None
+            doc.table(display(piv.reset_index()), "Accuracy (%) per group, mean over seeds.")
+
+
+def individual_section(a: Analysis, doc: Document, out: Path) -> None:
+    ind = a.table("individual")
+    doc.h("Individual fairness")
+    if ind.empty:
+        doc.p("Skipped: " + next((n for n in a.notes if "individual" in n), "no features."))
+        return
+    doc.p("I(f): lower is fairer. Consistency (Zemel et al.): 1 − the mean share of an input's "
+          "k nearest neighbours that get a different predicted class; higher is fairer. "
+          "Confidence: mean max-probability. I(f) is read beside confidence: a model with "
+          "softer outputs scores a lower I(f) without treating similar inputs more alike, and a "
+          "constant model scores I(f) = 0. Definitions: docs/analysis.md.")
+    doc.table(_metric_display(ind, {"individual": "I(f)", "consistency": "consistency",
+                                    "confidence": "confidence"}, 4))
+    c = a.table("individual_vs_confidence")
+    if not c.empty:
+        r = c.iloc[0]
+        doc.p(f"Across {int(r['n_runs'])} runs, I(f) vs confidence: Pearson r = "
+              f"{r['pearson_r']:.3f}, Spearman ρ = {r['spearman_rho']:.3f}. "
+              + ("|r| > 0.9: I(f) follows confidence here; the report does not rank models "
+                 "by it." if r["tracks_confidence"] else "|r| ≤ 0.9."))
+    plot(a, doc, out / "individual_vs_T.png", "I(f), consistency and confidence vs T.",
+         plots.individual_vs_t, ind,
+         f"k = {a.graph.k} nearest, Euclidean in {a.graph.description}")
+
+
+def disagreement_section(a: Analysis, doc: Document, out: Path) -> None:
+    s = a.store
+    dis = a.table("disagreement")
+    doc.h("Disagreement")
+    if dis.empty:
+        doc.p("Not computed: it needs DS runs and teacher or NDS runs.")
+        return
+    summ = a.table("disagreement_summary").rename(columns={"n_pairs": "n_runs"})
+    shown = _metric_display(summ, {"disagreement": "disagreement (%)"})
+    shown.insert(1, "partner", [REFERENCE[c] for c in summ["comparison"]])
+    doc.table(shown.rename(columns={"runs": "pairs"}),
+              "Share of test inputs on which the DS run and its partner (the teacher it "
+              "distilled from; the NDS of the same seed) predict differently: mean [95 % "
+              "bootstrap CI over pairs] and std.")
+    temps = sorted(set(dis["T"]))
+    shares = {}
+    for comparison in ("teacher_vs_ds", "nds_vs_ds"):
+        d = dis[dis["comparison"] == comparison]
+        if not d.empty:
+            shares[f"{REFERENCE[comparison]} vs DS(T)"] = d.pivot(
+                index="class", columns="T", values="share_mean").to_numpy()
+    plot(a, doc, out / "disagreement_by_class.png",
+         "Per true class and T: % of inputs on which the two models predict differently.",
+         plots.disagreement_classes, shares, s.class_names, temps)
+    t_max = max(temps)
+    mats = {f"{REFERENCE[c]} vs DS(T={t_max:g})": m
+            for (c, t), m in a.matrices.items() if t == t_max}
+    if mats:
+        plot(a, doc, out / "disagreement_matrix.png",
+             f"Off-diagonal prediction-vs-prediction counts at T = {t_max:g}: row = the "
+             "reference model's prediction, column = the DS prediction.",
+             plots.disagreement_matrices, mats, s.class_names)
+
+
+def trends_section(a: Analysis, doc: Document) -> None:
+    tr = a.table("trends")
+    doc.h("Trends in T")
+    if tr.empty:
+        doc.p("No trend tests: there are no DS runs.")
+        return
+    doc.p(f"Spearman ρ of run-level DS values with T (#SC/#TC: one value per T), two-sided "
+          f"permutation p; a trend is stated in the findings only where p < "
+          f"{a.options.significance:g}.")
+    shown = tr.drop(columns=["quantity"]).rename(columns={"label": "quantity"})
+    shown["significant"] = shown["significant"].map({True: "yes", False: "no"})
+    doc.table(display(shown, {"rho": 2, "p": 4, "p_bh": 4}),
+              "p_bh: Benjamini–Hochberg over all trend tests of this table.")
+
+
+def paper_section(a: Analysis, doc: Document) -> None:
+    p = a.table("paper_vs_study")
+    if p.empty:
+        return
+    doc.h("Paper vs this study")
+    doc.p("The paper's reported values (Mohammadshahi & Ioannou, TMLR 2025; shipped with kdfair "
+          "as presets/paper-numbers.yaml) beside this study's seed mean and 95 % seed CI. "
+          "Difference = this study − paper. #SC/#TC: relative accuracy, this study's test; "
+          "counts have no CI.")
+    rows = []
+    for _, r in p.iterrows():
+        d = 0 if r["quantity"].startswith("#") else 4 if r["quantity"] == "I(f)" else 2
+
+        def f(v, d=d):
+            return "–" if v is None or not np.isfinite(v) else f"{v:.{d}f}"
+
+        inside = r["paper_in_ci"]
+        rows.append({"source": r["source"], "quantity": r["quantity"], "model": r["model"],
+                     "paper": f(r["paper"]), "this study": f(r["this_study"]),
+                     "95 % CI": "–" if not np.isfinite(r["ci_low"]) else
+                     f"[{f(r['ci_low'])}, {f(r['ci_high'])}]",
+                     "difference": f(r["difference"]),
+                     "paper in CI": "–" if inside is None or (isinstance(inside, float)
+                                                              and np.isnan(inside))
+                     else "yes" if inside else "no"})
+    doc.table(pd.DataFrame(rows))
+
+
+def runs_section(a: Analysis, doc: Document, csv_paths: list[Path]) -> None:
+    runs = a.table("runs")
+    doc.h("Runs and files")
+    doc.p(f"{len(runs)} runs analysed. Skipped run directories: {len(a.table('skipped'))}; "
+          f"failed runs: {len(a.table('failed'))}.")
+    if len(a.table("skipped")):
+        doc.table(a.table("skipped"), "Skipped: incomplete or corrupt run directories.")
+    if len(a.table("failed")):
+        doc.table(display(a.table("failed")), "Failed in training (failed/*.json).")
+    doc.h("Notes", 3)
+    doc.ul(a.notes or ["None."])
+    doc.h("Files", 3)
+    doc.p("One CSV per table; units: percent for every accuracy, DPD, EOD, disagreement and "
+          "class-wise mean/diff (relative: β_c/β in % of β); I(f), consistency and confidence "
+          "are unitless.")
+    doc.links([p.name for p in csv_paths])
+
+
+def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
+    """The whole report, section by section (figures are written into ``out``)."""
+    doc = Document(f"kdfair report — {config_of(a.store)['name']}")
+    token = plots.VECTOR.set(a.options.vector_figures)
+    try:
+        _sections(a, doc, out, csv_paths)
+    finally:
+        plots.VECTOR.reset(token)
+    return doc
+
+
+def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> None:
+    warnings_section(a, doc)
+    key_results_section(a, doc)
+    summary_section(a, doc)
+    findings_section(a, doc)
+    paper_section(a, doc)
+    config_section(a, doc)
+    accuracy_section(a, doc, out)
+    classwise_section(a, doc, out)
+    fairness_section(a, doc, out)
+    individual_section(a, doc, out)
+    disagreement_section(a, doc, out)
+    trends_section(a, doc)
+    runs_section(a, doc, csv_paths)
+
+
+__all__ = ["build_document", "TEST_WORDS"]

@@ -1,0 +1,104 @@
+"""Trend tests in T for every headline quantity and for #SC / #TC (Spearman, permutation p).
+
+The paper's claims are trends in T (#SC rises, #TC falls, DPD/EOD fall up to T = 10 and rise
+beyond). Each series here is tested twice: over T ≤ 10 and over all T. Run-level values are used
+where there are runs (each DS run one point); #SC / #TC have one value per T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from kdfair.analysis.seedstats import trend_test
+
+LOW_T = 10.0
+COLUMNS = ["quantity", "label", "unit", "range", "n_points", "n_T", "rho", "p", "p_bh",
+           "significant", "direction"]
+
+
+def _series(tables: dict[str, pd.DataFrame], test_on: str) -> list[tuple[str, str, str,
+                                                                          pd.DataFrame]]:
+    """(quantity key, label, unit, frame with columns T and value) for every headline series."""
+    out = []
+    runs = tables.get("runs", pd.DataFrame())
+    ds = runs[runs["role"] == "ds"] if not runs.empty else runs
+    out.append(("accuracy", "DS accuracy", "%", ds.assign(value=ds.get("accuracy"))))
+    fr = tables.get("fairness_runs", pd.DataFrame())
+    if not fr.empty:
+        for attr in dict.fromkeys(fr["attribute"]):
+            rows = fr[(fr["role"] == "ds") & (fr["attribute"] == attr)]
+            for col in ("dpd", "eod"):
+                out.append((f"{col}:{attr}", f"DS {col.upper()} '{attr}'", "%",
+                            rows.assign(value=rows[col])))
+    if "individual" in tables:
+        for col, label in (("individual", "DS I(f)"), ("consistency", "DS consistency"),
+                           ("confidence", "DS mean confidence")):
+            out.append((col, label, "", ds.assign(value=ds[col])))
+    dr = tables.get("disagreement_runs", pd.DataFrame())
+    for comparison, who in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "NDS")):
+        rows = dr[dr["comparison"] == comparison] if not dr.empty else dr
+        if not rows.empty:
+            out.append((f"disagreement:{comparison}", f"disagreement DS vs {who}", "%",
+                        rows.assign(value=rows["disagreement"])))
+    counts = tables.get("classwise_counts", pd.DataFrame())
+    if not counts.empty:
+        for q in ("relative", "raw"):
+            for label in ("#SC", "#TC"):
+                rows = counts[(counts["quantity"] == q) & (counts["count"] == label)
+                              & (counts["test"] != "none")]
+                if not rows.empty:
+                    out.append((f"{label}:{q}", f"{label} ({q})", "classes",
+                                rows.assign(value=rows["n_significant"].astype(float))))
+    return [s for s in out if not s[3].empty and "value" in s[3]]
+
+
+def trend_table(tables: dict[str, pd.DataFrame], significance: float, resamples: int,
+                seed: int = 0, test_on: str = "relative") -> pd.DataFrame:
+    """One row per series and T range: Spearman ρ of the values with T and its permutation p."""
+    rows = []
+    for key, label, unit, frame in _series(tables, test_on):
+        t_all = frame["T"].to_numpy(float)
+        ranges = [("all T", np.ones(len(t_all), bool))]
+        if np.nanmax(t_all) > LOW_T and (t_all <= LOW_T).sum() >= 3:
+            ranges.insert(0, (f"T ≤ {LOW_T:g}", t_all <= LOW_T))
+        for name, keep in ranges:
+            t, v = t_all[keep], frame["value"].to_numpy(float)[keep]
+            rho, p, n = trend_test(t, v, resamples, seed)
+            sig = bool(np.isfinite(p) and p < significance)
+            rows.append({"quantity": key, "label": label, "unit": unit, "range": name,
+                         "n_points": n, "n_T": len(np.unique(t)), "rho": rho, "p": p,
+                         "significant": sig,
+                         "direction": ("rises" if rho > 0 else "falls") if sig else ""})
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    ok = out["p"].notna()
+    if ok.any():  # many trend tests: Benjamini–Hochberg over all of them, reported beside p
+        out.loc[ok, "p_bh"] = stats.false_discovery_control(out.loc[ok, "p"].to_numpy(float))
+    return out
+
+
+def trend_words(row: pd.Series, significance: float) -> str:
+    """'rises with T (Spearman ρ = 0.71, permutation p = 0.003, 15 runs, T ≤ 10)' or 'shows no
+    monotone trend in T (…)'; always with the test."""
+    test = (f"Spearman ρ = {row['rho']:.2f}, permutation p = {row['p']:.3g}, "
+            f"{int(row['n_points'])} points, {row['range']}")
+    if np.isfinite(row.get("p_bh", math.nan)):
+        test += f"; after Benjamini–Hochberg over all trend tests p = {row['p_bh']:.3g}"
+    if not np.isfinite(row["p"]):
+        why = ("is the same at every T" if row["n_points"] >= 3 and row["n_T"] >= 2
+               else "has too few points")
+        return f"{why}: no trend to test ({int(row['n_points'])} points, {row['range']})"
+    if row["significant"]:
+        return f"{row['direction']} with T ({test})"
+    floor = smallest_p(int(row["n_T"])) if row["n_T"] == row["n_points"] else 0.0
+    limit = (f"; with {int(row['n_points'])} points no p below {floor:.2g} is possible"
+             if floor >= significance else "")
+    return f"shows no monotone trend in T at p < {significance:g} ({test}{limit})"
+
+
+def smallest_p(n: int) -> float:
+    """The smallest two-sided permutation p of Spearman's ρ with n distinct points: 2 / n!."""
+    return min(1.0, 2.0 / math.factorial(n)) if n > 0 else 1.0
