@@ -59,8 +59,6 @@ def test_screenshot_at_1400_px(report_html, tmp_path):
     assert len(np.unique(grey)) > 10  # not a blank page
 
 
-@pytest.mark.xfail(strict=False, reason="the 'Key results' layout of issue 14 (the report "
-                   "document's part) puts these in the first screen")
 def test_key_results_summary_and_first_figure_in_the_first_screen(page):
     tops = {h["text"].lower(): h["top"] for h in page["headings"]}
     assert any(k.startswith("key results") and t < 900 for k, t in tops.items())

@@ -27,6 +27,8 @@ nav ul{columns:3;margin:.3em 0 1em}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 figcaption{color:#555;font-size:.9em;margin-bottom:1.2em}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:1.6em}
+.beside{display:flex;gap:1.5em;align-items:flex-start}.beside ul{flex:3;margin-top:0}
+.beside figure{flex:2;margin:0}
 """
 
 
@@ -50,6 +52,10 @@ class Document:
 
     def image(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", Path(path), caption, path.with_suffix(".svg").exists()))
+
+    def ul_beside(self, items: list[str], path: Path, caption: str) -> None:
+        """A bullet list with a figure beside it (below it in Markdown)."""
+        self.blocks.append(("beside", list(items), Path(path), caption))
 
     def links(self, names: list[str]) -> None:
         """A bullet list of links to files beside the report (e.g. the CSV tables)."""
@@ -76,6 +82,9 @@ class Document:
                 out += _md_table(b[1]) + [""] + ([f"*{t(b[2])}*", ""] if b[2] else [])
             elif kind == "links":
                 out += [f"- [{t(n)}]({n})" for n in b[1]] + [""]
+            elif kind == "beside":
+                out += [f"- {t(item)}" for item in b[1]] + [""]
+                out += [f"![{t(b[3])}]({b[2].name})", "", f"*{t(b[3])}*", ""]
             elif kind == "img":
                 stem = b[1].stem
                 vector = f" ([SVG]({stem}.svg), [PDF]({stem}.pdf))" if b[3] else ""
@@ -104,12 +113,21 @@ class Document:
             elif kind == "links":
                 out.append("<ul>" + "".join(f"<li><a href='{e(n)}'>{e(n)}</a></li>"
                                             for n in b[1]) + "</ul>")
+            elif kind == "beside":
+                out.append("<div class='beside'><ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1])
+                           + "</ul>" + _figure(b[2], b[3]) + "</div>")
             elif kind == "img":
-                data = base64.b64encode(b[1].read_bytes()).decode("ascii")
-                out.append(f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
-                           f"<figcaption>{e(b[2])}</figcaption></figure>")
+                out.append(_figure(b[1], b[2]))
         out.append("</body></html>")
         return "\n".join(out)
+
+
+def _figure(path: Path, caption: str) -> str:
+    """A PNG embedded in the page, with its caption."""
+    e = html.escape
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
 def anchor(heading: str) -> str:

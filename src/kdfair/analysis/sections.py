@@ -21,6 +21,7 @@ from kdfair.analysis.text import (
     summary_display,
     tests_used,
 )
+from kdfair.curves import write_learning_curves
 
 NORM_WORDS = {"tv": "total variation ½‖p − q‖₁", "l1": "‖p − q‖₁", "l2": "‖p − q‖₂"}
 
@@ -63,9 +64,31 @@ def warnings_section(a: Analysis, doc: Document) -> None:
                                               "DS accuracy spread over 3× the NDS's)."])
 
 
-def key_results_section(a: Analysis, doc: Document) -> None:
+ACCURACY_CAPTION = "Test accuracy vs T; teacher and NDS as reference bands (95 % seed CI)."
+
+
+def key_results_section(a: Analysis, doc: Document, out: Path) -> None:
+    """At most five sentences, each with its number and test, beside the accuracy figure."""
     doc.h("Key results")
-    doc.ul(a.key_results)
+    path = _accuracy_figure(a, out)
+    if path is None:
+        doc.ul(a.key_results)
+    else:
+        doc.ul_beside(a.key_results, path, ACCURACY_CAPTION)
+
+
+def _accuracy_figure(a: Analysis, out: Path) -> Path | None:
+    """accuracy_vs_T.png, drawn once for the key results and the accuracy section."""
+    path = out / "accuracy_vs_T.png"
+    if not path.exists():
+        acc = a.table("accuracy")
+        lo, hi = int(acc["n_runs"].min()), int(acc["n_runs"].max())
+        try:
+            plots.accuracy_vs_t(path, acc, f"{lo}" if lo == hi else f"{lo}–{hi}")
+        except Exception as err:  # noqa: BLE001 - a figure must never cost the report
+            a.notes.append(f"plot {path.name} failed: {type(err).__name__}: {err}")
+            return None
+    return path
 
 
 def findings_section(a: Analysis, doc: Document) -> None:
@@ -137,13 +160,12 @@ def seed_words(a: Analysis) -> str:
 
 def accuracy_section(a: Analysis, doc: Document, out: Path) -> None:
     acc = a.table("accuracy")
-    lo, hi = int(acc["n_runs"].min()), int(acc["n_runs"].max())
     doc.h("Accuracy")
     doc.table(_metric_display(acc, {"acc": "accuracy (%)"}),
               "Test accuracy per model: mean [95 % bootstrap CI over seeds] and std.")
-    plot(a, doc, out / "accuracy_vs_T.png",
-         "Test accuracy vs T; teacher and NDS as reference bands (95 % seed CI).",
-         plots.accuracy_vs_t, acc, f"{lo}" if lo == hi else f"{lo}–{hi}")
+    path = _accuracy_figure(a, out)
+    if path is not None:
+        doc.image(path, ACCURACY_CAPTION)
 
 
 def _counts_display(a: Analysis, quantity: str) -> pd.DataFrame:
@@ -395,6 +417,22 @@ def paper_section(a: Analysis, doc: Document) -> None:
     doc.table(pd.DataFrame(rows))
 
 
+def curves_section(a: Analysis, doc: Document, out: Path) -> None:
+    """Per role, every run's training loss and train / validation accuracy per epoch."""
+    formats = ("png", "svg", "pdf") if a.options.vector_figures else ("png",)
+    try:
+        figures = write_learning_curves(a.store.runs, out, formats=formats)
+    except Exception as err:  # noqa: BLE001 - a figure must never cost the report
+        a.notes.append(f"learning curves failed: {type(err).__name__}: {err}")
+        return
+    if figures:
+        doc.h("Learning curves")
+        for role, path in figures.items():
+            doc.image(path, f"{model_label(role, 0).split()[0]}: training loss and train / "
+                            "validation accuracy per epoch, one line per run "
+                            "(metrics.json history).")
+
+
 def runs_section(a: Analysis, doc: Document, csv_paths: list[Path]) -> None:
     runs = a.table("runs")
     doc.h("Runs and files")
@@ -426,7 +464,7 @@ def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
 
 def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> None:
     warnings_section(a, doc)
-    key_results_section(a, doc)
+    key_results_section(a, doc, out)
     summary_section(a, doc)
     findings_section(a, doc)
     paper_section(a, doc)
@@ -437,6 +475,7 @@ def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> N
     individual_section(a, doc, out)
     disagreement_section(a, doc, out)
     trends_section(a, doc)
+    curves_section(a, doc, out)
     runs_section(a, doc, csv_paths)
 
 
