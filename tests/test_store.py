@@ -1,5 +1,6 @@
 """Run store: atomic run directories, resume after a killed process, refusal to mix configs."""
 
+import hashlib
 import json
 import os
 import signal
@@ -46,11 +47,18 @@ def test_save_run_round_trip_and_only_complete_runs_are_visible(tmp_path):
     assert store.done_ids() == {spec.run_id}
     d = store.run_dir(spec.run_id)
     assert json.loads((d / "spec.json").read_text())["run_id"] == spec.run_id
-    with np.load(d / "predictions.npz", allow_pickle=False) as z:
-        assert np.array_equal(z["logits"], logits) and z["logits"].dtype == np.float32
+    saved = np.load(d / "logits.npy", mmap_mode="r", allow_pickle=False)
+    assert np.array_equal(saved, logits) and saved.dtype == np.float32
+    assert isinstance(saved, np.memmap)  # memory-mappable: the reader copies nothing
     assert store.load_metrics(spec.run_id)["status"] == "ok"
-    with pytest.raises(StoreError, match="already exists"):
-        store.save_run(spec, {}, logits, np.zeros(5), np.arange(5))
+    manifest = json.loads((d / "manifest.json").read_text())["files"]
+    assert set(manifest) == {"spec.json", "metrics.json", "logits.npy", "labels.npy",
+                             "index.npy"}
+    assert manifest["logits.npy"]["sha256"] == hashlib.sha256(
+        (d / "logits.npy").read_bytes()).hexdigest()
+    inode = d.stat().st_ino
+    store.save_run(spec, {}, logits, np.zeros(5), np.arange(5))  # a valid twin: a no-op
+    assert d.stat().st_ino == inode and store.load_metrics(spec.run_id).get("test_acc") == 0.5
     RunStore(tmp_path).init({"name": "e"})  # a new run cleans the leftovers of dead writers
     assert not store.tmp_dir.exists()
     with pytest.raises(StoreError, match="holds experiment 'e', not 'other'"):
@@ -94,7 +102,8 @@ def test_resume_after_kill_minus_9_loses_only_runs_in_progress(tmp_path):
     before = {p.name: p.stat().st_ino for p in runs.iterdir()}
     assert 2 <= len(before) < 10, "kill came too late to test resuming"
     for d in runs.iterdir():  # every visible run is complete
-        assert {"spec.json", "metrics.json", "predictions.npz"} <= {f.name for f in d.iterdir()}
+        assert {"spec.json", "metrics.json", "logits.npy", "manifest.json"} <= {
+            f.name for f in d.iterdir()}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=300)
     assert done.returncode == 0
     after = {p.name: p.stat().st_ino for p in runs.iterdir()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -11,7 +12,6 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
@@ -19,7 +19,8 @@ from kdfair.data.registry import load_dataset
 from kdfair.errors import DatasetError, StoreError
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
-from kdfair.store import RunStore
+from kdfair.store import ResultsDir
+from kdfair.store.checkpoint import load_checkpoint
 from kdfair.train.engine import (
     Reporter,
     RunJob,
@@ -109,12 +110,20 @@ def data_info(data: SplitData) -> dict:
 
 @dataclass
 class StudyStatus:
+    """Where each planned run stands; ``repaired``: damaged runs moved to damaged/ (and why)."""
+
     done: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.failed or self.damaged)
 
 
-def check_store(store: RunStore, specs: list[RunSpec]) -> None:
+def check_store(store: ResultsDir, specs: list[RunSpec]) -> None:
     """Refuse to mix: every stored run must belong to the current plan."""
     planned = {s.run_id for s in specs}
     stale = sorted(store.done_ids() - planned)
@@ -137,11 +146,22 @@ def load_data(exp: Experiment, data_root: Path | None = None) -> SplitData:
         raise DatasetError(f"dataset {cfg.name!r}: {err}") from None
 
 
-def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list[RunSpec]]:
-    """Plan the study, check the store holds nothing stale, write the per-experiment files."""
+def prepare(exp: Experiment, out: Path, data: SplitData,
+            repaired: dict[str, str] | None = None) -> tuple[ResultsDir, list[RunSpec]]:
+    """Plan the study, move damaged runs to damaged/, check the store holds nothing stale,
+    write the per-experiment files. ``repaired`` receives the moved runs (run id -> why)."""
     specs = plan(exp, data.fingerprint)
-    store = RunStore(out)
+    resolve_device(exp.device)  # refused before anything is written
+    for s in {s.arch: s for s in specs if "weights" not in s.model_options}.values():
+        build_run_model(s, data)  # so is a model option the factory rejects
+    store = ResultsDir(out)
     if (store.root / "experiment.json").exists():
+        store.experiment()  # a corrupt experiment.json is named before anything else
+        moved = store.repair()
+        if repaired is not None:
+            repaired.update(moved)
+        for rid, why in moved.items():
+            log.warning("run %s is damaged (%s): moved to damaged/, it is trained again", rid, why)
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
@@ -151,7 +171,7 @@ def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list
     return store, specs
 
 
-def phases(store: RunStore, specs: list[RunSpec]) -> list[list[list[str]]]:
+def phases(store: ResultsDir, specs: list[RunSpec]) -> list[list[list[str]]]:
     """What is left to train, as phases of bundles (run ids): teachers, then students.
 
     Every bundle of a phase can run at the same time, on any worker; a phase starts only when
@@ -179,42 +199,96 @@ def train_runs(exp: Experiment, out: Path, run_ids: list[str], data: SplitData |
     unknown = [r for r in run_ids if r not in by_id]
     if unknown:
         raise StoreError(f"run(s) {unknown} are not part of experiment {exp.name!r} as planned")
-    store = RunStore(out)
+    store = ResultsDir(out)
     device = resolve_device(exp.device)
-    teachers: dict[str, torch.nn.Module] = {}
+    teachers: dict[str, tuple[torch.nn.Module, str | None]] = {}
     jobs = []
     for s in (by_id[r] for r in run_ids if not store.is_done(r)):
         if s.role != "ds":
             jobs.append(RunJob(s, init_weights=_given_weights(s)))
             continue
-        t = s.teacher_run_id
-        if not store.is_done(t):  # type: ignore[arg-type]
-            store.record_failure(s, f"its teacher run {t} did not finish")
+        t: str = s.teacher_run_id  # type: ignore[assignment]
+        chk = store.check(t)
+        if chk.state != "done":
+            why = "it was not trained" if chk.state == "missing" else f"it is damaged: {chk.reason}"
+            store.record_failure(s, f"its teacher run {t} did not finish ({why}); run `kdfair "
+                                    "run` again: it trains the teacher first, then this run")
             if on_run:
                 on_run(s, "failed")
             continue
         if t not in teachers:
-            teachers[t] = _load_teacher(store, by_id[t], data, device)  # type: ignore[index]
-        jobs.append(RunJob(s, teacher=teachers[t], teacher_spec=by_id[t]))  # type: ignore[index]
+            teachers[t] = (_load_teacher(store, by_id[t], data, device), store.weights_sha256(t))
+        jobs.append(RunJob(s, teacher=teachers[t][0], teacher_spec=by_id[t]))
     if jobs:
         log.info("bundle %s: %d run(s) to train on %s", jobs[0].spec.arch, len(jobs), device)
+    eng = exp.engine
+    deferred = _AfterSave(reporter)
 
     def save(job: RunJob, result: RunResult | Exception) -> None:
         if isinstance(result, Exception):
-            store.record_failure(job.spec, f"{type(result).__name__}: {result}")
+            store.record_failure(job.spec, failure_message(job.spec, result))
             state = "failed"
         else:
             keep = job.spec.role == "teacher"
-            store.save_run(job.spec, result.metrics, result.logits, data.test.y.numpy(),
+            metrics = {**result.metrics, "threads": torch.get_num_threads(),
+                       "device_type": device.type}
+            if job.spec.teacher_run_id in teachers:
+                metrics["teacher_sha256"] = teachers[job.spec.teacher_run_id][1]
+            store.save_run(job.spec, metrics, result.logits, data.test.y.numpy(),
                            np.arange(len(data.test)),
-                           weights=result.model.state_dict() if keep else None)
+                           weights=result.model.state_dict() if keep else None,
+                           logits_dtype=eng.logits_dtype)
             state = "done"
+        deferred.finished(job.spec.run_id, state)  # "X: done" only once X is saved
         if on_run:
             on_run(job.spec, state)
 
-    eng = exp.engine
-    train_bundle(jobs, data, device, save, reporter, grouped=eng.grouped,
-                 max_group=eng.max_group, compile=eng.compile)
+    with _threads(eng.threads):
+        train_bundle(jobs, data, device, save, deferred, grouped=eng.grouped,
+                     max_group=eng.max_group, compile=eng.compile)
+
+
+class _AfterSave:
+    """A reporter whose ``finish`` waits for the runner's save (the engine reports first)."""
+
+    def __init__(self, reporter: Reporter | None):
+        self.reporter = reporter
+
+    def start(self, run_id: str, epochs: int) -> None:
+        if self.reporter:
+            self.reporter.start(run_id, epochs)
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
+        if self.reporter:
+            self.reporter.epoch(run_id, epoch, loss, images_per_s)
+
+    def finish(self, run_id: str, status: str) -> None:
+        """Ignored: :meth:`finished` reports once the run is saved."""
+
+    def finished(self, run_id: str, status: str) -> None:
+        if self.reporter:
+            self.reporter.finish(run_id, status)
+
+
+@contextmanager
+def _threads(n: int):
+    """``torch.set_num_threads(n)`` for the block (n = 0: leave the process' setting)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def failure_message(spec: RunSpec, err: Exception) -> str:
+    """What failed/<run>.json says: the error, and for a non-finite loss the likely setting."""
+    from kdfair.train.diagnose import nonfinite_loss_hint
+
+    msg = f"{type(err).__name__}: {err}"
+    hint = nonfinite_loss_hint(spec) if "loss became" in str(err) else None
+    return f"{msg} ({hint})" if hint else msg
 
 
 class Executor(Protocol):
@@ -250,27 +324,29 @@ def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
     if start is not None:  # an executor's checks before the store is touched (e.g. SLURM's)
         start(exp, out)
     data = data if data is not None else load_data(exp, data_root)
-    store, specs = prepare(exp, out, data)
+    repaired: dict[str, str] = {}
+    store, specs = prepare(exp, out, data, repaired)
     for phase in phases(store, specs):
         executor.run_phase(exp, out, phase, data, data_root)
-    return status(store, specs)
+    st = status(store, specs)
+    st.repaired = repaired
+    return st
 
 
 def _given_weights(spec: RunSpec) -> dict[str, torch.Tensor] | None:
     ckpt = spec.model_options.get("checkpoint")
-    if not ckpt:
-        return None
-    path = Path(ckpt)
-    if not path.exists():
-        raise DatasetError(f"teacher checkpoint {path} not found (model.checkpoint); give the "
-                           "path of a .safetensors file")
-    return load_file(str(path))
+    return load_checkpoint(Path(ckpt)) if ckpt else None
 
 
-def _load_teacher(store: RunStore, spec: RunSpec, data: SplitData,
+def _load_teacher(store: ResultsDir, spec: RunSpec, data: SplitData,
                   device: torch.device) -> torch.nn.Module:
     model = build_run_model(spec, data)
-    model.load_state_dict(store.load_weights(spec.run_id))
+    path = store.weights_path(spec.run_id)
+    try:
+        model.load_state_dict(store.load_weights(spec.run_id))
+    except RuntimeError as err:  # wrong keys or shapes
+        raise StoreError(f"{path} does not fit a {spec.arch} ({str(err).splitlines()[0]}); "
+                         "run `kdfair run` again after deleting that run directory") from None
     model.to(device).eval()
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -279,12 +355,15 @@ def _load_teacher(store: RunStore, spec: RunSpec, data: SplitData,
     return model
 
 
-def status(store: RunStore, specs: list[RunSpec]) -> StudyStatus:
-    done_ids, failed = store.done_ids(), store.failed()
+def status(store: ResultsDir, specs: list[RunSpec]) -> StudyStatus:
+    checks, failed = store.checks(), store.failed()
     st = StudyStatus()
     for s in specs:
-        if s.run_id in done_ids:
+        c = checks.get(s.run_id)
+        if c is not None and c.state == "done":
             st.done.append(s.run_id)
+        elif c is not None and c.state == "damaged":
+            st.damaged[s.run_id] = c.reason
         elif s.run_id in failed:
             st.failed[s.run_id] = failed[s.run_id].get("error", "")
         else:
