@@ -48,19 +48,19 @@ class Document:
 
     # --- rendering ---------------------------------------------------------------------------
     def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
+        out = [f"# {_md_text(self.title)}", ""]
         for b in self.blocks:
             kind = b[0]
             if kind == "h":
-                out += ["#" * b[1] + " " + b[2], ""]
+                out += ["#" * b[1] + " " + _md_text(b[2]), ""]
             elif kind == "p":
-                out += [b[1], ""]
+                out += [_md_text(b[1]), ""]
             elif kind == "ul":
-                out += [f"- {item}" for item in b[1]] + [""]
+                out += [f"- {_md_text(item)}" for item in b[1]] + [""]
             elif kind == "table":
-                out += _md_table(b[1]) + [""] + ([f"*{b[2]}*", ""] if b[2] else [])
+                out += _md_table(b[1]) + [""] + ([f"*{_md_text(b[2])}*", ""] if b[2] else [])
             elif kind == "img":
-                out += [f"![{b[2]}]({b[1].name})", "", f"*{b[2]}*", ""]
+                out += [f"![{_md_text(b[2])}]({b[1].name})", "", f"*{_md_text(b[2])}*", ""]
         return "\n".join(out)
 
     def html(self) -> str:
@@ -88,10 +88,15 @@ class Document:
         return "\n".join(out)
 
 
+def _md_text(text: str) -> str:
+    """Names and labels come from users: HTML in them is shown, never rendered."""
+    return html.escape(str(text), quote=False)
+
+
 def _md_cell(v) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "–"
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return _md_text(v).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(df: pd.DataFrame) -> list[str]:

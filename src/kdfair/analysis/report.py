@@ -274,11 +274,18 @@ def analyze(results_dir: Path | str, options: AnalysisConfig | None = None
 def write_report(results_dir: Path | str, options: AnalysisConfig | None = None) -> ReportResult:
     """Analyse the store and write ``<results>/report/``: report.md, report.html (self-contained,
     plots embedded), one CSV per table and the PNG plots."""
+    from kdfair.store.files import staged_dir
+
     analysis = _analyze(results_dir, options)
-    out = analysis.store.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("*.png"), *out.glob("*.csv")]:  # e.g. an attribute no longer there
-        stale.unlink()
+    final = analysis.store.root / "report"
+    with staged_dir(final) as out:  # a failure leaves the previous report as it was
+        csv_paths = _write_files(analysis, out)
+    return ReportResult(md_path=final / "report.md", html_path=final / "report.html",
+                        csv_paths=[final / p.name for p in csv_paths],
+                        summary=analysis.tables["summary"], findings=analysis.findings)
+
+
+def _write_files(analysis: Analysis, out: Path):
     csv_paths = [out / f"{name}.csv" for name in analysis.tables]
     doc = build_document(analysis, out, csv_paths)  # may add notes (e.g. a failed plot)
     analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes})
@@ -287,5 +294,4 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(doc.markdown(), encoding="utf-8")
     html_path.write_text(doc.html(), encoding="utf-8")
-    return ReportResult(md_path=md_path, html_path=html_path, csv_paths=csv_paths,
-                        summary=analysis.tables["summary"], findings=analysis.findings)
+    return csv_paths
