@@ -156,7 +156,6 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
         build_run_model(s, data)  # so is a model option the factory rejects
     store = ResultsDir(out)
     if (store.root / "experiment.json").exists():
-        store.experiment()  # a corrupt experiment.json is named before anything else
         moved = store.repair()
         if repaired is not None:
             repaired.update(moved)

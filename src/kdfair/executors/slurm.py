@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kdfair.executors import slurm_requeue as requeue
 from kdfair.executors.slurm_config import SlurmConfig
 from kdfair.executors.slurm_queue import (
     _HOPELESS,
@@ -80,12 +81,18 @@ class BundleJob:
         if self.threads:
             torch.set_num_threads(self.threads)
         exp = experiment_from_dict(self.experiment, "(SLURM job)")
+        store = RunStore(self.out)
+        before = {r for r in self.run_ids if store.check(r, deep=False).state == "done"}
+
+        def left() -> int:
+            return sum(store.check(r, deep=False).state != "done" for r in self.run_ids)
+
+        requeue.install(left, lambda: len(self.run_ids) - left() - len(before))
         print(f"kdfair {exp.name}: {len(self.run_ids)} run(s) on {socket.gethostname()} → "
               f"{self.out}", flush=True)
         train_runs(exp, Path(self.out), self.run_ids,
                    data_root=Path(self.data_root) if self.data_root else None,
                    reporter=_LogReporter())
-        store = RunStore(self.out)
         done = [r for r in self.run_ids if store.is_done(r)]
         return {"host": socket.gethostname(), "done": done,
                 "missing": [r for r in self.run_ids if r not in done]}

@@ -26,6 +26,7 @@ def study_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | N
                poll_s: float = 1.0) -> Iterator[None]:
     """Hold ``root/.lock`` for the block. Busy: wait (telling ``on_wait`` once) or, without
     ``wait``, raise StudyLocked at once."""
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
     lock = FileLock(str(path))
@@ -43,3 +44,6 @@ def study_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | N
         yield
     finally:
         lock.release()
+        if created and [p.name for p in root.iterdir()] == [LOCK_NAME]:  # nothing was written
+            path.unlink(missing_ok=True)
+            root.rmdir()

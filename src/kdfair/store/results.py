@@ -80,7 +80,10 @@ class ResultsDir:
         inside(self.root, "runs").mkdir(exist_ok=True)
         path = self.root / "experiment.json"
         if path.exists():
-            old = self.experiment()
+            try:
+                old = self.experiment()
+            except StoreError:  # corrupt: rewritten (each run's spec.json still names its study)
+                old = experiment
             if old.get("name") != experiment.get("name"):
                 raise StoreError(
                     f"{self.root} holds experiment {old.get('name')!r}, not "
