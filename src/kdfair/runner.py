@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
 from kdfair.data.registry import load_dataset
-from kdfair.errors import DatasetError, StoreError
+from kdfair.errors import ConfigError, DatasetError, StoreError
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
 from kdfair.store import ResultsDir
@@ -153,7 +153,11 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
     specs = plan(exp, data.fingerprint)
     resolve_device(exp.device)  # refused before anything is written
     for s in {s.arch: s for s in specs if "weights" not in s.model_options}.values():
-        build_run_model(s, data)  # so is a model option the factory rejects
+        try:  # so is a model or option that does not fit the data
+            build_run_model(s, data)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{s.role if s.role == 'teacher' else 'student'}.model "
+                              f"({s.arch}): {err}; change the model or its options") from None
     store = ResultsDir(out)
     if (store.root / "experiment.json").exists():
         moved = store.repair()
