@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from kdfair.executors import partitions, slurm_available, submitted_jobs
+from kdfair.store.arrays import load_predictions
 
 WHY_NOT = slurm_available()
 pytestmark = [
@@ -84,7 +85,7 @@ def running_job(job_name: str, timeout: float = 180) -> str:
 
 
 def logits(root: Path) -> dict[str, np.ndarray]:
-    return {p.name: np.load(p / "predictions.npz")["logits"] for p in (root / "runs").iterdir()}
+    return {p.name: load_predictions(p)["logits"] for p in (root / "runs").iterdir()}
 
 
 def inodes(root: Path) -> dict[str, int]:

@@ -42,7 +42,3 @@ def os_error_message(err: OSError) -> str:
     cause = _OS_FIXES.get(err.errno or -1, err.strerror or str(err))
     return f"cannot use {where}: {cause}. Finished runs are kept; run the command again"
 
-
-def is_os_fault(err: BaseException) -> bool:
-    """Whether ``err`` is an OSError a user fixes (disk full, read-only, permissions)."""
-    return isinstance(err, OSError) and err.errno in _OS_FIXES

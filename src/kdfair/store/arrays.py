@@ -7,8 +7,10 @@ Run directories written before this format hold one ``predictions.npz`` instead;
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,19 @@ LEGACY = "predictions.npz"
 
 class CorruptRun(Exception):
     """A run directory that exists but cannot be used; the message is the reason."""
+
+
+def json_object(path: Path) -> dict[str, Any]:
+    """A run's small JSON file as a dict, or CorruptRun: "no X", "X does not parse (…)"."""
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CorruptRun(f"no {path.name}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptRun(f"{path.name} does not parse ({err})") from None
+    if not isinstance(obj, dict):
+        raise CorruptRun(f"{path.name} is not an object")
+    return obj
 
 
 def write_predictions(run_dir: Path, logits: np.ndarray, labels: np.ndarray, index: np.ndarray,
@@ -31,11 +46,14 @@ def write_predictions(run_dir: Path, logits: np.ndarray, labels: np.ndarray, ind
             np.save(f, arr, allow_pickle=False)
 
 
+def is_legacy(run_dir: Path) -> bool:
+    """A run directory of the release before manifests: no manifest, no .npy predictions."""
+    return not (run_dir / "manifest.json").exists() and not (run_dir / "logits.npy").exists()
+
+
 def prediction_files(run_dir: Path) -> tuple[str, ...]:
     """The file names that hold a run's predictions in this directory's format."""
-    if (run_dir / LEGACY).exists() and not (run_dir / "logits.npy").exists():
-        return (LEGACY,)
-    return tuple(f"{k}.npy" for k in ARRAYS)
+    return (LEGACY,) if is_legacy(run_dir) else tuple(f"{k}.npy" for k in ARRAYS)
 
 
 def open_array(run_dir: Path, key: str) -> np.ndarray:
@@ -55,9 +73,10 @@ def open_array(run_dir: Path, key: str) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise CorruptRun(f"no {key}.npy") from None
-    except (OSError, ValueError, EOFError) as err:  # truncated, not an array, object dtype
-        name = f"{key}.npy" if (run_dir / f"{key}.npy").exists() else LEGACY
-        raise CorruptRun(f"{name} cannot be read ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, objects
+        if (run_dir / f"{key}.npy").exists():
+            raise CorruptRun(f"{key}.npy cannot be read ({err})") from None
+        raise CorruptRun(f"{LEGACY} is not a readable .npz ({err})") from None
 
 
 def _header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -70,6 +89,8 @@ def _header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
 def array_shapes(run_dir: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of each prediction array, reading headers only."""
     out = {}
+    if prediction_files(run_dir) == (LEGACY,) and not (run_dir / LEGACY).exists():
+        raise CorruptRun(f"no {LEGACY}")
     try:
         if prediction_files(run_dir) == (LEGACY,):
             with zipfile.ZipFile(run_dir / LEGACY) as zf:
@@ -87,8 +108,15 @@ def array_shapes(run_dir: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     except KeyError as err:
         raise CorruptRun(f"{LEGACY} lacks {err}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise CorruptRun(f"predictions cannot be read ({err})") from None
+        what = f"{LEGACY} is not a readable .npz" if (run_dir / LEGACY).exists() else \
+            "predictions cannot be read"
+        raise CorruptRun(f"{what} ({err})") from None
     return out
+
+
+def load_predictions(run_dir: Path) -> dict[str, np.ndarray]:
+    """All three arrays of a run, in either format (for tests and tools)."""
+    return {key: np.asarray(open_array(run_dir, key)) for key in ARRAYS}
 
 
 def read_into(run_dir: Path, key: str, out: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from kdfair.errors import StoreError
-from kdfair.store.arrays import CorruptRun, check_shapes, open_array, read_into
+from kdfair.store.arrays import CorruptRun, check_shapes, json_object, open_array, read_into
 from kdfair.store.files import read_json
 from kdfair.store.results import ResultsDir
 
@@ -64,13 +64,6 @@ class StudyIndex:
         return self.root / "test_features.npy"
 
 
-def _json(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except StoreError as err:
-        raise CorruptRun(str(err).split("; ")[0].replace(str(path), path.name)) from None
-
-
 def _number(v: Any) -> float | None:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     return float(v) if ok else None
@@ -88,9 +81,7 @@ def _temperature(spec: dict[str, Any]) -> float:
 
 def _check_run(d: Path, n_test: int | None, num_classes: int | None,
                fingerprint: str | None, experiment: str | None) -> RunInfo:
-    spec = _json(d / "spec.json")
-    if not isinstance(spec, dict):
-        raise CorruptRun("spec.json is not an object")
+    spec = json_object(d / "spec.json")
     role = spec.get("role")
     if role not in ROLES:
         raise CorruptRun(f"spec.json: role must be one of {ROLES}, got {role!r}")
@@ -103,9 +94,7 @@ def _check_run(d: Path, n_test: int | None, num_classes: int | None,
     fp = spec.get("data_fingerprint")
     if fingerprint and fp and fp != fingerprint:
         raise CorruptRun(f"data fingerprint {fp} differs from data.json's {fingerprint}")
-    metrics = _json(d / "metrics.json")
-    if not isinstance(metrics, dict):
-        raise CorruptRun("metrics.json is not an object")
+    metrics = json_object(d / "metrics.json")
     if metrics.get("status", "ok") != "ok":
         raise CorruptRun(f"metrics.json status is {metrics.get('status')!r}")
     check_shapes(d, n_test, num_classes)
@@ -191,17 +180,13 @@ def _read_meta(root: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, 
     experiment: dict[str, Any] = {}
     if (root / "experiment.json").exists():
         try:
-            experiment = _json(root / "experiment.json")
-            if not isinstance(experiment, dict):
-                raise CorruptRun("experiment.json is not an object")
+            experiment = json_object(root / "experiment.json")
         except CorruptRun as err:
             experiment = {}
             notes.append(f"experiment.json cannot be read ({err}); configuration unknown.")
     data: dict[str, Any] = {}
     try:
-        data = _json(root / "data.json")
-        if not isinstance(data, dict):
-            raise CorruptRun("data.json is not an object")
+        data = json_object(root / "data.json")
     except CorruptRun as err:
         data = {}
         notes.append(f"data.json: {err}; class names and sensitive attributes are unknown "
@@ -229,7 +214,7 @@ def open_store(root: str | Path) -> StudyIndex:
     for run_id, chk in ResultsDir(root).checks(deep=False).items():
         try:
             if chk.state != "done":
-                raise CorruptRun(f"damaged: {chk.reason}")
+                raise CorruptRun(chk.reason)
             run = _check_run(root / "runs" / run_id, n_test, num_classes,
                              data.get("fingerprint"), experiment.get("name"))
         except CorruptRun as err:

@@ -23,9 +23,10 @@ import torch
 from kdfair.errors import StoreError
 from kdfair.spec import RunSpec
 from kdfair.store.arrays import (
-    LEGACY,
     CorruptRun,
     check_shapes,
+    is_legacy,
+    json_object,
     prediction_files,
     write_predictions,
 )
@@ -51,14 +52,6 @@ class RunCheck:
 
     state: State
     reason: str = ""
-
-
-def _is_object(path: Path) -> str | None:
-    try:
-        obj = read_json(path)
-    except StoreError as err:
-        return str(err).split("; ")[0].replace(str(path.parent) + os.sep, "")
-    return None if isinstance(obj, dict) else f"{path.name} is not a JSON object"
 
 
 class ResultsDir:
@@ -157,7 +150,8 @@ class ResultsDir:
     def check(self, run_id: str, deep: bool = True) -> RunCheck:
         """Whether a run is done (its files match its manifest), damaged or missing.
 
-        ``deep`` compares SHA-256 digests; without it, sizes (what a reader can afford).
+        ``deep`` (training) compares SHA-256 digests and wants a teacher's weights; without it
+        (analysis), sizes and parsing: what a reader can afford and needs.
         """
         d = self.run_dir(run_id)
         if not d.is_dir():
@@ -166,28 +160,23 @@ class ResultsDir:
         return RunCheck("damaged", why) if why else RunCheck("done")
 
     def _problem(self, d: Path, deep: bool) -> str | None:
-        legacy = not (d / MANIFEST).exists() and (d / LEGACY).exists()
-        required = ("spec.json", "metrics.json", *prediction_files(d))
+        legacy = is_legacy(d)  # release before manifests: checked by parsing alone
         if not legacy:
-            why = manifest_problem(d, required, deep)
+            why = manifest_problem(d, ("spec.json", "metrics.json", *prediction_files(d)), deep)
             if why:
                 return why
-        for name in ("spec.json", "metrics.json"):
-            why = _is_object(d / name)
-            if why:
-                return why
-        spec = read_json(d / "spec.json")
-        if spec.get("run_id") != d.name:
-            return f"spec.json names run {spec.get('run_id')!r}, not {d.name!r}"
-        if read_json(d / "metrics.json").get("status", "ok") != "ok":
-            return "metrics.json does not say status 'ok'"
-        if spec.get("role") == "teacher" and not (d / WEIGHTS).exists():
-            return f"a teacher run without {WEIGHTS}"
-        if legacy or not deep:
-            try:
+        try:
+            spec, metrics = json_object(d / "spec.json"), json_object(d / "metrics.json")
+            if spec.get("run_id") != d.name:
+                return f"spec.json names run {spec.get('run_id')!r}, not {d.name!r}"
+            if metrics.get("status", "ok") != "ok":
+                return f"metrics.json status is {metrics.get('status')!r}"
+            if deep and spec.get("role") == "teacher" and not (d / WEIGHTS).exists():
+                return f"a teacher run without {WEIGHTS}"
+            if legacy or not deep:
                 check_shapes(d)
-            except CorruptRun as err:
-                return str(err)
+        except CorruptRun as err:
+            return str(err)
         return None
 
     def checks(self, deep: bool = True) -> dict[str, RunCheck]:
