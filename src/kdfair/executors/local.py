@@ -30,7 +30,9 @@ def local_executor(exp: Experiment, reporter: Reporter | None = None,
 
     n = torch.cuda.device_count() if exp.device != "cpu" else 0
     if n > 1:  # the CPU cores shared out between the workers
-        threads = max(1, (os.cpu_count() or n) // n)
+        from kdfair.config import engine_threads
+
+        threads = engine_threads(exp.engine, n)
         return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run, threads)
     return LocalExecutor(reporter, on_run)
 

@@ -44,6 +44,18 @@ from kdfair.store.files import (
 
 State = Literal["done", "damaged", "missing"]
 WEIGHTS = "model.safetensors"
+# run dir -> (signature of its files, check): a study's runs are hashed once per process, not
+# once per question (a 75-run ImageNet study holds 15 GB of logits)
+_VERIFIED: dict[tuple[str, bool], tuple[tuple, RunCheck]] = {}
+
+
+def _signature(d: Path) -> tuple:
+    """What changes when any file of a run directory is written, replaced or removed."""
+    out = [d.stat().st_ino]
+    for p in sorted(d.iterdir()):
+        st = p.stat()
+        out.append((p.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -156,8 +168,14 @@ class ResultsDir:
         d = self.run_dir(run_id)
         if not d.is_dir():
             return RunCheck("missing")
+        key, sig = (str(d.resolve()), deep), _signature(d)
+        hit = _VERIFIED.get(key)
+        if hit is not None and hit[0] == sig:  # files untouched since they were checked
+            return hit[1]
         why = self._problem(d, deep)
-        return RunCheck("damaged", why) if why else RunCheck("done")
+        result = RunCheck("damaged", why) if why else RunCheck("done")
+        _VERIFIED[key] = (sig, result)
+        return result
 
     def _problem(self, d: Path, deep: bool) -> str | None:
         legacy = is_legacy(d)  # release before manifests: checked by parsing alone
