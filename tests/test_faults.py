@@ -495,3 +495,31 @@ def test_runs_record_threads_and_the_report_notes_mixed_settings(study):
              *idx.runs[1:]]
     note = settings_note(mixed)
     assert note and "threads=2" in note and "threads=1" in note
+
+
+def test_float16_logits_change_only_individual_unfairness_and_by_little(study, tmp_path):
+    """docs/store.md states the measured change; float16 keeps every prediction."""
+    import pandas as pd
+
+    from kdfair.analysis.report import analyze
+    from kdfair.store.arrays import float16_keeping_argmax
+    from kdfair.store.files import write_manifest
+
+    _, root = study
+    half = tmp_path / "half"
+    shutil.copytree(root, half)
+    for d in (half / "runs").iterdir():
+        np.save(d / "logits.npy", float16_keeping_argmax(np.load(d / "logits.npy")))
+        write_manifest(d)
+        assert np.load(d / "logits.npy").dtype == np.float16
+    a, b = analyze(root), analyze(half)
+    assert ResultsDir(half).done_ids() == ResultsDir(root).done_ids()
+    for name, ta in a.items():
+        tb = b[name]
+        for col in ta.columns:
+            if ta[col].dtype.kind != "f":
+                assert ta[col].equals(tb[col]), (name, col)
+            elif col.startswith("individual"):
+                np.testing.assert_allclose(tb[col], ta[col], rtol=0, atol=1e-5)
+            else:
+                pd.testing.assert_series_equal(ta[col], tb[col], check_exact=True)

@@ -109,3 +109,63 @@ def test_resume_after_kill_minus_9_loses_only_runs_in_progress(tmp_path):
     after = {p.name: p.stat().st_ino for p in runs.iterdir()}
     assert len(after) == 2 + 2 + 6
     assert all(after[k] == v for k, v in before.items()), "a finished run was redone"
+
+
+def test_float16_keeps_each_rows_argmax_and_refuses_out_of_range():
+    from kdfair.store.arrays import float16_keeping_argmax
+
+    x = np.array([[1.0, 1.0001, 0.5], [3.0, 2.0, 1.0], [7.00001, 7.0, -1.0]], np.float32)
+    assert np.float16(1.0) == np.float16(1.0001)  # a tie after rounding
+    h = float16_keeping_argmax(x)
+    assert h.dtype == np.float16 and np.array_equal(h.argmax(1), x.argmax(1))
+    assert np.abs(h.astype(np.float32) - x).max() < 2e-3
+    assert float16_keeping_argmax(np.array([[7e4, 0.0]], np.float32)) is None
+
+
+def _saved(tmp_path, dtype="float32"):
+    store = RunStore(tmp_path)
+    store.init({"name": "e"})
+    logits = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    index = np.array([3, 0, 1, 2, 5, 4])
+    store.save_run(_spec(), {"test_acc": 0.5}, logits[index], (np.arange(6) % 4)[index], index,
+                   logits_dtype=dtype)
+    return store, logits
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_readers_return_index_order_and_touch_only_their_files(tmp_path, dtype):
+    from kdfair.store import CorruptRun, open_store, read_labels, read_logits, read_predictions
+
+    store, logits = _saved(tmp_path, dtype)
+    (tmp_path / "data.json").write_text(json.dumps({"n_test": 6, "num_classes": 4}))
+    idx = open_store(tmp_path)
+    (run,) = idx.runs
+    want = logits.astype(dtype).astype(np.float32)
+    buf = np.empty((6, 4), np.float32)
+    got, labels = read_predictions(run, 6, out=buf)
+    assert got is buf and np.array_equal(got, want) and np.array_equal(labels, np.arange(6) % 4)
+    assert np.array_equal(read_logits(run, 6), want)
+    d = store.run_dir(run.run_id)
+    (d / "logits.npy").write_bytes((d / "logits.npy").read_bytes()[:100])
+    assert np.array_equal(read_labels(run, 6), np.arange(6) % 4)  # logits never opened
+    with pytest.raises(CorruptRun, match="logits.npy"):
+        read_logits(run, 6, out=buf)
+
+
+def test_a_store_of_the_previous_release_is_still_read(tmp_path):
+    """Run directories with one predictions.npz and no manifest (what 0.x wrote)."""
+    from kdfair.store import open_store, read_predictions
+
+    store, logits = _saved(tmp_path)
+    d = store.run_dir(_spec().run_id)
+    arrays = {k: np.load(d / f"{k}.npy") for k in ("logits", "labels", "index")}
+    for name in ("logits.npy", "labels.npy", "index.npy", "manifest.json"):
+        (d / name).unlink()
+    np.savez(d / "predictions.npz", **arrays)
+    assert RunStore(tmp_path).check(_spec().run_id).state == "done"
+    (run,) = open_store(tmp_path).runs
+    got, labels = read_predictions(run, 6)
+    assert np.array_equal(got, logits) and np.array_equal(labels, np.arange(6) % 4)
+    (d / "predictions.npz").write_bytes((d / "predictions.npz").read_bytes()[:300])
+    chk = RunStore(tmp_path).check(_spec().run_id)
+    assert chk.state == "damaged" and "not a readable .npz" in chk.reason

@@ -35,10 +35,30 @@ def json_object(path: Path) -> dict[str, Any]:
     return obj
 
 
+F16_MAX = float(np.finfo(np.float16).max)
+
+
+def float16_keeping_argmax(logits: np.ndarray) -> np.ndarray | None:
+    """``logits`` rounded to float16, each row's argmax kept (a row whose top two logits round
+    to one value gets its top one raised by one float16 step). None when a logit is outside
+    float16's range. So every prediction-based number of the analysis stays exact; only
+    probability-based ones (individual unfairness) see the rounding."""
+    x = np.asarray(logits, dtype=np.float32)
+    if x.size and not float(np.abs(x).max()) < F16_MAX:
+        return None
+    h = x.astype(np.float16)
+    want = x.argmax(1)
+    for i in np.nonzero(h.argmax(1) != want)[0]:
+        h[i, want[i]] = np.nextafter(h[i].max(), np.float16(np.inf))
+    return h
+
+
 def write_predictions(run_dir: Path, logits: np.ndarray, labels: np.ndarray, index: np.ndarray,
                       logits_dtype: str = "float32") -> None:
-    """The three arrays of a run, as .npy files in ``run_dir``."""
-    arrays = {"logits": np.ascontiguousarray(logits, dtype=np.dtype(logits_dtype)),
+    """The three arrays of a run, as .npy files in ``run_dir`` (float16 logits keep every
+    prediction; logits beyond float16's range are stored as float32)."""
+    half = float16_keeping_argmax(logits) if logits_dtype == "float16" else None
+    arrays = {"logits": half if half is not None else np.ascontiguousarray(logits, np.float32),
               "labels": np.ascontiguousarray(labels, dtype=np.int64),
               "index": np.ascontiguousarray(index, dtype=np.int64)}
     for key, arr in arrays.items():
