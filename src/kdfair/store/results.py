@@ -328,6 +328,19 @@ class ResultsDir:
         return read_json(self.run_dir(run_id) / "metrics.json")
 
 
+def upgrade_run_dir(d: Path, logits_dtype: str = "float32") -> None:
+    """Rewrite a run directory of the previous release (predictions.npz, no manifest) in the
+    current format: .npy predictions, sealed by a manifest. A current one is left alone."""
+    from kdfair.store.arrays import LEGACY, load_predictions
+
+    if not is_legacy(d):
+        return
+    arrays = load_predictions(d)
+    write_predictions(d, arrays["logits"], arrays["labels"], arrays["index"], logits_dtype)
+    (d / LEGACY).unlink()
+    write_manifest(d)
+
+
 def _save_weights(save_file: Any, weights: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors reports a failed write as SafetensorError; make it the OSError it is."""
     from safetensors import SafetensorError
