@@ -523,3 +523,40 @@ def test_float16_logits_change_only_individual_unfairness_and_by_little(study, t
                 np.testing.assert_allclose(tb[col], ta[col], rtol=0, atol=1e-5)
             else:
                 pd.testing.assert_series_equal(ta[col], tb[col], check_exact=True)
+
+
+@pytest.mark.parametrize("payload", [b"\x00garbage", b"cos\nsystem\n(S'true'\ntR."])
+def test_bad_file_in_the_torch_hub_cache_is_one_message(tmp_path, monkeypatch, payload):
+    import torch
+
+    from kdfair.errors import ConfigError
+    from kdfair.models.registry import build_model
+    from kdfair.models.torchvision_models import hub_file
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    path = hub_file("https://download.pytorch.org/models/resnet18-f37072fd.pth")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(payload)
+    with pytest.raises(ConfigError) as e:
+        build_model("resnet18", 1000, (3, 224, 224), weights="IMAGENET1K_V1")
+    msg = str(e.value)
+    assert str(path) in msg and "not a readable weights file" in msg
+    assert "weights_only=False" not in msg
+
+
+@pytest.mark.parametrize("update,expect", [
+    ({"role": "ds", "temperature": 50.0, "alpha": 0.8, "t2_scaling": True}, "temperature T=50"),
+    ({"role": "ds", "temperature": 0.1, "alpha": 0.8, "t2_scaling": True}, "temperature T=0.1"),
+    ({"role": "ds", "temperature": 4.0, "alpha": 1.0, "t2_scaling": True}, "alpha=1"),
+    ({"role": "ds", "temperature": 4.0, "alpha": 0.8, "t2_scaling": True,
+      "train": {"lr": 5.0}}, "learning rate lr=5, high for sgd"),
+    ({"role": "nds", "train": {"lr": 0.05, "optimizer": "adam"}}, "high for adam"),
+    ({"role": "nds", "train": {"lr": 0.001, "optimizer": "adam"}}, "learning rate lr=0.001"),
+])
+def test_nan_loss_hint_names_the_likely_setting(update, expect):
+    from kdfair.spec import RunSpec
+    from kdfair.train.diagnose import nonfinite_loss_hint
+
+    base = {"experiment": "e", "arch": "lenet5", "seed": 0, "train": {"lr": 0.1},
+            "dataset": {}, "data_fingerprint": "f"}
+    assert expect in nonfinite_loss_hint(RunSpec(**{**base, **update}))

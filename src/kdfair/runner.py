@@ -163,8 +163,6 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
         moved = store.repair()
         if repaired is not None:
             repaired.update(moved)
-        for rid, why in moved.items():
-            log.warning("run %s is damaged (%s): moved to damaged/, it is trained again", rid, why)
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
@@ -289,9 +287,10 @@ def failure_message(spec: RunSpec, err: Exception) -> str:
     """What failed/<run>.json says: the error, and for a non-finite loss the likely setting."""
     from kdfair.train.diagnose import nonfinite_loss_hint
 
-    msg = f"{type(err).__name__}: {err}"
-    hint = nonfinite_loss_hint(spec) if "loss became" in str(err) else None
-    return f"{msg} ({hint})" if hint else msg
+    text = str(err)
+    if "loss became" not in text:
+        return f"{type(err).__name__}: {text}"
+    return f"{type(err).__name__}: {text.split('; ')[0]}; {nonfinite_loss_hint(spec)}"
 
 
 class Executor(Protocol):
