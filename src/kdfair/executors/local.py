@@ -134,6 +134,7 @@ class LocalPoolExecutor:
                             raise err
                         errors.append(f"{chunk[0]}…: {type(err).__name__}: {err}")
             self._drain(events, by_id, queue_mod)
+        self._drain(events, by_id, queue_mod)  # workers joined: their last events have arrived
         _WORKER.clear()
         if errors:
             raise RuntimeError("a worker failed: " + "; ".join(errors))
