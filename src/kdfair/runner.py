@@ -19,7 +19,7 @@ from kdfair.data.registry import load_dataset
 from kdfair.errors import ConfigError, DatasetError, StoreError
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
-from kdfair.store import ResultsDir
+from kdfair.store import ResultsDir, study_lock
 from kdfair.store.checkpoint import load_checkpoint
 from kdfair.train.engine import (
     Reporter,
@@ -327,10 +327,11 @@ def execute(exp: Experiment, out: Path, reporter: Reporter | None = None,
         start(exp, out)
     data = data if data is not None else load_data(exp, data_root)
     repaired: dict[str, str] = {}
-    store, specs = prepare(exp, out, data, repaired)
-    for phase in phases(store, specs):
-        executor.run_phase(exp, out, phase, data, data_root)
-    st = status(store, specs)
+    with study_lock(out, on_wait=log.warning):  # one writer per study
+        store, specs = prepare(exp, out, data, repaired)
+        for phase in phases(store, specs):
+            executor.run_phase(exp, out, phase, data, data_root)
+        st = status(store, specs)
     st.repaired = repaired
     return st
 

@@ -1,7 +1,8 @@
 """One writer per study: an advisory lock file in the results directory (``filelock``).
 
-The lock is held by the process that plans and trains (``kdfair run``); SLURM jobs, which share
-the store by design, take none — saving a run that another job already finished is a no-op.
+The lock is held by the process that plans and trains (``kdfair run``, ``kdfair.run``,
+``kdfair.study``); SLURM jobs and local worker processes, which share the store by design, take
+none — saving a run that another job already finished is a no-op.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def study_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | N
     ``wait``, raise StudyLocked at once."""
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_NAME
-    lock = FileLock(str(path))
+    path = root.resolve() / LOCK_NAME
+    lock = FileLock(str(path), is_singleton=True)  # re-entrant within a thread: the CLI holds
+    # it around the API's own hold
     try:
         lock.acquire(timeout=0)
     except Timeout:
