@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdfair.cli import app
-from kdfair.store import ResultsDir, open_store, study_lock
+from kdfair.store import ResultsDir, open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,19 +260,31 @@ def test_bad_teacher_checkpoint_is_one_message_and_nothing_is_executed(tmp_path,
 # --- one writer per study -----------------------------------------------------------------------
 
 
+HOLDER = """
+import sys, time
+from pathlib import Path
+from kdfair.store import study_lock
+with study_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
 def test_second_run_exits_at_once_with_no_wait_and_waits_without(study):
     exp, root = study
     before = snapshot(root)
-    with study_lock(root):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), "4"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another `kdfair run`, in effect
         res = rerun(exp, root, "--no-wait")
         assert res.exit_code == 1 and "another `kdfair run` is writing" in res.output
-        results = {}
-        t = threading.Thread(target=lambda: results.update(r=rerun(exp, root)))
-        t.start()
-        time.sleep(1.5)
-        assert t.is_alive(), "the second run did not wait for the lock"
-    t.join(60)
-    assert results["r"].exit_code == 0 and "waiting for it to end" in results["r"].output
+        t0 = time.monotonic()
+        res = rerun(exp, root)
+        assert res.exit_code == 0 and "waiting for it to end" in res.output, res.output
+        assert time.monotonic() - t0 > 1 and holder.wait(30) == 0
+    finally:
+        holder.kill()
     assert snapshot(root) == before
 
 
