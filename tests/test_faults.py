@@ -370,12 +370,14 @@ def test_corrupt_experiment_json_and_plan_json(study):
     assert snapshot(root) == before
 
 
-def test_truncated_test_features_are_regenerated(study):
+@pytest.mark.parametrize("name", ["test_features.npy", "attributes.npz", "data.json"])
+def test_truncated_test_set_files_are_regenerated(study, name):
     exp, root = study
-    good = (root / "test_features.npy").read_bytes()
-    _truncate(root / "test_features.npy")
+    good = (root / name).read_bytes()
+    before = snapshot(root)
+    _truncate(root / name)
     assert rerun(exp, root).exit_code == 0
-    assert (root / "test_features.npy").read_bytes() == good
+    assert (root / name).read_bytes() == good and snapshot(root) == before
 
 
 def test_truncated_knn_cache_is_rebuilt_and_failed_record_with_odd_fields_is_shown(study):

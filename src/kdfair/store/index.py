@@ -9,6 +9,7 @@ report over hundreds of good ones.
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def _attributes(root: Path, data: dict[str, Any], n_test: int,
         if sorted(index.tolist()) != list(range(n_test)):
             raise CorruptRun(f"its index is not a permutation of 0..{n_test - 1}")
         order = np.argsort(index, kind="stable")
-    except (CorruptRun, OSError, ValueError, KeyError, EOFError) as err:
+    except (CorruptRun, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         notes.append(f"attributes.npz cannot be used ({err}); group fairness is skipped.")
         return {}, {}
     out: dict[str, np.ndarray] = {}

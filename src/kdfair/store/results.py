@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -119,7 +120,8 @@ class ResultsDir:
             feats = np.load(self.root / "test_features.npy", mmap_mode="r", allow_pickle=False)
             with np.load(self.root / "attributes.npz", allow_pickle=False) as z:
                 index = z["index"]
-        except (StoreError, OSError, ValueError, KeyError, TypeError, EOFError):
+        except (StoreError, OSError, ValueError, KeyError, TypeError, EOFError,
+                zipfile.BadZipFile):
             return False
         return (info.get("fingerprint") == fingerprint and feats.ndim == 2
                 and feats.shape[0] == n and index.shape == (n,))
