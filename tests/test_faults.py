@@ -319,6 +319,29 @@ def test_disk_full_read_only_permission_denied_while_saving(study, monkeypatch, 
     assert rerun(exp, root).exit_code == 0
 
 
+def test_disk_full_while_saving_teacher_weights_is_one_message(study, monkeypatch):
+    import safetensors.torch
+
+    exp, root = study
+    teacher = run_id(root, "teacher-s1")
+    (root / "runs" / teacher / "model.safetensors").unlink()
+    before = snapshot(root)
+
+    def full(tensors, filename, metadata=None):
+        raise safetensors.SafetensorError("Error while serializing: IoError(Os { code: 28, "
+                                          "kind: StorageFull, message: \"No space left on "
+                                          "device\" })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    res = rerun(exp, root)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert "model.safetensors" in line and "no space left on the device" in line
+    before.pop(teacher)  # the damaged one was moved aside; nothing else is touched
+    assert_kept(before, snapshot(root))
+    assert teacher not in snapshot(root) and (root / "damaged" / teacher).is_dir()
+
+
 def test_debug_shows_the_traceback(study, monkeypatch):
     import kdfair.store.arrays as arrays
 
