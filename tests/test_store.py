@@ -169,3 +169,24 @@ def test_a_store_of_the_previous_release_is_still_read(tmp_path):
     (d / "predictions.npz").write_bytes((d / "predictions.npz").read_bytes()[:300])
     chk = RunStore(tmp_path).check(_spec().run_id)
     assert chk.state == "damaged" and "not a readable .npz" in chk.reason
+
+
+def test_engine_threads_and_the_default_capped_by_the_available_cores(monkeypatch):
+    import torch
+
+    import kdfair.config as config
+    from kdfair.runner import _threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(config, "available_cores", lambda: 1)
+    try:
+        torch.set_num_threads(2)
+        with _threads(0):
+            assert torch.get_num_threads() == 1
+        with _threads(3):
+            assert torch.get_num_threads() == 3
+        assert torch.get_num_threads() == 2
+        assert config.engine_threads(config.EngineConfig(), workers=4) == 1
+        assert config.engine_threads(config.EngineConfig(threads=5), workers=4) == 5
+    finally:
+        torch.set_num_threads(before)

@@ -273,10 +273,12 @@ class _AfterSave:
 
 @contextmanager
 def _threads(n: int):
-    """``torch.set_num_threads(n)`` for the block (n = 0: leave the process' setting)."""
+    """``torch.set_num_threads(n)`` for the block; n = 0: the process' setting (which executors
+    share out among their workers), at most the cores this process may run on."""
+    from kdfair.config import available_cores
+
     before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n or min(before, available_cores()))
     try:
         yield
     finally:
