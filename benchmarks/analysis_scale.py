@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.analysis_fixtures
+from kdfair.store.results import upgrade_run_dir  # noqa: E402
 from tests.analysis_fixtures import draw_predictions, make_spec, write_run  # noqa: E402
 
 
-def generate(root: Path, classes: int, n_test: int, seeds: int, temps: int, seed: int = 0) -> None:
+def generate(root: Path, classes: int, n_test: int, seeds: int, temps: int, seed: int = 0,
+             logits: str = "float32") -> None:
     """Write a store with ImageNet-like accuracy (~70 %), per-class spread and planted effects."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,9 @@ def generate(root: Path, classes: int, n_test: int, seeds: int, temps: int, seed
         spec = make_spec(role, s, t, teacher_run_id=teacher_ids.get(s) if role == "ds" else None)
         if role == "teacher":
             teacher_ids[s] = spec["run_id"]
-        write_run(root, spec, buf, labels)
+        d = write_run(root, spec, buf, labels)
+        if logits != "npz":  # the store's current format (write_run writes the previous one)
+            upgrade_run_dir(d, logits)
 
 
 CHILD = """
@@ -111,6 +115,8 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=50_000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--temperatures", type=int, default=13)
+    ap.add_argument("--logits", choices=("float32", "float16", "npz"), default="float32",
+                    help="how runs store logits (npz: the previous release's predictions.npz)")
     ap.add_argument("--max-seconds", type=float, default=60.0)
     ap.add_argument("--max-gib", type=float, default=8.0)
     args = ap.parse_args()
@@ -129,7 +135,8 @@ def main() -> int:
                 print("not enough disk space")
                 return 2
             t0 = time.perf_counter()
-            generate(store, args.classes, args.n_test, args.seeds, args.temperatures)
+            generate(store, args.classes, args.n_test, args.seeds, args.temperatures,
+                     logits=args.logits)
             print(f"generated in {time.perf_counter() - t0:.0f} s (not part of the timing)")
         shutil.rmtree(store / "analysis_cache", ignore_errors=True)
         shutil.rmtree(store / "report", ignore_errors=True)

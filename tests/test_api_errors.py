@@ -1,8 +1,6 @@
 """Errors from the Python API name its parameters, not the command line's flags or the
 experiment file; the command line keeps its own wording."""
 
-import json
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -31,10 +29,16 @@ def test_study_errors_name_its_parameters(tmp_path):
 
 
 def _stale_store(root, name="tiny-set"):
-    run = root / name / "runs" / "nds-s9-deadbeef"
-    run.mkdir(parents=True)
-    (run / "predictions.npz").write_bytes(b"")
-    (root / name / "experiment.json").write_text(json.dumps({"name": name}))
+    """A results directory holding one valid finished run of another configuration."""
+    from kdfair.spec import RunSpec
+    from kdfair.store import ResultsDir
+
+    store = ResultsDir(root / name)
+    store.init({"name": name})
+    spec = RunSpec(experiment=name, role="nds", arch="lenet5", seed=9, train={}, dataset={},
+                   data_fingerprint="another")
+    store.save_run(spec, {"test_acc": 0.5}, np.zeros((2, 2), np.float32), np.zeros(2, int),
+                   np.arange(2))
 
 
 def test_run_names_out_in_python_and_on_the_command_line(tmp_path):

@@ -27,6 +27,7 @@ from kdfair.data import catalog
 from kdfair.data.catalog import carve_val
 from kdfair.data.registry import dataset_catalog, dataset_names, load_dataset
 from kdfair.errors import ConfigError, DatasetError
+from kdfair.store.arrays import load_predictions
 
 
 @pytest.fixture
@@ -445,14 +446,13 @@ def _study(tmp_path: Path, monkeypatch, dataset: dict, teacher: dict, student: d
                                    "--data-root", str(root)] + ([] if report else ["--no-report"]))
     assert res.exit_code == 0, res.output
     where = tmp_path / "out" / exp["name"]
-    runs = sorted(p for p in (where / "runs").iterdir() if (p / "predictions.npz").exists())
+    runs = sorted(p for p in (where / "runs").iterdir() if (p / "logits.npy").exists())
     assert len(runs) == 6, res.output  # 2 teachers, 2 NDS, 2 DS
     info = json.loads((where / "data.json").read_text())
     if report and "report skipped" not in res.output:  # once the analysis is installed
         assert list(where.rglob("report.md")), res.output
     for r in runs:
-        with np.load(r / "predictions.npz") as z:
-            assert z["logits"].shape == (info["n_test"], info["num_classes"])
+        assert load_predictions(r)["logits"].shape == (info["n_test"], info["num_classes"])
     return where, info
 
 

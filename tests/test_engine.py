@@ -3,13 +3,14 @@
 import numpy as np
 import torch
 
+from kdfair.store.arrays import load_predictions
 from kdfair.train.seeding import derive_seed
 from tests.toy import toy_study
 
 
 def _logits(root, prefix):
     (d,) = [p for p in (root / "runs").iterdir() if p.name.startswith(prefix)]
-    return np.load(d / "predictions.npz")["logits"]
+    return load_predictions(d)["logits"]
 
 
 def test_same_spec_gives_identical_predictions_and_schedule_does_not_matter(tmp_path):

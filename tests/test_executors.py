@@ -20,6 +20,7 @@ from kdfair.executors import (
     split_bundles,
     split_evenly,
 )
+from kdfair.store.arrays import load_predictions
 
 TINY = {
     "name": "tiny",
@@ -100,7 +101,7 @@ def test_bundles_split_into_jobs_keep_a_seeds_runs_together():
 
 
 def _logits(root):
-    return {p.name: np.load(p / "predictions.npz")["logits"] for p in (root / "runs").iterdir()}
+    return {p.name: load_predictions(p)["logits"] for p in (root / "runs").iterdir()}
 
 
 class _SameSplitInProcess:

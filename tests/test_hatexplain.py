@@ -19,6 +19,7 @@ from kdfair.errors import ConfigError, DatasetError
 from kdfair.models import text
 from kdfair.models.registry import build_model
 from kdfair.options import validate_options
+from kdfair.store.arrays import load_predictions
 from tests.fake_hatexplain import (
     all_texts,
     annotator,
@@ -368,7 +369,7 @@ def test_e2e_text_study_through_the_cli(tmp_path, tiny, monkeypatch):
                                    "--data-root", str(tmp_path / "data")])
     assert res.exit_code == 0, res.output
     where = tmp_path / "out" / "e2e-hatexplain"
-    runs = [p for p in (where / "runs").iterdir() if (p / "predictions.npz").exists()]
+    runs = [p for p in (where / "runs").iterdir() if (p / "logits.npy").exists()]
     assert len(runs) == 6, res.output  # 2 teachers, 2 NDS, 2 DS
     info = json.loads((where / "data.json").read_text())
     assert info["attributes"]["gender"] == ["Men", "Women"] and info["num_classes"] == 2
@@ -380,8 +381,7 @@ def test_e2e_text_study_through_the_cli(tmp_path, tiny, monkeypatch):
     for r in runs:
         metrics = json.loads((r / "metrics.json").read_text())
         assert metrics["epochs"] == 8 and np.isfinite(metrics["train_loss"])
-        with np.load(r / "predictions.npz") as z:
-            assert z["logits"].shape == (info["n_test"], 2)
+        assert load_predictions(r)["logits"].shape == (info["n_test"], 2)
     report = where / "report"
     assert (report / "report.md").exists() and (report / "report.html").exists()
     fair = pd.read_csv(report / "fairness.csv")

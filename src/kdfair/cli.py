@@ -18,6 +18,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 err_console = Console(stderr=True)
 _STATE = {"quiet": False}
+# exit statuses (docs/store.md): 0 every planned run is done; 1 an error (the message says
+# which file, why, and the fix); 2 bad command-line usage; 3 the study ended with failed or
+# missing runs; 130 interrupted.
+EXIT_ERROR, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 1, 3, 130
+_DEBUG = {"on": False}
 
 
 def _version(value: bool) -> None:
@@ -36,51 +41,100 @@ def _main(
                                "lines below ERROR"),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="print kdfair's version and exit"),
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error instead "
+                               "of its one-line message"),
 ) -> None:
     """kdfair: what knowledge distillation leaves behind — class-wise bias, group and individual
     fairness across temperatures."""
     from kdfair.progress import configure_logging
 
     _STATE["quiet"] = quiet
+    _DEBUG["on"] = debug
     configure_logging(verbose, quiet)
     console.quiet = quiet
 
 
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR) from None
+
+
 def _friendly(f):
-    """Print a KdfairError's message (no traceback) and exit 1; Ctrl-C exits 130."""
+    """Print a KdfairError's or OSError's message (no traceback unless --debug) and exit 1;
+    Ctrl-C exits 130."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
+        from kdfair.errors import os_error_message
+
         try:
             return f(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except KdfairError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            if _DEBUG["on"]:
+                raise
+            _fail(str(err))
+        except OSError as err:
+            if _DEBUG["on"]:
+                raise
+            _fail(os_error_message(err))
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again "
                               "to resume")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as err:  # a bug: still one line, the traceback on request
+            if _DEBUG["on"]:
+                raise
+            _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the "
+                  "traceback, and please report it); finished runs are kept")
 
     return wrapper
 
 
-def _run_and_report(exp, out: Path, data_root: Path | None, report: bool) -> None:
+def _end_of_study(st) -> None:
+    """Exit 3 when the study ended with runs failed or missing (0 only when all are done)."""
+    for rid, why in st.damaged.items():
+        err_console.print(f"[red]damaged[/] {rid}: {why}", highlight=False)
+    if not st.complete:
+        raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _locked(where: Path, wait: bool):
+    from kdfair.store import study_lock
+
+    return study_lock(where, wait=wait,
+                      on_wait=lambda msg: err_console.print(msg, highlight=False))
+
+
+def _print_repaired(st) -> None:
+    for rid, why in st.repaired.items():
+        err_console.print(f"[yellow]damaged[/] {rid}: {why} — moved to damaged/{rid}, "
+                          "trained again", highlight=False)
+
+
+def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
+                    wait: bool = True) -> None:
     from kdfair import api
 
     where = api.results_dir(exp, out)
-    t0 = time.perf_counter()
+
     def on_plan(specs, done) -> None:
         console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({len(done)} already done) "
                       f"→ {where}")
 
-    st = api.run(exp, out=out, data_root=data_root, write_report=False,
-                 progress=not _STATE["quiet"], messages="cli", on_plan=on_plan)
-    console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
-                  f"{len(st.failed)} failed, {len(st.missing)} missing")
-    for rid, why in st.failed.items():
-        err_console.print(f"[red]failed[/] {rid}: {why}", highlight=False)
-    if report:
-        _report(where)
+    with _locked(where, wait):
+        t0 = time.perf_counter()
+        st = api.run(exp, out=out, data_root=data_root, write_report=False,
+                     progress=not _STATE["quiet"], messages="cli", on_plan=on_plan)
+        _print_repaired(st)
+        console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
+                      f"{len(st.failed)} failed, {len(st.missing)} missing")
+        for rid, why in st.failed.items():
+            err_console.print(f"[red]failed[/] {rid}: {why}", highlight=False)
+        if report:
+            _report(where)
+    _end_of_study(st)
 
 
 def _report(where: Path) -> None:
@@ -112,8 +166,9 @@ def run(
     report: bool = typer.Option(True, help="write the report at the end"),
     executor: str = typer.Option("local", help="local: this machine (one worker per GPU when "
                                  "there are several); slurm: one SLURM job per bundle"),
-    wait: bool = typer.Option(True, help="slurm: wait for the jobs, then report; --no-wait "
-                              "submits and returns (`kdfair status`/`report` DIR later)"),
+    wait: bool = typer.Option(True, help="wait for another `kdfair run` on the same results "
+                              "directory to end (--no-wait: exit at once); slurm: also wait for "
+                              "the jobs, then report (--no-wait submits and returns)"),
     slurm_partition: str | None = typer.Option(None, help="SLURM partition (default: the "
                                                "cluster's default)"),
     slurm_time: str | None = typer.Option(None, help="time limit per job: minutes, H:MM:SS or "
@@ -141,10 +196,10 @@ def run(
                  options=parse_sbatch_options(slurm_option) if slurm_option else None)
     if executor == "local":
         given = [f"--slurm-{k.replace('_gb', '').replace('_', '-')}"
-                 for k, v in flags.items() if v is not None] + ([] if wait else ["--no-wait"])
+                 for k, v in flags.items() if v is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
-        _run_and_report(exp, out, data_root, report)
+        _run_and_report(exp, out, data_root, report, wait)
         return
 
     from kdfair import api
@@ -158,10 +213,11 @@ def run(
     console.print(f"[bold]{exp.name}[/]: SLURM partition {part}, {cfg.gpus_for(exp)} GPU(s) "
                   f"and {cfg.cpus} CPU(s) per job → {where}", highlight=False)
     t0 = time.perf_counter()
-    with RichSlurmView(err_console) as view:
+    with _locked(where, wait), RichSlurmView(err_console) as view:
         ex.view = view
         st = api.run(exp, out=where.parent, data_root=data_root, executor=ex,
                      write_report=False, messages="cli")
+    _print_repaired(st)
     n_runs = sum(len(j.runs) for j in ex.jobs)
     if not wait:
         arrays = sorted({j.job_id.split("_")[0] for j in ex.jobs}, key=int)
@@ -174,7 +230,7 @@ def run(
             console.print(f"follow with `kdfair status {where}`; when the jobs have ended, "
                           f"`kdfair report {where}` (run this command again to resubmit what "
                           "is missing)", highlight=False)
-        return
+        return  # submitted: 0 (the jobs' outcome is for `kdfair status` to tell)
     console.print(f"{len(ex.jobs)} job(s) ended in {time.perf_counter() - t0:.1f} s: "
                   f"{len(st.done)} runs done, {len(st.failed)} failed, "
                   f"{len(st.missing)} missing")
@@ -191,6 +247,8 @@ def run(
                           highlight=False)
     if report:
         _report(where)
+    _end_of_study(st)
+
 
 
 def _with(exp, source: str, overrides: list[str] | None, device: str | None):
@@ -242,11 +300,11 @@ def report(results: Path = typer.Argument(..., help="a study's results directory
 @app.command()
 @_friendly
 def status(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
-    """Which runs of a study are done, missing or failed."""
+    """Which runs of a study are done, damaged, missing or failed (exit 3 unless all done)."""
     from kdfair.runner import status as study_status
-    from kdfair.store import RunStore
+    from kdfair.store import ResultsDir
 
-    store = RunStore(results)
+    store = ResultsDir(results)
     name = store.experiment().get("name", str(results))
     planned = store.load_plan()
     st = study_status(store, planned)
@@ -254,21 +312,26 @@ def status(results: Path = typer.Argument(..., help="a study's results directory
     table = Table(title=f"{name} — {results}")
     for col in ("run", "status", "detail"):
         table.add_column(col)
-    counts = {"done": 0, "pending": 0, "running": 0, "missing": 0, "failed": 0}
+    counts = {"done": 0, "pending": 0, "running": 0, "damaged": 0, "missing": 0, "failed": 0}
     colors = {"done": "green", "pending": "cyan", "running": "blue", "failed": "red",
-              "missing": "yellow"}
+              "missing": "yellow", "damaged": "magenta"}
     done = set(st.done)
     for rid in planned:
-        state = "done" if rid in done else "failed" if rid in st.failed else "missing"
-        detail = st.failed.get(rid, "")
+        state = ("done" if rid in done else "damaged" if rid in st.damaged
+                 else "failed" if rid in st.failed else "missing")
+        detail = (st.failed[rid] if state == "failed" else
+                  f"{st.damaged[rid]} (`kdfair run` retrains it)" if state == "damaged" else "")
         if state != "done" and rid in queued:  # a job of this study will train it
             state, job = queued[rid]
             detail = f"SLURM job {job}"
         counts[state] += 1
         table.add_row(rid, f"[{colors[state]}]{state}[/]", detail)
     console.print(table)
-    shown = [f"{n} {k}" for k, n in counts.items() if n or k not in ("pending", "running")]
+    shown = [f"{n} {k}" for k, n in counts.items()
+             if n or k not in ("pending", "running", "damaged")]
     console.print(", ".join(shown))
+    if counts["done"] != len(planned):
+        raise typer.Exit(EXIT_RUNS_FAILED)
 
 
 def _queued_on_slurm(results: Path) -> dict[str, tuple[str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,24 @@ from kdfair.options import format_errors
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite(v: float, what: str) -> float:
+    """Refuse inf and NaN (pydantic's gt/ge bounds let +inf through, YAML reads `.inf`/`.nan`)."""
+    if not math.isfinite(v):
+        raise ValueError(f"{what} must be a finite number; got {v}")
+    return v
+
+
+NAME_RULE = ("letters, digits, '_', '-' and '.', not starting with a dot (it becomes one "
+             "directory name under --out)")
+
+
+def check_name(v: str) -> str:
+    """An experiment name is one safe path component: no separators, not '.', '..' or hidden."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", v or ""):
+        raise ValueError(f"name {v!r} is not allowed: use {NAME_RULE}")
+    return v
 
 
 class DatasetConfig(BaseModel):
@@ -86,6 +106,12 @@ class TrainConfig(_Strict):
     augment: Literal["crop_flip", "crop", "flip", "none"] = "crop_flip"
     crop_padding: int = Field(4, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("lr", "momentum", "weight_decay", "step_gamma", "warmup_epochs",
+                     "label_smoothing")
+    @classmethod
+    def _finite_number(cls, v: float, info: Any) -> float:
+        return _finite(v, info.field_name)
 
     @field_validator("step_milestones")
     @classmethod
@@ -157,6 +183,8 @@ class DistillConfig(_Strict):
         bad = [t for t in v if not t > 0]
         if bad:
             raise ValueError(f"temperatures must be > 0; got {bad}")
+        for t in v:
+            _finite(t, "temperatures")
         if len(set(v)) != len(v):
             raise ValueError(f"temperatures must be distinct; got {list(v)}")
         return tuple(float(t) for t in v)
@@ -164,7 +192,7 @@ class DistillConfig(_Strict):
     @field_validator("alpha")
     @classmethod
     def _unit(cls, v: float) -> float:
-        if not 0 <= v <= 1:
+        if not 0 <= v <= 1:  # also refuses NaN
             raise ValueError(f"alpha must lie in [0, 1] (weight of the soft term); got {v}")
         return v
 
@@ -209,6 +237,26 @@ class EngineConfig(_Strict):
     grouped: bool | Literal["auto"] = "auto"
     max_group: int = Field(0, ge=0)  # most runs per group; 0 = as many as fit the device
     compile: bool = False  # torch.compile the grouped network (CUDA; slower start)
+    # CPU threads per training process; 0 = the cores available to the process divided among
+    # the workers. Results depend on it (floating-point reduction order), so every run records
+    # it and a report says when a study's runs were made under different settings.
+    threads: int = Field(0, ge=0)
+    # how logits are stored: float16 halves what the analysis reads (docs/store.md says how
+    # much it can change a reported number)
+    logits_dtype: Literal["float32", "float16"] = "float32"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def engine_threads(engine: EngineConfig, workers: int = 1) -> int:
+    """``engine.threads``, or the available cores divided among ``workers``."""
+    return engine.threads or max(1, available_cores() // max(1, workers))
 
 
 def parse_minutes(value: str | int | float) -> int:
@@ -276,7 +324,7 @@ class SlurmConfig(BaseModel):
 class Experiment(_Strict):
     """A whole study: data, teacher, student, distillation grid, seeds, device, analysis."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     dataset: DatasetConfig
     teacher: RoleConfig
     student: RoleConfig
@@ -288,6 +336,11 @@ class Experiment(_Strict):
     analysis: AnalysisConfig = AnalysisConfig()
     # per-epoch curves of every run as TensorBoard event files (kdfair.tracking)
     tracking: Literal["none", "tensorboard"] = "none"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
 
     @field_validator("seeds")
     @classmethod

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from kdfair import tracking
 from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
 from kdfair.data.registry import load_dataset
-from kdfair.errors import DatasetError, StoreError
+from kdfair.errors import ConfigError, DatasetError, StoreError
 from kdfair.method_options import TEACHER_FREE
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
-from kdfair.store import RunStore
+from kdfair.store import ResultsDir
+from kdfair.store.checkpoint import load_checkpoint
 from kdfair.train.device import resolve_device
 from kdfair.train.engine import Reporter, RunJob, TrainedRun, build_run_model, train_bundle
 
@@ -111,12 +112,20 @@ def data_info(data: SplitData) -> dict:
 
 @dataclass
 class StudyStatus:
+    """Where each planned run stands; ``repaired``: damaged runs moved to damaged/ (and why)."""
+
     done: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.failed or self.damaged)
 
 
-def check_store(store: RunStore, specs: list[RunSpec]) -> None:
+def check_store(store: ResultsDir, specs: list[RunSpec]) -> None:
     """Refuse to mix: every stored run must belong to the current plan."""
     planned = {s.run_id for s in specs}
     stale = sorted(store.done_ids() - planned)
@@ -139,11 +148,23 @@ def load_data(exp: Experiment, data_root: Path | None = None) -> SplitData:
         raise DatasetError(f"dataset {cfg.name!r}: {err}") from None
 
 
-def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list[RunSpec]]:
-    """Plan the study, check the store holds nothing stale, write the per-experiment files."""
+def prepare(exp: Experiment, out: Path, data: SplitData,
+            repaired: dict[str, str] | None = None) -> tuple[ResultsDir, list[RunSpec]]:
+    """Plan the study, move damaged runs to damaged/, check the store holds nothing stale,
+    write the per-experiment files. ``repaired`` receives the moved runs (run id -> why)."""
     specs = plan(exp, data.fingerprint)
-    store = RunStore(out)
+    resolve_device(exp.device)  # refused before anything is written
+    for s in {s.arch: s for s in specs if "weights" not in s.model_options}.values():
+        try:  # so is a model or option that does not fit the data
+            build_run_model(s, data)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{s.role if s.role == 'teacher' else 'student'}.model "
+                              f"({s.arch}): {err}; change the model or its options") from None
+    store = ResultsDir(out)
     if (store.root / "experiment.json").exists():
+        moved = store.repair()
+        if repaired is not None:
+            repaired.update(moved)
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
@@ -153,7 +174,7 @@ def prepare(exp: Experiment, out: Path, data: SplitData) -> tuple[RunStore, list
     return store, specs
 
 
-def phases(store: RunStore, specs: list[RunSpec]) -> list[list[list[RunSpec]]]:
+def phases(store: ResultsDir, specs: list[RunSpec]) -> list[list[list[RunSpec]]]:
     """What is left to train, as phases of bundles: teachers, then students.
 
     Every bundle of a phase can run at the same time, on any worker; a phase starts only when
@@ -177,9 +198,9 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
     or a cluster job can call it with nothing but the experiment and the specs.
     """
     data = data if data is not None else load_data(exp, data_root)
-    store = RunStore(out)
+    store = ResultsDir(out)
     device = resolve_device(exp.device)
-    teachers: dict[str, tuple[torch.nn.Module, RunSpec]] = {}
+    teachers: dict[str, tuple[torch.nn.Module, RunSpec, str | None]] = {}
     jobs = []
     for s in (s for s in specs if not store.is_done(s.run_id)):
         if s.role != "ds":
@@ -191,57 +212,116 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
                 on_run(s, "failed")
             continue
         if t not in teachers:
-            t_spec = RunSpec.from_json(store.load_spec(t))  # type: ignore[arg-type]
-            teachers[t] = (_load_teacher(store, t_spec, data, device), t_spec)  # type: ignore
-        model, t_spec = teachers[t]  # type: ignore[index]
+            t_spec = store.load_spec(t)  # type: ignore[arg-type]
+            teachers[t] = (_load_teacher(store, t_spec, data, device), t_spec,  # type: ignore
+                           store.weights_sha256(t))  # type: ignore[arg-type]
+        model, t_spec, _ = teachers[t]  # type: ignore[index]
         jobs.append(RunJob(s, teacher=model, teacher_spec=t_spec))
     if jobs:
         log.info("bundle %s: %d run(s) to train on %s", jobs[0].spec.arch, len(jobs), device)
+    eng = exp.engine
+    deferred = _AfterSave(reporter)
 
     def save(job: RunJob, result: TrainedRun | Exception) -> None:
         if isinstance(result, Exception):
-            store.record_failure(job.spec, f"{type(result).__name__}: {result}")
+            store.record_failure(job.spec, failure_message(job.spec, result))
             state = "failed"
         else:
             keep = job.spec.role == "teacher"
-            store.save_run(job.spec, result.metrics, result.logits, data.test.y.numpy(),
+            metrics = {**result.metrics, "threads": torch.get_num_threads(),
+                       "device_type": device.type}
+            if job.spec.teacher_run_id in teachers:
+                metrics["teacher_sha256"] = teachers[job.spec.teacher_run_id][2]
+            store.save_run(job.spec, metrics, result.logits, data.test.y.numpy(),
                            np.arange(len(data.test)),
-                           weights=result.model.state_dict() if keep else None)
+                           weights=result.model.state_dict() if keep else None,
+                           logits_dtype=eng.logits_dtype)
             tracking.record_run(exp, out, job.spec.run_id, result.metrics)
             state = "done"
+        deferred.finished(job.spec.run_id, state)  # "X: done" only once X is saved
         if on_run:
             on_run(job.spec, state)
 
-    eng = exp.engine
-    train_bundle(jobs, data, device, save, reporter, grouped=eng.grouped,
-                 max_group=eng.max_group, compile=eng.compile)
+    with _threads(eng.threads):
+        train_bundle(jobs, data, device, save, deferred, grouped=eng.grouped,
+                     max_group=eng.max_group, compile=eng.compile)
 
 
-def teacher_finished(store: RunStore, spec: RunSpec) -> bool:
+class _AfterSave:
+    """A reporter whose ``finish`` waits for the runner's save (the engine reports first)."""
+
+    def __init__(self, reporter: Reporter | None):
+        self.reporter = reporter
+
+    def start(self, run_id: str, epochs: int) -> None:
+        if self.reporter:
+            self.reporter.start(run_id, epochs)
+
+    def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float) -> None:
+        if self.reporter:
+            self.reporter.epoch(run_id, epoch, loss, images_per_s)
+
+    def finish(self, run_id: str, status: str) -> None:
+        """Ignored: :meth:`finished` reports once the run is saved."""
+
+    def finished(self, run_id: str, status: str) -> None:
+        if self.reporter:
+            self.reporter.finish(run_id, status)
+
+
+@contextmanager
+def _threads(n: int):
+    """``torch.set_num_threads(n)`` for the block; n = 0: the process' setting (which executors
+    share out among their workers), at most the cores this process may run on."""
+    from kdfair.config import available_cores
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or min(before, available_cores()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def failure_message(spec: RunSpec, err: Exception) -> str:
+    """What failed/<run>.json says: the error, and for a non-finite loss the likely setting."""
+    from kdfair.train.diagnose import nonfinite_loss_hint
+
+    text = str(err)
+    if "loss became" not in text:
+        return f"{type(err).__name__}: {text}"
+    return f"{type(err).__name__}: {text.split('; ')[0]}; {nonfinite_loss_hint(spec)}"
+
+
+def teacher_finished(store: ResultsDir, spec: RunSpec) -> bool:
     """Whether a run can train now: anything but a distilled student whose teacher did not
     finish — that student is recorded as failed, with the reason."""
     t = spec.teacher_run_id
-    if spec.role != "ds" or t is None or store.is_done(t):
+    if spec.role != "ds" or t is None:
         return True
-    store.record_failure(spec, f"its teacher run {t} did not finish")
+    chk = store.check(t)
+    if chk.state == "done":
+        return True
+    why = "it was not trained" if chk.state == "missing" else f"it is damaged: {chk.reason}"
+    store.record_failure(spec, f"its teacher run {t} did not finish ({why}); run `kdfair run` "
+                               "again: it trains the teacher first, then this run")
     return False
 
 
 def _given_weights(spec: RunSpec) -> dict[str, torch.Tensor] | None:
     ckpt = spec.model_options.get("checkpoint")
-    if not ckpt:
-        return None
-    path = Path(ckpt)
-    if not path.exists():
-        raise DatasetError(f"teacher checkpoint {path} not found (model.checkpoint); give the "
-                           "path of a .safetensors file")
-    return load_file(str(path))
+    return load_checkpoint(Path(ckpt)) if ckpt else None
 
 
-def _load_teacher(store: RunStore, spec: RunSpec, data: SplitData,
+def _load_teacher(store: ResultsDir, spec: RunSpec, data: SplitData,
                   device: torch.device) -> torch.nn.Module:
     model = build_run_model(spec, data)
-    model.load_state_dict(store.load_weights(spec.run_id))
+    path = store.weights_path(spec.run_id)
+    try:
+        model.load_state_dict(store.load_weights(spec.run_id))
+    except RuntimeError as err:  # wrong keys or shapes
+        raise StoreError(f"{path} does not fit a {spec.arch} ({str(err).splitlines()[0]}); "
+                         "run `kdfair run` again after deleting that run directory") from None
     model.to(device).eval()
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -250,13 +330,16 @@ def _load_teacher(store: RunStore, spec: RunSpec, data: SplitData,
     return model
 
 
-def status(store: RunStore, run_ids: list[str]) -> StudyStatus:
-    """Which of the runs ``run_ids`` (a plan's, in order) are done, failed (why) or missing."""
-    done_ids, failed = store.done_ids(), store.failed()
+def status(store: ResultsDir, run_ids: list[str]) -> StudyStatus:
+    """Where each of the runs ``run_ids`` (a plan's, in order) stands."""
+    checks, failed = store.checks(), store.failed()
     st = StudyStatus()
     for r in run_ids:
-        if r in done_ids:
+        c = checks.get(r)
+        if c is not None and c.state == "done":
             st.done.append(r)
+        elif c is not None and c.state == "damaged":
+            st.damaged[r] = c.reason
         elif r in failed:
             st.failed[r] = failed[r].get("error", "")
         else:

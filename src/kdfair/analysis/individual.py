@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -131,8 +132,8 @@ def cached_graph(results_dir: Path, similarity: str, dim: int, k: int) -> Neighb
             with np.load(cache, allow_pickle=False) as z:
                 if str(z["key"]) == key:
                     return NeighbourGraph(z["neighbours"], z["distances"], z["order"], desc)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: recompute
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable cache (e.g. truncated): recompute
     x = project(np.load(features, mmap_mode="r", allow_pickle=False), similarity, dim)
     nb, dist = knn_graph(x, k)
     graph = NeighbourGraph(nb, dist, visiting_order(nb), desc)

@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -442,7 +443,7 @@ def _read(path: Path) -> TrifeatureArrays | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return TrifeatureArrays(**{k: z[k] for k in _FIELDS})
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # e.g. truncated
         return None
 
 

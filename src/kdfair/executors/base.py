@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +15,9 @@ from kdfair.config import Experiment
 from kdfair.data.base import SplitData
 from kdfair.runner import StudyStatus, load_data, phases, prepare, status
 from kdfair.spec import RunSpec
+from kdfair.store import study_lock
+
+log = logging.getLogger("kdfair")
 
 
 class Executor(Protocol):
@@ -30,15 +34,20 @@ class Executor(Protocol):
 def execute(exp: Experiment, out: Path, executor: Executor, data: SplitData | None = None,
             data_root: Path | None = None,
             on_plan: Callable[[list[RunSpec], set[str]], None] | None = None) -> StudyStatus:
-    """Train every planned run the store lacks; return what is done, missing and failed.
+    """Train every planned run the store lacks, holding the study's lock; return where every
+    run stands (``repaired``: damaged runs moved aside and trained again).
 
     ``on_plan(specs, done)`` is called once the plan is known, before any training.
     """
     executor.start(exp, out)
     data = data if data is not None else load_data(exp, data_root)
-    store, specs = prepare(exp, out, data)
-    if on_plan is not None:
-        on_plan(specs, store.done_ids() & {s.run_id for s in specs})
-    for phase in phases(store, specs):
-        executor.run_phase(exp, out, phase, data, data_root)
-    return status(store, [s.run_id for s in specs])
+    repaired: dict[str, str] = {}
+    with study_lock(out, on_wait=log.warning):  # one writer per study
+        store, specs = prepare(exp, out, data, repaired)
+        if on_plan is not None:
+            on_plan(specs, store.done_ids() & {s.run_id for s in specs})
+        for phase in phases(store, specs):
+            executor.run_phase(exp, out, phase, data, data_root)
+        st = status(store, [s.run_id for s in specs])
+    st.repaired = repaired
+    return st

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kdfair.config import Experiment, experiment_from_dict
+from kdfair.config import Experiment, engine_threads, experiment_from_dict
 from kdfair.data.base import SplitData
 from kdfair.errors import KdfairError
 from kdfair.executors.base import Executor
@@ -48,7 +48,7 @@ def local_executor(exp: Experiment, reporter: Reporter | None = None,
     visible and the experiment runs on CUDA."""
     n = torch.cuda.device_count() if exp.device != "cpu" else 0
     if n > 1:  # the CPU cores shared out between the workers
-        threads = max(1, (os.cpu_count() or n) // n)
+        threads = engine_threads(exp.engine, n)
         return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run, threads)
     return LocalExecutor(reporter, on_run)
 
@@ -139,6 +139,7 @@ class LocalPoolExecutor:
                             raise err
                         errors.append(f"{chunk[0].run_id}…: {type(err).__name__}: {err}")
             self._drain(events, by_id)
+        self._drain(events, by_id)  # workers joined: their last events have arrived
         _WORKER.clear()
         if errors:
             raise RuntimeError("a worker failed: " + "; ".join(errors))

@@ -22,6 +22,7 @@ from typing import Any
 from kdfair.config import Experiment, SlurmConfig, experiment_from_dict
 from kdfair.data import registry as data_registry
 from kdfair.data.base import SplitData
+from kdfair.executors import slurm_requeue as requeue
 from kdfair.executors.slurm_queue import (
     _HOPELESS,
     JobState,
@@ -69,11 +70,16 @@ class BundleJob:
         if self.threads:
             torch.set_num_threads(self.threads)
         exp = experiment_from_dict(self.experiment, "(SLURM job)")
+        store = RunStore(self.out)
+        before = {r for r in self.run_ids if store.check(r, deep=False).state == "done"}
+
+        def left() -> int:
+            return sum(store.check(r, deep=False).state != "done" for r in self.run_ids)
+
+        requeue.install(left, lambda: len(self.run_ids) - left() - len(before))
         print(f"kdfair {exp.name}: {len(self.specs)} run(s) on {socket.gethostname()} → "
               f"{self.out}", flush=True)
-        store = RunStore(self.out)
-        before = sum(store.is_done(r) for r in self.run_ids)
-        with LineReporter(len(self.run_ids), before, stream=sys.stdout) as reporter:
+        with LineReporter(len(self.run_ids), len(before), stream=sys.stdout) as reporter:
             train_runs(exp, Path(self.out), [RunSpec.from_json(s) for s in self.specs],
                        data_root=Path(self.data_root) if self.data_root else None,
                        reporter=reporter)

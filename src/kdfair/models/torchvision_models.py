@@ -83,7 +83,12 @@ def pretrained_state(arch: str, name: str, download: bool) -> tuple[dict[str, An
                           f"allowed: {allowed}") from None
     path = hub_file(w.url)
     if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, or a pickle that is not plain tensors (refused)
+            raise ConfigError(f"model {arch!r}: {path} is not a readable weights file "
+                              f"({type(err).__name__}); delete it and fetch it again "
+                              "(`download: true`), nothing in it was executed") from None
     elif download:
         try:
             state = torch.hub.load_state_dict_from_url(

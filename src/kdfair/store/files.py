@@ -1,0 +1,137 @@
+"""File primitives of the run store: atomic writes, checked paths, hashes and run manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kdfair.errors import StoreError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def safe_component(name: str, what: str = "name") -> str:
+    """``name`` if it is one harmless path component (no separator, not '.', '..', hidden)."""
+    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
+        raise StoreError(f"{what} {name!r} cannot be used as a file name: use letters, digits, "
+                         "'_', '-' and '.', not starting with a dot")
+    return name
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root / parts``, refused unless it lies inside ``root`` (symlinks resolved)."""
+    path = root.joinpath(*parts)
+    base = root.resolve()
+    if not path.resolve().is_relative_to(base):
+        raise StoreError(f"{path} lies outside the results directory {base}; refusing to write")
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path: Path, what: str | None = None) -> Any:
+    """Parse a JSON file; a missing, unreadable or corrupt one raises StoreError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing{f' ({what})' if what else ''}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(f"{path} is corrupt ({err}); {what or 'restore or delete it'}") from None
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary sibling, fsync, rename: readers see the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda p: write_json(p, obj))
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(run_dir: Path) -> dict[str, Any]:
+    """Record every file of a run directory (size, SHA-256); written last, so it seals the run."""
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
+    manifest = {"format": MANIFEST_FORMAT, "files": files}
+    atomic_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True) -> str | None:
+    """Why a run directory does not match its manifest (None when it does).
+
+    ``deep`` compares SHA-256 digests too; without it only presence and sizes are compared.
+    """
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text())
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError
+    except FileNotFoundError:
+        return f"no {MANIFEST}"
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        return f"{MANIFEST} is corrupt ({type(err).__name__})"
+    for name in required:
+        if name not in files:
+            return f"{MANIFEST} does not list {name}"
+    for name, entry in files.items():
+        path = run_dir / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return f"{name} is missing"
+        if not isinstance(entry, dict):
+            return f"{MANIFEST} entry of {name} is corrupt"
+        if size != entry.get("size"):
+            return f"{name} has {size} bytes, the manifest says {entry.get('size')}"
+        if deep and sha256_file(path) != entry.get("sha256"):
+            return f"{name} does not match its SHA-256 in {MANIFEST}"
+    return None
+
+
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """A fresh sibling directory to fill; on success it replaces ``final`` (the old one is
+    removed), on failure it is removed and ``final`` is left as it was."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.old")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""The preemption/time-out decision of a signalled SLURM job, without a cluster (the end-to-end
+preemption test is in test_slurm.py and needs one)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+
+from kdfair.executors import slurm_requeue as rq
+
+
+@pytest.mark.parametrize("elapsed,limit,kind", [
+    (5, 600, "preempted"),  # submitit calls any signal "timed out" under a 10-minute limit
+    (449, 600, "preempted"),
+    (450, 600, "timeout"),  # 600 - 90 s lead - 60 s margin
+    (510, 600, "timeout"),
+    (3 * 3600, 4 * 3600, "preempted"),  # submitit: past 0.8 × limit counts as a time-out
+    (10, None, "preempted"),
+])
+def test_signal_is_a_time_out_only_near_the_limit(elapsed, limit, kind):
+    assert rq.classify(elapsed, limit) == kind
+
+
+def test_decision():
+    assert rq.decide("preempted", 3, 0).requeue
+    assert rq.decide("timeout", 3, 1).requeue  # a time-out with progress: requeued too
+    stuck = rq.decide("timeout", 3, 0)
+    assert not stuck.requeue and "raise --slurm-time" in stuck.reason
+    assert not rq.decide("preempted", 0, 5).requeue
+
+
+def test_limit_from_slurm_times_else_submitit(monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_START_TIME", "1000")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", "1600")
+    assert rq.job_limit_s(2) == 600
+    monkeypatch.delenv("SLURM_JOB_END_TIME")
+    assert rq.job_limit_s(2) == 120 and rq.job_limit_s(None) is None
+
+
+class FakeSubmititHandler:
+    """What submitit's SignalHandler exposes to us: has_timed_out and the delayed submission."""
+
+    def __init__(self, timeout_min: int, countdown: int):
+        self._delayed = SimpleNamespace(_timeout_min=timeout_min, _timeout_countdown=countdown)
+        self.calls = []
+
+    def has_timed_out(self) -> bool:  # submitit's rule under a 10-minute limit
+        return True
+
+    def checkpoint_and_try_requeue(self, signum, frame):
+        self.calls.append((self.has_timed_out(), self._delayed._timeout_countdown))
+
+
+@pytest.fixture
+def usr2():
+    before = signal.getsignal(signal.SIGUSR2)
+    yield
+    signal.signal(signal.SIGUSR2, before)
+
+
+def test_installed_handler_overrides_submitits_time_out_rule(usr2, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_START_TIME", raising=False)
+    fake = FakeSubmititHandler(timeout_min=10, countdown=0)
+    signal.signal(signal.SIGUSR2, fake.checkpoint_and_try_requeue)
+    said = []
+    assert rq.install(lambda: 2, lambda: 0, said.append)
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert fake.calls == [(False, 0)]  # a preemption: submitit requeues without a countdown
+    assert "preempted with 2 run(s) left: requeued" in said[0]
+
+
+def test_time_out_with_progress_is_requeued_and_without_is_not(usr2, monkeypatch):
+    monkeypatch.setattr(rq, "classify", lambda *a, **k: "timeout")
+    for finished, countdown in ((1, 1), (0, 0)):
+        fake = FakeSubmititHandler(timeout_min=10, countdown=0)
+        signal.signal(signal.SIGUSR2, fake.checkpoint_and_try_requeue)
+        assert rq.install(lambda: 2, lambda f=finished: f, lambda m: None)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        # submitit requeues a time-out while countdown - 1 >= 0
+        assert fake.calls == [(True, countdown)]
+
+
+def test_install_outside_submitit_does_nothing(usr2):
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    assert not rq.install(lambda: 1, lambda: 0)
+
+
+class Job:
+    """A checkpointable job, as BundleJob is."""
+
+    def __call__(self):
+        return None
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+
+def test_with_submitits_own_signal_handler_a_short_job_is_requeued(usr2, tmp_path, monkeypatch):
+    """A 10-minute job preempted after a second, on its last allowed time-out: submitit alone
+    would call it timed out and give up; with the decision in front it is requeued."""
+    pytest.importorskip("submitit")
+    from submitit.core.job_environment import SignalHandler
+    from submitit.core.utils import DelayedSubmission, JobPaths
+
+    monkeypatch.delenv("SLURM_JOB_START_TIME", raising=False)
+    env = SimpleNamespace(global_rank=0, requeued=[])
+    env._requeue = env.requeued.append
+    delayed = DelayedSubmission(Job())
+    delayed.set_timeout(10, 0)
+    paths = JobPaths(tmp_path, job_id="7")
+    paths.submitted_pickle.parent.mkdir(parents=True, exist_ok=True)
+    handler = SignalHandler(env, paths, delayed)
+    monkeypatch.setattr(handler, "_exit", lambda: None)
+    assert handler.has_timed_out()  # submitit's own rule: timed out from the first second
+    signal.signal(signal.SIGUSR2, handler.checkpoint_and_try_requeue)
+    assert rq.install(lambda: 2, lambda: 0, lambda m: None)
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert env.requeued == [0]  # requeued (countdown unchanged: a preemption)
