@@ -3,8 +3,9 @@
     python benchmarks/gpu_check.py [--out gpu_check.json] [--skip-throughput] [--skip-study]
 
 1. **Bundle invariance on CUDA**: a bank of grouped convolutions (NDS + DS members, two seeds)
-   against each member trained alone, in fp32 (TF32 off) to the CPU test's tolerance, and in bf16
-   autocast to a stated, looser one; also a ``torch.compile``d bank against the eager one.
+   against each member trained alone: in fp32 (TF32 off) equal after one step and closely
+   correlated with the same accuracy after two epochs; in bf16 autocast within a stated, looser
+   tolerance; also a ``torch.compile``d bank against the eager one.
 2. **Throughput**: ``benchmarks/throughput.py`` on the paper's CIFAR-100 grid (70 students) and
    its ratio against the reference loop measured in the same run.
 3. **End to end**: the Trifeature paper preset (13 temperatures × 5 seeds) with every role cut
@@ -34,7 +35,12 @@ from kdfair.train.batches import Batches
 from kdfair.train.engine import RunJob, Silent, build_run_model, train_group
 
 HERE = Path(__file__).resolve().parent
-FP32_ATOL = 2e-4  # logits after 2 epochs: the CPU test's tolerance (tests/test_grouped.py)
+# Grouped and plain convolutions round differently, and training amplifies the difference step
+# by step (measured on a CPU with this script's ResNet-20, 2 epochs: up to 0.47 in a logit, with
+# correlation 0.99999). So: after ONE step the logits must agree to ONE_STEP_ATOL; after the
+# whole run, closely correlated with the same accuracy.
+ONE_STEP_ATOL = 1e-4
+FP32_MIN_CORR, FP32_MAX_ACC_GAP = 0.9999, 0.01
 BF16_MAX_ACC_GAP = 0.05  # bf16 bank member vs the bf16 run alone: test accuracy within 5 points
 BF16_MIN_CORR = 0.98  # … and logits correlated above this
 
@@ -49,49 +55,70 @@ def _toy(n: int, seed: int, classes: int = 10) -> Part:
     return Part(y=torch.as_tensor(y), x=torch.as_tensor(x))
 
 
-def _spec(role: str, seed: int, t: float | None = None, arch: str = "resnet20") -> RunSpec:
-    train = {"epochs": 2, "batch_size": 64, "lr": 0.05, "augment": "crop_flip"}
+def _spec(role: str, seed: int, t: float | None = None, arch: str = "resnet20",
+          epochs: int = 2) -> RunSpec:
+    train = {"epochs": epochs, "batch_size": 64, "lr": 0.05, "augment": "crop_flip"}
     kw = dict(temperature=t, alpha=0.8, t2_scaling=True) if role == "ds" else {}
     return RunSpec(experiment="gpu-check", role=role, arch=arch, seed=seed, train=train,
                    dataset={}, data_fingerprint="toy", **kw)
 
 
+def _compare(jobs, banked, alone_of, check) -> list[dict]:
+    rows = []
+    for job, res in zip(jobs, banked, strict=True):
+        alone = alone_of(job)
+        diff = float(np.abs(res.logits - alone.logits).max())
+        corr = float(np.corrcoef(res.logits.ravel(), alone.logits.ravel())[0, 1])
+        gap = abs(res.metrics["test_acc"] - alone.metrics["test_acc"])
+        rows.append({"run": job.spec.prefix, "max_abs_logit_diff": diff, "corr": corr,
+                     "test_acc_gap": gap, "ok": bool(check(diff, corr, gap))})
+    return rows
+
+
 def invariance(device: torch.device) -> dict:
-    """Each member of a grouped bank vs the same run alone, fp32 and bf16, eager and compiled."""
+    """Each member of a grouped bank vs the same run alone: after one step (fp32), after the
+    whole run (fp32 and bf16), and a ``torch.compile``d bank against the eager one."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     data = SplitData(name="toy", num_classes=10, class_names=[str(i) for i in range(10)],
                      fingerprint="toy", train=_toy(1024, 0), val=_toy(128, 1), test=_toy(512, 2))
-    parts = {k: Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
+    one_batch = SplitData(name="toy", num_classes=10, class_names=data.class_names,
+                          fingerprint="toy", train=_toy(64, 0), val=_toy(128, 1),
+                          test=_toy(512, 2))
     t_spec = _spec("teacher", 0, arch="resnet32")
     teacher = build_run_model(t_spec, data).to(device).eval().requires_grad_(False)
-    jobs = [RunJob(_spec("nds", 1)), RunJob(_spec("ds", 1, 4.0), teacher=teacher),
-            RunJob(_spec("ds", 2, 8.0), teacher=teacher), RunJob(_spec("nds", 2))]
+
+    def group(epochs: int) -> list[RunJob]:
+        return [RunJob(_spec("nds", 1, epochs=epochs)),
+                RunJob(_spec("ds", 1, 4.0, epochs=epochs), teacher=teacher),
+                RunJob(_spec("ds", 2, 8.0, epochs=epochs), teacher=teacher),
+                RunJob(_spec("nds", 2, epochs=epochs))]
+
+    def train(d, jobs, **kw):
+        parts = {k: Batches(getattr(d, k), d, device) for k in ("train", "val", "test")}
+        return train_group(jobs, d, device, parts, Silent(), {}, **kw)
+
     out: dict = {}
-    for precision, bf16 in (("fp32", False), ("bf16", True)):
-        banked = train_group(jobs, data, device, parts, Silent(), {}, bank_kind="grouped",
-                             bf16=bf16)
-        rows = []
-        for job, res in zip(jobs, banked, strict=True):
-            (alone,) = train_group([job], data, device, parts, Silent(), {}, bf16=bf16)
-            diff = float(np.abs(res.logits - alone.logits).max())
-            corr = float(np.corrcoef(res.logits.ravel(), alone.logits.ravel())[0, 1])
-            gap = abs(res.metrics["test_acc"] - alone.metrics["test_acc"])
-            ok = diff <= FP32_ATOL if precision == "fp32" else (
-                gap <= BF16_MAX_ACC_GAP and corr >= BF16_MIN_CORR)
-            rows.append({"run": job.spec.prefix, "max_abs_logit_diff": diff, "corr": corr,
-                         "test_acc_gap": gap, "ok": ok})
-        out[precision] = rows
-    eager = train_group(jobs, data, device, parts, Silent(), {}, bank_kind="grouped", bf16=False)
-    compiled = train_group(jobs, data, device, parts, Silent(), {}, compile=True,
-                           bank_kind="grouped", bf16=False)
-    out["compile"] = [{"run": j.spec.prefix,
-                       "max_abs_logit_diff": float(np.abs(a.logits - b.logits).max()),
-                       "ok": bool(np.abs(a.logits - b.logits).max() <= FP32_ATOL * 10)}
-                      for j, a, b in zip(jobs, eager, compiled, strict=True)]
-    out["tolerances"] = {"fp32_atol": FP32_ATOL, "bf16_max_acc_gap": BF16_MAX_ACC_GAP,
-                         "bf16_min_corr": BF16_MIN_CORR, "compile_atol": FP32_ATOL * 10}
-    out["ok"] = all(r["ok"] for k in ("fp32", "bf16", "compile") for r in out[k])
+    jobs = group(1)
+    out["fp32_one_step"] = _compare(
+        jobs, train(one_batch, jobs, bank_kind="grouped", bf16=False),
+        lambda j: train(one_batch, [j], bf16=False)[0],
+        lambda diff, corr, gap: diff <= ONE_STEP_ATOL)
+    jobs = group(2)
+    for precision, bf16, check in (
+            ("fp32", False, lambda d, c, g: c >= FP32_MIN_CORR and g <= FP32_MAX_ACC_GAP),
+            ("bf16", True, lambda d, c, g: c >= BF16_MIN_CORR and g <= BF16_MAX_ACC_GAP)):
+        out[precision] = _compare(jobs, train(data, jobs, bank_kind="grouped", bf16=bf16),
+                                  lambda j, b=bf16: train(data, [j], bf16=b)[0], check)
+    eager = train(data, jobs, bank_kind="grouped", bf16=False)
+    compiled = train(data, jobs, compile=True, bank_kind="grouped", bf16=False)
+    out["compile"] = _compare(jobs, compiled, lambda j: eager[jobs.index(j)],
+                              lambda d, c, g: c >= FP32_MIN_CORR and g <= FP32_MAX_ACC_GAP)
+    out["tolerances"] = {"one_step_atol": ONE_STEP_ATOL, "fp32_min_corr": FP32_MIN_CORR,
+                         "fp32_max_acc_gap": FP32_MAX_ACC_GAP, "bf16_min_corr": BF16_MIN_CORR,
+                         "bf16_max_acc_gap": BF16_MAX_ACC_GAP}
+    out["ok"] = all(r["ok"] for k in ("fp32_one_step", "fp32", "bf16", "compile")
+                    for r in out[k])
     return out
 
 

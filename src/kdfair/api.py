@@ -20,6 +20,7 @@ from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
 from kdfair.errors import ConfigError, KdfairError
 from kdfair.executors import Executor, execute, local_executor
+from kdfair.export import export_model, load_model
 from kdfair.models.registry import register_model
 from kdfair.overrides import Overrides, override_experiment
 from kdfair.progress import study_reporter, warn_if_threads_hurt
@@ -28,7 +29,8 @@ from kdfair.spec import RunSpec
 from kdfair.train.device import resolve_device
 from kdfair.train.engine import Reporter
 
-__all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir"]
+__all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir",
+           "load_model", "export_model"]
 
 
 # how messages written for the command line read to a Python caller

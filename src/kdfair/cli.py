@@ -366,6 +366,20 @@ def trifeature(
 
 
 @app.command()
+@_friendly
+def export(results: Path = typer.Argument(..., help="a study's results directory"),
+           run_id: str = typer.Argument(..., help="the run to export (`kdfair status` lists "
+                                        "them)"),
+           out: Path = typer.Option(Path("."), help="directory to write the files into")) -> None:
+    """Write a run's trained model: RUN_ID.safetensors and RUN_ID.json (architecture, options,
+    classes, input shape and normalisation) — `kdfair.load_model` gives the module back."""
+    from kdfair.export import export_model
+
+    path = export_model(results, run_id, out)
+    console.print(f"wrote {path} and {path.with_suffix('.json')}", highlight=False)
+
+
+@app.command()
 def presets() -> None:
     """List the experiment presets, one per line, name first."""
     import yaml

@@ -321,6 +321,14 @@ class SlurmConfig(BaseModel):
         return 0 if exp.device == "cpu" else 1
 
 
+class StoreConfig(_Strict):
+    """What the results directory keeps besides predictions."""
+
+    # every trained model's weights (safetensors, beside its run: export, load_model), or only
+    # the teachers' (students distil from them). Never changes a result.
+    keep_weights: Literal["all", "teachers"] = "all"
+
+
 class Experiment(_Strict):
     """A whole study: data, teacher, student, distillation grid, seeds, device, analysis."""
 
@@ -332,6 +340,7 @@ class Experiment(_Strict):
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: EngineConfig = EngineConfig()
+    store: StoreConfig = StoreConfig()
     slurm: SlurmConfig | None = None  # defaults for `kdfair run --executor slurm`
     analysis: AnalysisConfig = AnalysisConfig()
     # per-epoch curves of every run as TensorBoard event files (kdfair.tracking)

@@ -17,12 +17,13 @@ from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
 from kdfair.data.registry import load_dataset
 from kdfair.errors import ConfigError, DatasetError, StoreError
+from kdfair.export import stored_model
 from kdfair.method_options import TEACHER_FREE
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec
 from kdfair.store import ResultsDir
 from kdfair.store.checkpoint import load_checkpoint
-from kdfair.train.device import resolve_device
+from kdfair.train.device import prepare_module, resolve_device
 from kdfair.train.engine import Reporter, RunJob, TrainedRun, build_run_model, train_bundle
 
 log = logging.getLogger("kdfair")
@@ -104,10 +105,13 @@ def test_features(data: SplitData, max_side: int = 16) -> np.ndarray:
 
 
 def data_info(data: SplitData) -> dict:
+    """data.json: what the analysis needs of the test set, and what rebuilding a stored model
+    needs (input shape, normalisation)."""
     return {"dataset": data.name, "fingerprint": data.fingerprint,
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "n_test": len(data.test), "attributes": dict(data.attribute_groups),
-            "notes": list(data.notes)}
+            "input_shape": list(data.input_shape), "mean": list(data.mean),
+            "std": list(data.std), "notes": list(data.notes)}
 
 
 @dataclass
@@ -168,7 +172,9 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
         check_store(store, specs)
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
-    if not store.has_data_files(data.fingerprint):  # a resumed study: the test set is unchanged
+    # a resumed study keeps them: the test set is unchanged (stores of an earlier release lack
+    # the input shape, which rebuilding a stored model needs: written again)
+    if not store.has_data_files(data.fingerprint, needs=("input_shape",)):
         store.write_data_files(data_info(data), data.test.attributes,
                                np.arange(len(data.test)), test_features(data))
     return store, specs
@@ -227,7 +233,7 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
             store.record_failure(job.spec, failure_message(job.spec, result))
             state = "failed"
         else:
-            keep = job.spec.role == "teacher"
+            keep = job.spec.role == "teacher" or exp.store.keep_weights == "all"
             metrics = {**result.metrics, "threads": torch.get_num_threads(),
                        "device_type": device.type}
             if job.spec.teacher_run_id in teachers:
@@ -315,19 +321,8 @@ def _given_weights(spec: RunSpec) -> dict[str, torch.Tensor] | None:
 
 def _load_teacher(store: ResultsDir, spec: RunSpec, data: SplitData,
                   device: torch.device) -> torch.nn.Module:
-    model = build_run_model(spec, data)
-    path = store.weights_path(spec.run_id)
-    try:
-        model.load_state_dict(store.load_weights(spec.run_id))
-    except RuntimeError as err:  # wrong keys or shapes
-        raise StoreError(f"{path} does not fit a {spec.arch} ({str(err).splitlines()[0]}); "
-                         "run `kdfair run` again after deleting that run directory") from None
-    model.to(device).eval()
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    model = stored_model(store, spec, data.num_classes, data.input_shape)
+    return prepare_module(model, device).requires_grad_(False)
 
 
 def status(store: ResultsDir, run_ids: list[str]) -> StudyStatus:

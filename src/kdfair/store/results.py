@@ -112,9 +112,10 @@ class ResultsDir:
                              "restore it")
         return exp
 
-    def has_data_files(self, fingerprint: str) -> bool:
-        """Whether the per-experiment test-set files are readable and describe ``fingerprint``
-        (derived files: when this is False they are simply written again)."""
+    def has_data_files(self, fingerprint: str, needs: tuple[str, ...] = ()) -> bool:
+        """Whether the per-experiment test-set files are readable, describe ``fingerprint`` and
+        data.json has the keys ``needs`` (derived files: when this is False they are simply
+        written again)."""
         try:
             info = read_json(self.root / "data.json")
             n = int(info["n_test"])
@@ -125,7 +126,7 @@ class ResultsDir:
                 zipfile.BadZipFile):
             return False
         return (info.get("fingerprint") == fingerprint and feats.ndim == 2
-                and feats.shape[0] == n and index.shape == (n,))
+                and feats.shape[0] == n and index.shape == (n,) and all(k in info for k in needs))
 
     def write_data_files(self, data_info: dict[str, Any], attributes: dict[str, np.ndarray],
                          index: np.ndarray, features: np.ndarray) -> None:

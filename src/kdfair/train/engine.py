@@ -82,10 +82,16 @@ class Silent:
 
 def build_run_model(spec: RunSpec, data: SplitData) -> nn.Module:
     """The run's model, initialised from its own seed's "init" stream."""
+    return build_spec_model(spec, data.num_classes, data.input_shape)
+
+
+def build_spec_model(spec: RunSpec, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """The model of ``spec`` for ``num_classes`` outputs and inputs of ``input_shape``,
+    initialised from the seed's "init" stream."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(spec.seed, "init"))
         opts = {k: v for k, v in spec.model_options.items() if k != "checkpoint"}
-        return build_model(spec.arch, data.num_classes, data.input_shape, **opts)
+        return build_model(spec.arch, num_classes, tuple(input_shape), **opts)
 
 
 def lr_factor(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
