@@ -114,4 +114,6 @@ def config_of(store: Store) -> dict[str, Any]:
     return {"name": e.get("name") or store.root.name,
             "dataset": (e.get("dataset") or {}).get("name") or store.data.get("dataset"),
             "teacher": arch("teacher"), "student": arch("student"), "alpha": dist.get("alpha"),
-            "t2_scaling": dist.get("t2_scaling"), "teacher_policy": dist.get("teacher_policy")}
+            "t2_scaling": dist.get("t2_scaling"), "teacher_policy": dist.get("teacher_policy"),
+            "methods": [m.get("name") for m in dist.get("methods") or [] if isinstance(m, dict)]
+            or ["kd"]}

@@ -23,6 +23,7 @@ from kdfair.analysis import classwise, disagreement, fairness, individual
 from kdfair.analysis.checks import run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.load import Store, open_store
+from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
 from kdfair.analysis.paper import paper_table
 from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
 from kdfair.analysis.sections import build_document
@@ -266,7 +267,32 @@ CONFIDENCE_LIMIT = 0.9  # |r(I(f), confidence)| above which I(f) is not read as 
 
 
 def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> Analysis:
+    """The study's analysis; with several distillation methods (or a control), the sections
+    are for the first method and ``method_comparison`` / ``method_ranking`` put all side by
+    side, each method analysed as the first (against the same teacher and NDS)."""
     store = open_store(results_dir)
+    names, controls = methods_in(store)
+    if len(names) <= 1 and not controls:
+        return _analyze_index(store, options)
+    primary = names[0] if names else "kd"
+    main = _analyze_index(only(store, primary), options)
+    parts = {(primary, False): main}
+    parts.update({(m, False): _analyze_index(only(store, m), main.options) for m in names[1:]})
+    parts.update({(c, True): _analyze_index(only(store, c, control=True), main.options)
+                  for c in controls})
+    comparison = comparison_table({k: a.tables["summary"] for k, a in parts.items()})
+    warnings = {m: list(a.tables["warnings"]["warning"]) for (m, _), a in parts.items()}
+    main.tables["method_comparison"] = comparison
+    main.tables["method_ranking"] = ranking_table(comparison, list(store.attributes), warnings)
+    main.notes.append(
+        f"This study has {len(names)} distillation method(s) ({', '.join(names)})"
+        + (f" and the control(s) {', '.join(controls)}" if controls else "")
+        + f"; the sections other than 'Method comparison' are for {primary}, the first.")
+    main.tables["notes"] = pd.DataFrame({"note": main.notes}, dtype=object)
+    return main
+
+
+def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analysis:
     notes = list(store.notes)
     opts, source = resolve_options(store, options, notes)
     norm = getattr(opts, "individual_norm", "tv")

@@ -10,6 +10,7 @@ import pandas as pd
 from kdfair.analysis import plots
 from kdfair.analysis.common import Analysis, ci_text, config_of, fmt_t, model_label
 from kdfair.analysis.document import Document
+from kdfair.analysis.methods import ranking_sentences
 from kdfair.analysis.text import (
     DIRECTION_WORDS,
     LABELS,
@@ -116,7 +117,8 @@ def config_section(a: Analysis, doc: Document) -> None:
     rows = [("experiment", cfg["name"]), ("data set", cfg["dataset"] or "unknown"),
             ("test inputs", s.n_test), ("classes", s.num_classes),
             ("teacher → student", f"{cfg['teacher'] or '?'} → {cfg['student'] or '?'}"),
-            ("distillation", f"Hinton KD, KD weight α = {cfg['alpha']}, T² scaling "
+            ("distillation", f"{_methods_words(cfg['methods'])}; Hinton KD weight "
+                             f"α = {cfg['alpha']}, T² scaling "
                              f"{cfg['t2_scaling']}, teacher policy {cfg['teacher_policy']}"),
             ("temperatures", ", ".join(f"{t:g}" for t in temps) or "none"),
             ("runs found", seed_words(a)),
@@ -141,6 +143,13 @@ def config_section(a: Analysis, doc: Document) -> None:
     doc.table(pd.DataFrame(rows, columns=["setting", "value"]).astype(str))
     doc.table(pd.DataFrame(sorted(o.model_dump().items()), columns=["analysis option",
                                                                      "value"]).astype(str))
+
+
+def _methods_words(methods: list[str]) -> str:
+    if methods == ["kd"]:
+        return "Hinton KD (kd)"
+    return (f"methods {', '.join(methods)} (the sections are for {methods[0]}; Method "
+            "comparison shows all)")
 
 
 def seed_words(a: Analysis) -> str:
@@ -417,6 +426,48 @@ def paper_section(a: Analysis, doc: Document) -> None:
     doc.table(pd.DataFrame(rows))
 
 
+def methods_section(a: Analysis, doc: Document) -> None:
+    """Every method's DS grid (and each control) side by side, then the one-screen ranking."""
+    if "method_comparison" not in a.tables:
+        return
+    comp, rank = a.table("method_comparison"), a.table("method_ranking")
+    attrs = list(a.store.attributes)
+    doc.h("Method comparison")
+    doc.p("Each distillation method's students analysed exactly as the first method's in the "
+          "sections above: against the same teacher and NDS, with the same tests "
+          f"({tests_used(a)}, p < {a.options.significance:g}) and 95 % seed CIs. The control "
+          "trains without a teacher; its #SC / #TC compare it with the NDS / the teacher. No "
+          "test compares two methods with each other.")
+    rows = []
+    for _, r in comp.iterrows():
+        row = {"method": r["method"], "T": "–" if not np.isfinite(r["T"]) else fmt_t(r["T"]),
+               "runs": int(r["n_runs"]),
+               "accuracy (%)": ci_text(r["acc_mean"], r["acc_ci_low"], r["acc_ci_high"])}
+        for label in ("#SC", "#TC"):
+            row[label] = "–" if not np.isfinite(r.get(label, np.nan)) else int(r[label])
+        for attr in attrs:
+            for m in ("dpd", "eod"):
+                k = f"{m}:{attr}"
+                row[f"{m.upper()} {attr} (%)"] = ci_text(r.get(f"{k}_mean"), r.get(
+                    f"{k}_ci_low"), r.get(f"{k}_ci_high"))
+        if "individual_mean" in r:
+            row["I(f)"] = ci_text(r["individual_mean"], r.get("individual_ci_low"),
+                                  r.get("individual_ci_high"), 4)
+        rows.append(row)
+    doc.table(pd.DataFrame(rows), "Per method and T: seed mean [95 % CI]; #SC / #TC: classes "
+              f"significant on {QUANTITY_WORDS[a.options.test_on]}. Percent for accuracy, DPD "
+              "and EOD.")
+    doc.h("Which method leaves the least bias", level=3)
+    doc.ul(ranking_sentences(rank) or ["Fewer than two distillation methods: nothing to rank."])
+    shown = rank.copy()
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f":
+            shown[col] = shown[col].map(lambda v: "–" if not np.isfinite(v) else f"{v:.4g}")
+    doc.table(shown, "Per method: its best accuracy over T (and that T), and the mean over T "
+              "of #SC, #TC, EOD, DPD and I(f) — lower is less of that measure. Descriptive: "
+              "each method's own numbers.")
+
+
 def curves_section(a: Analysis, doc: Document, out: Path) -> None:
     """Per role, every run's training loss and train / validation accuracy per epoch."""
     formats = ("png", "svg", "pdf") if a.options.vector_figures else ("png",)
@@ -468,6 +519,7 @@ def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> N
     summary_section(a, doc)
     findings_section(a, doc)
     paper_section(a, doc)
+    methods_section(a, doc)
     config_section(a, doc)
     accuracy_section(a, doc, out)
     classwise_section(a, doc, out)

@@ -41,6 +41,13 @@ class RunInfo:
     def teacher_run_id(self) -> str | None:
         return self.spec.get("teacher_run_id")
 
+    @property
+    def method(self) -> str | None:
+        """``kd``, ``dkd``, … for DS runs (``kd`` for runs made before methods existed), a
+        teacher-free control (``ls``) for NDS runs, else None."""
+        m = self.spec.get("method")
+        return m if m else ("kd" if self.role == "ds" else None)
+
 
 @dataclass
 class StudyIndex:
@@ -182,7 +189,7 @@ def open_store(root: str | Path) -> StudyIndex:
     n_test, num_classes = data.get("n_test"), data.get("num_classes")
     runs: list[RunInfo] = []
     skipped: list[tuple[str, str]] = []
-    seen: dict[tuple[str, float, int], str] = {}
+    seen: dict[tuple[str, str | None, float, int], str] = {}
     for run_id, chk in ResultsDir(root).checks(deep=False).items():
         try:
             if chk.state != "done":
@@ -192,9 +199,10 @@ def open_store(root: str | Path) -> StudyIndex:
         except CorruptRun as err:
             skipped.append((run_id, str(err)))
             continue
-        key = (run.role, -1.0 if math.isnan(run.temperature) else run.temperature, run.seed)
+        key = (run.role, run.method, -1.0 if math.isnan(run.temperature) else run.temperature,
+               run.seed)
         if key in seen:
-            skipped.append((run_id, f"duplicate of {seen[key]} (same role, T and seed)"))
+            skipped.append((run_id, f"duplicate of {seen[key]} (same role, method, T and seed)"))
             continue
         seen[key] = run_id
         if n_test is None or num_classes is None:  # the first good run fixes the sizes
