@@ -39,3 +39,17 @@ def test_experiment_reference_in_readme_validates():
                       re.S).group(1)
     exp = experiment_from_dict(yaml.safe_load(block), "README.md")
     assert exp.distill.alpha == 0.8 and exp.engine.grouped == "auto"
+
+
+def test_method_comparison_example_in_readme_validates():
+    import yaml
+
+    from kdfair.config import experiment_from_dict
+    from kdfair.runner import plan
+
+    block = re.search(r"### Comparing distillation methods\n.*?```yaml\n(.*?)```",
+                      README.read_text(), re.S).group(1)
+    exp = experiment_from_dict(yaml.safe_load(block), "README.md")
+    assert [m.name for m in exp.distill.methods] == ["kd", "dkd", "lskd", "fitnet", "ls"]
+    specs = plan(exp, "fp")
+    assert len(specs) == 3 + 3 + 4 * 4 * 3 + 3
