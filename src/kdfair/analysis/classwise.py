@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from kdfair.analysis.load import ROLE_LABELS
+from kdfair.store import ROLE_LABELS
 
 QUANTITIES = ("relative", "raw")
 COMPARISONS = {"nds_vs_ds": ("nds", "#SC"), "teacher_vs_ds": ("teacher", "#TC")}

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from kdfair.analysis.individual import NeighbourGraph
-from kdfair.analysis.load import ROLE_LABELS, Store
 from kdfair.analysis.seedstats import seed_ci
 from kdfair.config import AnalysisConfig
+from kdfair.store import ROLE_LABELS
+from kdfair.store import StudyIndex as Store
 
 ROLE_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
 

@@ -22,7 +22,6 @@ import pandas as pd
 from kdfair.analysis import classwise, disagreement, fairness, individual
 from kdfair.analysis.checks import run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
-from kdfair.analysis.load import Store, open_store
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
 from kdfair.analysis.paper import paper_table
 from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
@@ -31,6 +30,8 @@ from kdfair.analysis.text import findings, key_results, summary_display, summary
 from kdfair.analysis.trends import trend_table
 from kdfair.config import AnalysisConfig
 from kdfair.errors import StoreError
+from kdfair.store import StudyIndex as Store
+from kdfair.store import open_store
 
 TOP_FLIPS = 200  # entries kept per disagreement matrix when there are many classes
 

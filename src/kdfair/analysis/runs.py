@@ -25,7 +25,7 @@ from kdfair.analysis.individual import (
     pair_distances,
     softmax,
 )
-from kdfair.analysis.load import CorruptRun, RunInfo, read_predictions
+from kdfair.store import CorruptRun, RunInfo, read_predictions
 
 
 @dataclass

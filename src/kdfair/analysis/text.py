@@ -20,8 +20,8 @@ import pandas as pd
 
 from kdfair.analysis.classwise import COMPARISONS
 from kdfair.analysis.common import Analysis, ci_text, fmt_t, model_label, rows_of
-from kdfair.analysis.load import ROLE_LABELS
 from kdfair.analysis.trends import trend_words
+from kdfair.store import ROLE_LABELS
 
 QUANTITY_WORDS = {"relative": "relative accuracy β_c/β", "raw": "raw class accuracy β_c"}
 COMPARISON_WORDS = {"nds_vs_ds": "the non-distilled student", "teacher_vs_ds": "the teacher"}

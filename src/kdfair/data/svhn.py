@@ -15,20 +15,13 @@ import torch
 from torchvision import datasets
 
 from kdfair.config import DatasetConfig
+from kdfair.data import catalog
 from kdfair.data.base import Part, SplitData
-from kdfair.data.catalog import (
-    LoaderOptions,
-    Requirement,
-    carve_val,
-    ensure_present,
-    fingerprint,
-    loader_options,
-)
 from kdfair.errors import DatasetError
 
 # what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
-DATASETS: dict[str, Requirement] = {
-    "svhn": Requirement(
+DATASETS: dict[str, catalog.Requirement] = {
+    "svhn": catalog.Requirement(
         "svhn", "files", "svhn", ("train_32x32.mat", "test_32x32.mat"),
         "http://ufldl.stanford.edu/housenumbers/", download=True, root_itself=True,
         how="download train_32x32.mat and test_32x32.mat (extra_32x32.mat for `extra: true`)",
@@ -39,7 +32,7 @@ MEAN = (0.4377, 0.4438, 0.4728)
 STD = (0.1980, 0.2010, 0.1970)
 
 
-class SvhnOptions(LoaderOptions):
+class SvhnOptions(catalog.LoaderOptions):
     """SVHN options: the validation split, and whether to train on the extra set too."""
 
     extra: bool = False
@@ -59,7 +52,7 @@ def _read(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Load SVHN into memory."""
-    opts = loader_options(SvhnOptions, cfg)
+    opts = catalog.loader_options(SvhnOptions, cfg)
     splits = ["train", "test"] + (["extra"] if opts.extra else [])
 
     def fetch(root: Path) -> None:
@@ -68,13 +61,14 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
         for s in splits:
             datasets.SVHN(str(target), split=s, download=True)
 
-    d = ensure_present(DATASETS["svhn"], cfg, fetch, files=[f"{s}_32x32.mat" for s in splits])
+    d = catalog.ensure_present(DATASETS["svhn"], cfg, fetch,
+                               files=[f"{s}_32x32.mat" for s in splits])
     x_tr, y_tr = _read(d, "train")
     if opts.extra:
         x_ex, y_ex = _read(d, "extra")
         x_tr, y_tr = np.concatenate([x_tr, x_ex]), np.concatenate([y_tr, y_ex])
     x_te, y_te = _read(d, "test")
-    tr, va = carve_val(y_tr, opts.val_fraction, opts.split_seed)
+    tr, va = catalog.carve_val(y_tr, opts.val_fraction, opts.split_seed)
     x_all = torch.from_numpy(x_tr)
     return SplitData(
         name="svhn",
@@ -83,7 +77,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
         test=Part(y=torch.from_numpy(y_te), x=torch.from_numpy(x_te)),
         num_classes=10,
         class_names=[str(i) for i in range(10)],
-        fingerprint=fingerprint("svhn", opts, x_tr, y_tr, x_te, y_te),
+        fingerprint=catalog.fingerprint("svhn", opts, x_tr, y_tr, x_te, y_te),
         mean=MEAN,
         std=STD,
         notes=[

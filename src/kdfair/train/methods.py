@@ -85,18 +85,10 @@ def standardize(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True) + eps)
 
 
-class LogitStandardKD(Objective):
+class LogitStandardKD(HintonKD):
     """``lskd`` — Sun et al. (CVPR 2024), logit standardisation: Hinton KD on Z-scored logits,
     α · [T²] · KL(softmax(Z(t)/T) ‖ softmax(Z(s)/T)) + (1 − α) · CE(s, y), Z as ``standardize``;
     CE on the raw logits."""
-
-    needs_teacher = True
-
-    def __init__(self, temperature: float, alpha: float, t2_scaling: bool = True,
-                 label_smoothing: float = 0.0):
-        super().__init__()
-        self.temperature, self.alpha, self.t2 = temperature, alpha, t2_scaling
-        self.label_smoothing = label_smoothing
 
     def forward(self, step: MemberStep) -> torch.Tensor:
         s, t = step.logits.float(), step.teacher_logits.float()  # type: ignore[union-attr]
