@@ -230,7 +230,7 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
 
     def save(job: RunJob, result: TrainedRun | Exception) -> None:
         if isinstance(result, Exception):
-            store.record_failure(job.spec, failure_message(job.spec, result))
+            store.record_failure(job.spec, f"{type(result).__name__}: {result}")
             state = "failed"
         else:
             keep = job.spec.role == "teacher" or exp.store.keep_weights == "all"
@@ -287,16 +287,6 @@ def _threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def failure_message(spec: RunSpec, err: Exception) -> str:
-    """What failed/<run>.json says: the error, and for a non-finite loss the likely setting."""
-    from kdfair.train.diagnose import nonfinite_loss_hint
-
-    text = str(err)
-    if "loss became" not in text:
-        return f"{type(err).__name__}: {text}"
-    return f"{type(err).__name__}: {text.split('; ')[0]}; {nonfinite_loss_hint(spec)}"
 
 
 def teacher_finished(store: ResultsDir, spec: RunSpec) -> bool:

@@ -33,6 +33,7 @@ from kdfair.models.registry import bankable, build_model
 from kdfair.spec import RunSpec
 from kdfair.train.batches import Batches, Inputs
 from kdfair.train.device import autocast, channels_last, device_name, prepare_module
+from kdfair.train.diagnose import nonfinite_loss_hint
 from kdfair.train.methods import MemberStep, Objective, objective_for
 from kdfair.train.seeding import derive_seed
 from kdfair.train.teachers import LayerTaps, TeacherLogits, teacher_bank
@@ -201,8 +202,7 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         val_acc = bank_accuracy(bank, val, device, bf16) if val is not None else [None] * g
         for m in range(g):
             if m not in failed and not math.isfinite(mean_loss[m]):
-                failed[m] = (f"training loss became {mean_loss[m]} in epoch {epoch + 1}; "
-                             f"try a lower learning rate (train.lr = {cfg.lr})")
+                failed[m] = f"training loss became {mean_loss[m]} in epoch {epoch + 1}"
             histories[m].append({"epoch": epoch + 1, "loss": mean_loss[m],
                                  "train_acc": train_acc[m], "val_acc": val_acc[m],
                                  "lr": opt.param_groups[0]["lr"], "images_per_s": ips})
@@ -365,7 +365,7 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
     results: list[TrainedRun | Exception] = []
     for m, spec in enumerate(specs):
         if m in failed:
-            results.append(RunFailed(failed[m]))
+            results.append(RunFailed(f"{failed[m]}; {nonfinite_loss_hint(spec)}"))
             continue
         model = _member(bank, m, spec, data, device)
         results.append(evaluate(spec, model, data, device, parts, histories[m], wall / g, extra))
