@@ -25,7 +25,7 @@ from kdfair.analysis.individual import (
     pair_distances,
     softmax,
 )
-from kdfair.store import CorruptRun, RunInfo, read_predictions
+from kdfair.store import CorruptRun, RunInfo, read_labels, read_predictions
 
 
 @dataclass
@@ -128,6 +128,6 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
 
 
 def labels_of(results: list[ReducedRun], n_test: int) -> np.ndarray:
-    """The test labels (index order) shared by all kept runs, re-read from the first one."""
-    _, labels = read_predictions(results[0].info, n_test)
-    return labels
+    """The test labels (index order) shared by all kept runs, re-read from the first one (its
+    labels only: the logits are not touched)."""
+    return read_labels(results[0].info, n_test)
