@@ -121,3 +121,33 @@ def test_with_submitits_own_signal_handler_a_short_job_is_requeued(usr2, tmp_pat
     assert rq.install(lambda: 2, lambda: 0, lambda m: None)
     os.kill(os.getpid(), signal.SIGUSR2)
     assert env.requeued == [0]  # requeued (countdown unchanged: a preemption)
+
+
+def test_a_job_leaving_the_queue_for_a_requeue_is_not_ended(tmp_path, monkeypatch):
+    """A preempted job is out of squeue for a moment with a FAILED attempt in sacct (seen in
+    CI under load): poll waits, and ends it only when it stays out with no requeue under way."""
+    from kdfair.executors import slurm_queue as q
+
+    log = tmp_path / "1_0_log.err"
+    log.write_text("training…\nslurmstepd: error: *** JOB 1 ON vm CANCELLED AT 2026-12-01T10:30:07 "
+                   "DUE TO JOB REQUEUE ***\n")
+    queue: dict = {}
+    monkeypatch.setattr(q, "_squeue", lambda ids, prefix="": dict(queue))
+    monkeypatch.setattr(q, "_sacct", lambda ids: {"1": "FAILED"})
+    clock = [0.0]
+    monkeypatch.setattr(q.time, "monotonic", lambda: clock[0])
+    job = q.JobState("1", ["r"], str(log))
+    q.poll([job])
+    clock[0] = 30.0
+    q.poll([job])
+    assert not job.ended  # its log says a requeue is under way
+    queue["1"] = ("PENDING", "BeginTime")  # back in the queue
+    q.poll([job])
+    assert not job.ended and job.state == "PENDING"
+    other = q.JobState("1", ["r"], str(tmp_path / "missing.err"))  # a real failure
+    queue.clear()
+    q.poll([other])
+    assert not other.ended  # not before it has stayed out for settle_s
+    clock[0] = 45.0
+    q.poll([other])
+    assert other.ended and other.category == "failed"

@@ -182,8 +182,19 @@ def _why(job: JobState) -> str:
     return ""
 
 
-def poll(jobs: list[JobState], grace_s: float = 60.0) -> None:
-    """Update the state of the jobs that have not ended (squeue first, then sacct)."""
+def _requeue_in_progress(job: JobState) -> bool:
+    """Whether the job's log ends with SLURM cancelling it for a requeue (preemption): it will
+    be back in the queue, so its sacct state of the moment is not its end."""
+    tail = [line for line in _log_tail(job.log, 5) if line.strip()]
+    return bool(tail) and "DUE TO JOB REQUEUE" in tail[-1]
+
+
+def poll(jobs: list[JobState], grace_s: float = 60.0, settle_s: float = 10.0) -> None:
+    """Update the state of the jobs that have not ended (squeue first, then sacct).
+
+    A job that left the queue with a failed state ends only once it has stayed out for
+    ``settle_s``: a preempted job leaves the queue with a FAILED / CANCELLED attempt for a
+    moment before it is queued again (and its log says so). COMPLETED ends at once."""
     live = [j for j in jobs if not j.ended]
     if not live:
         return
@@ -201,13 +212,14 @@ def poll(jobs: list[JobState], grace_s: float = 60.0) -> None:
     now = time.monotonic()
     for j in gone:
         state = (acct or {}).get(j.job_id)
-        if state in _ENDED:
-            _end(j, state)
-            continue
-        result_file = Path(j._job.paths.result_pickle) if j._job is not None else None
         if j._gone_since is None:
             j._gone_since = now
         waited = now - j._gone_since
+        if state in _ENDED:
+            if state == "COMPLETED" or (waited >= settle_s and not _requeue_in_progress(j)):
+                _end(j, state)
+            continue
+        result_file = Path(j._job.paths.result_pickle) if j._job is not None else None
         # sacct lags the queue by a few seconds; without accounting, trust submitit's result
         if result_file is not None and result_file.exists() and (acct is None or waited > 10):
             _end(j, "COMPLETED" if _succeeded(j) else "FAILED")
