@@ -6,10 +6,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,21 +115,3 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
         if deep and sha256_file(path) != entry.get("sha256"):
             return f"{name} does not match its SHA-256 in {MANIFEST}"
     return None
-
-
-@contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """A fresh sibling directory to fill; on success it replaces ``final`` (the old one is
-    removed), on failure it is removed and ``final`` is left as it was."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.old")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
