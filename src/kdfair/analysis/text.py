@@ -336,8 +336,10 @@ def metric_finding(table: pd.DataFrame, col: str, name: str, unit: str, digits: 
     if teacher is not None and np.isfinite(teacher.get(f"{col}_ci_low", math.nan)):
         below = int((ds[f"{col}_ci_high"] < teacher[f"{col}_ci_low"]).sum())
         above = int((ds[f"{col}_ci_low"] > teacher[f"{col}_ci_high"]).sum())
+        rest = len(ds) - below - above
         s += (f"; DS's CI lies entirely below the teacher's at {below} and above it at {above} "
-              f"of {len(ds)} temperatures (overlapping CIs: no difference shown)")
+              f"of {len(ds)} temperatures" + (f" (at the other {rest}, overlapping CIs: no "
+                                              "difference shown)" if rest else ""))
     return s + "."
 
 
