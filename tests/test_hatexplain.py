@@ -393,6 +393,12 @@ def test_e2e_text_study_through_the_cli(tmp_path, tiny, monkeypatch):
     assert (acc["acc_mean"] > 65).all(), acc  # the tiny models learn the fake posts' words
     md = (report / "report.md").read_text()
     assert "naming no gender group" in md  # the loader's counts reach the report
+    cf = pd.read_csv(report / "counterfactual.csv")  # identity-term swaps, per attribute
+    assert {"gender", "race"} <= set(cf["attribute"]) and set(cf["role"]) >= {"nds", "ds"}
+    assert ((cf["cf_flip_mean"] >= 0) & (cf["cf_flip_mean"] <= 100)).all()
+    with np.load(where / "counterfactuals.npz") as z:
+        assert (z["gender"] >= 0).any() and (z["gender"] == -1).any()
+    assert "### Counterfactual pairs" in md
 
 
 @pytest.mark.slow
@@ -414,3 +420,43 @@ def test_e2e_given_fine_tuned_teacher(tmp_path, tiny, monkeypatch):
     assert not st.failed and not st.missing and len(st.done) == 5  # 1 teacher, 2 NDS, 2 DS
     teacher = next((tmp_path / exp.name / "runs").glob("teacher-*"))
     assert json.loads((teacher / "metrics.json").read_text())["epochs"] == 0
+
+
+# --- counterfactual posts (identity-term swaps) ---------------------------------------------
+
+
+def test_identity_terms_swap_between_groups_of_one_attribute():
+    terms = hx.identity_terms()
+    gender = hx.swap_table(terms["gender"], ("Men", "Women"))
+    assert hx.counterfactual_tokens("all the Men and women said he".split(), gender, 2) == (
+        "all the women and men said she".split(), 1)  # the first term was Men's: moved to Women
+    assert hx.counterfactual_tokens("nice weather today".split(), gender, 2) == (
+        "nice weather today".split(), -1)
+    race = hx.swap_table(terms["race"], hx.SENSITIVE["race"])
+    out, target = hx.counterfactual_tokens(["latinos", "and", "whites"], race, 5)
+    assert out == ["africans", "and", "hispanics"] and target == 0  # Hispanic -> African
+    with pytest.raises(ValueError, match="no identity terms for community 'Islam'"):
+        hx.swap_table(terms["race"], ("African", "Islam"))
+    with pytest.raises(ValueError, match="differ in length"):
+        hx.swap_table({"A": ["a", "b"], "B": ["c"]}, ("A", "B"))
+
+
+def test_loaded_test_set_carries_counterfactual_posts(hand_root, tiny):
+    from transformers import AutoTokenizer
+
+    data = load(hand_root, tiny)
+    assert set(data.counterfactuals) == {"gender", "race"}
+    tok = AutoTokenizer.from_pretrained(str(tiny["bert"]))
+    gender = data.counterfactuals["gender"]
+    assert len(gender) == len(data.test) and np.array_equal(gender.y, data.test.y)
+    # every hand post says "... about women and men": each is swapped to "... men and women"
+    assert (gender.attributes["gender"] == 0).all()  # first term "women" (Women) -> Men
+    x, _ = gender.dataset[0]
+    assert tok.decode(x["input_ids"], skip_special_tokens=True).endswith("about men and women")
+    assert (data.counterfactuals["race"].attributes["race"] == -1).all()  # no race term there
+    assert "gender" in data.counterfactual_notes and "identity_terms.yaml" in \
+        data.counterfactual_notes["gender"]
+    # attributes without word lists are named, not faked
+    custom = load(hand_root, tiny, sensitive={"religion": ["Islam", "Jewish"]})
+    assert custom.counterfactuals == {}
+    assert any("no counterfactual posts for 'religion'" in n for n in custom.notes)

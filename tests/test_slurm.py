@@ -192,7 +192,13 @@ def test_no_wait_submits_both_phases_and_the_study_completes_on_its_own(study, t
     root = tmp_path / name
     teachers, students = submitted_jobs(root)
     assert students["dependency"] == f"afterany:{teachers['array']}"
-    twice = kdfair(*args)  # the jobs are still queued: nothing is submitted twice
+    # held, so that they are surely still queued below however slowly this machine runs (they
+    # cannot start before the teachers end, and the hold comes right after the submission)
+    subprocess.run(["scontrol", "hold", str(students["array"])], check=True)
+    try:
+        twice = kdfair(*args)  # the jobs are still queued: nothing is submitted twice
+    finally:
+        subprocess.run(["scontrol", "release", str(students["array"])], check=True)
     assert twice.returncode == 1 and "still pending or running" in twice.stderr
     assert len(submitted_jobs(root)) == 2
     deadline = time.time() + 240

@@ -281,9 +281,11 @@ def test_held_out_design_covers_everything(fraction: float, seed: int) -> None:
 def test_load_contract_and_cache(tmp_path, monkeypatch) -> None:
     cfg = DatasetConfig(name="trifeature", **SMALL)
     data = load_dataset(cfg, tmp_path)
-    cached = list(tmp_path.glob("trifeature-*.npz"))
-    assert len(cached) == 1
-    assert cached[0] == tf.cache_path(tmp_path, SMALL)
+    cached = sorted(tmp_path.glob("trifeature-*.npz"))
+    assert len(cached) == 2  # the set, and its test set's counterfactuals
+    assert tf.cache_path(tmp_path, SMALL) in cached
+    assert tf.cache_path(tmp_path, SMALL).with_name(
+        tf.cache_path(tmp_path, SMALL).stem + "-counterfactuals.npz") in cached
     assert (len(data.train), len(data.val), len(data.test)) == (720, 80, 200)
     for part in (data.train, data.val, data.test):
         assert part.x.dtype == torch.uint8 and tuple(part.x.shape[1:]) == (3, 8, 8)
@@ -305,6 +307,7 @@ def test_load_contract_and_cache(tmp_path, monkeypatch) -> None:
         raise AssertionError("regenerated instead of reading the cache")
 
     monkeypatch.setattr(tf, "generate", boom)
+    monkeypatch.setattr(tf, "generate_counterfactuals", boom)
     again = load_dataset(cfg, tmp_path)
     assert again.fingerprint == data.fingerprint
     for a, b in ((data.train, again.train), (data.val, again.val), (data.test, again.test)):
@@ -312,15 +315,18 @@ def test_load_contract_and_cache(tmp_path, monkeypatch) -> None:
         np.testing.assert_array_equal(a.attributes["colour"], b.attributes["colour"])
     monkeypatch.undo()
 
-    cached[0].write_bytes(b"not an npz")  # a corrupt cache is regenerated
+    main_cache = tf.cache_path(tmp_path, SMALL)
+    for path in cached:
+        path.write_bytes(b"not an npz")  # a corrupt cache is regenerated
     fixed = load_dataset(cfg, tmp_path)
     assert fixed.fingerprint == data.fingerprint
-    with np.load(cached[0], allow_pickle=False) as z:
+    assert torch.equal(fixed.counterfactuals["colour"].x, data.counterfactuals["colour"].x)
+    with np.load(main_cache, allow_pickle=False) as z:
         assert z["images"].shape == (1000, 3, 8, 8)
 
     other = load_dataset(DatasetConfig(name="trifeature", **{**SMALL, "seed": 3}), tmp_path)
     assert other.fingerprint != data.fingerprint
-    assert len(list(tmp_path.glob("trifeature-*.npz"))) == 2
+    assert len(list(tmp_path.glob("trifeature-*.npz"))) == 4  # two sets, two counterfactuals
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,8 @@ def data_info(data: SplitData) -> dict:
             "num_classes": data.num_classes, "class_names": list(data.class_names),
             "n_test": len(data.test), "attributes": dict(data.attribute_groups),
             "input_shape": list(data.input_shape), "mean": list(data.mean),
-            "std": list(data.std), "notes": list(data.notes)}
+            "std": list(data.std), "notes": list(data.notes),
+            "counterfactuals": dict(data.counterfactual_notes)}
 
 
 @dataclass
@@ -174,9 +175,10 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
     store.write_plan([s.run_id for s in specs])
     # a resumed study keeps them: the test set is unchanged (stores of an earlier release lack
     # the input shape, which rebuilding a stored model needs: written again)
-    if not store.has_data_files(data.fingerprint, needs=("input_shape",)):
+    if not store.has_data_files(data.fingerprint, needs=("input_shape", "counterfactuals")):
         store.write_data_files(data_info(data), data.test.attributes,
-                               np.arange(len(data.test)), test_features(data))
+                               np.arange(len(data.test)), test_features(data),
+                               {a: p.attributes[a] for a, p in data.counterfactuals.items()})
     return store, specs
 
 
@@ -241,7 +243,8 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
             store.save_run(job.spec, metrics, result.logits, data.test.y.numpy(),
                            np.arange(len(data.test)),
                            weights=result.model.state_dict() if keep else None,
-                           logits_dtype=eng.logits_dtype)
+                           logits_dtype=eng.logits_dtype,
+                           counterfactual_logits=result.counterfactual_logits)
             tracking.record_run(exp, out, job.spec.run_id, result.metrics)
             state = "done"
         deferred.finished(job.spec.run_id, state)  # "X: done" only once X is saved

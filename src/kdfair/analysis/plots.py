@@ -148,6 +148,22 @@ def individual_vs_t(path: Path, ind: pd.DataFrame, description: str) -> Path:
     return _save(fig, path)
 
 
+def counterfactual_vs_t(path: Path, cf: pd.DataFrame) -> Path:
+    attrs = list(dict.fromkeys(cf["attribute"]))
+    fig, axes = plt.subplots(len(attrs), 2, figsize=(11, 4.2 * len(attrs)), squeeze=False)
+    for (ax_flip, ax_dist), attr in zip(axes, attrs, strict=True):
+        rows = cf[cf["attribute"] == attr]
+        _ref_and_ds(ax_flip, rows, "cf_flip_mean", "cf_flip_std")
+        ax_flip.set_ylabel("flip rate (%), lower is fairer")
+        ax_flip.set_title(f"Prediction changes when only '{attr}' changes")
+        _ref_and_ds(ax_dist, rows, "cf_distance_mean", "cf_distance_std")
+        ax_dist.set_ylabel("I_cf = mean D(f(x), f(x′)), lower is fairer")
+        ax_dist.set_title(f"Output distance to the '{attr}' counterfactual")
+        for ax in (ax_flip, ax_dist):
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _class_ticks(ax, names: list[str], axis: str = "y") -> None:
     if len(names) <= MAX_ROWS:
         ticks = np.arange(len(names))

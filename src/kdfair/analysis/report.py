@@ -267,6 +267,33 @@ def _individual(runs: pd.DataFrame, opts: AnalysisConfig) -> dict[str, pd.DataFr
 CONFIDENCE_LIMIT = 0.9  # |r(I(f), confidence)| above which I(f) is not read as fairness
 
 
+def _counterfactual(store: Store, runs: pd.DataFrame, results: list[ReducedRun],
+                    opts: AnalysisConfig, notes: list[str]) -> dict[str, pd.DataFrame]:
+    """I_cf (mean D(f(x), f(x'))) and the flip rate (%) per run and attribute, and per model
+    with seed CIs; nothing when no run has counterfactual predictions."""
+    rows = [{"run_id": row["run_id"], "role": row["role"], "T": row["T"], "seed": row["seed"],
+             "attribute": attr, "n_pairs": n, "cf_distance": dist, "cf_flip": 100 * flip}
+            for (_, row), r in zip(runs.iterrows(), results, strict=True)
+            for attr, (dist, flip, n) in r.counterfactual.items()]
+    if not rows:
+        return {}
+    per_run = pd.DataFrame(rows)
+    lacking = [r.info.run_id for r in results if not r.counterfactual]
+    if lacking:
+        notes.append(f"{len(lacking)} of {len(results)} runs have no counterfactual predictions "
+                     f"(e.g. {lacking[0]}: stored before kdfair kept them, or audited); the "
+                     "counterfactual measures are over the other runs.")
+    how = store.data.get("counterfactuals") or {}
+    for attr in dict.fromkeys(per_run["attribute"]):
+        if attr in how:
+            n = int(per_run.loc[per_run["attribute"] == attr, "n_pairs"].iloc[0])
+            notes.append(f"Counterfactuals for '{attr}' ({n} of {store.n_test} test inputs "
+                         f"have one): {how[attr]}.")
+    summary = by_group(per_run, ["cf_distance", "cf_flip"], ("attribute",),
+                       opts.seed_resamples, opts.random_seed)
+    return {"counterfactual": summary, "counterfactual_runs": per_run}
+
+
 def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> Analysis:
     """The study's analysis; with several distillation methods (or a control), the sections
     are for the first method and ``method_comparison`` / ``method_ranking`` put all side by
@@ -298,7 +325,8 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     opts, source = resolve_options(store, options, notes)
     norm = getattr(opts, "individual_norm", "tv")
     graph = _graph(store, opts, notes)
-    results, bad = reduce_runs(store.runs, store.n_test, store.num_classes, graph, norm)
+    results, bad = reduce_runs(store.runs, store.n_test, store.num_classes, graph, norm,
+                               counterfactual_targets=store.counterfactual_targets)
     store.skipped.extend(bad)
     if not results:
         raise StoreError(f"{store.root}: no run could be read; skipped: "
@@ -326,6 +354,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     elif store.data and not store.data.get("attributes"):
         notes.append("The data set has no sensitive attributes, so group fairness (DPD, EOD) "
                      "is skipped.")
+    tables.update(_counterfactual(store, runs, results, opts, notes))
     if graph is not None:
         tables.update(_individual(runs, opts))
         zero = int((graph.distances == 0).sum())

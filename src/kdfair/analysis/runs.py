@@ -12,7 +12,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,11 +21,19 @@ from kdfair.analysis.individual import (
     NeighbourGraph,
     Norm,
     consistency,
+    counterfactual_distance,
+    counterfactual_flip_rate,
     individual_unfairness,
     pair_distances,
     softmax,
 )
-from kdfair.store import CorruptRun, RunInfo, read_labels, read_predictions
+from kdfair.store import (
+    CorruptRun,
+    RunInfo,
+    read_counterfactual_logits,
+    read_labels,
+    read_predictions,
+)
 
 
 @dataclass
@@ -40,6 +48,9 @@ class ReducedRun:
     confidence: float = float("nan")  # mean max-probability over the test inputs
     individual: float = float("nan")
     consistency: float = float("nan")
+    # attribute -> (I_cf: mean D(f(x), f(x')), flip rate 0–1, number of pairs) on the test
+    # set's counterfactuals
+    counterfactual: dict[str, tuple[float, float, int]] = field(default_factory=dict)
 
 
 def reduce_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -72,6 +83,33 @@ def reduce_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
     return out
 
 
+def reduce_counterfactuals(logits: np.ndarray, counterfactual: dict[str, np.ndarray],
+                           norm: Norm = "tv", targets: dict[str, np.ndarray] | None = None
+                           ) -> dict[str, tuple[float, float, int]]:
+    """attribute -> (I_cf, flip rate, pairs) of one run, from its test logits and its logits on
+    each attribute's counterfactuals (rows aligned); ``targets[attr]`` < 0 marks the inputs
+    that have no counterfactual (e.g. a post without identity terms): they are left out."""
+    if not counterfactual:
+        return {}
+    probs = softmax(logits)
+    pred = probs.argmax(1)
+    out = {}
+    for attr, cf in counterfactual.items():
+        keep = (targets or {}).get(attr)
+        keep = np.ones(len(cf), bool) if keep is None or keep.shape != (len(cf),) else keep >= 0
+        if not keep.any():
+            continue
+        if cf.shape != logits.shape:
+            raise CorruptRun(f"counterfactual logits for {attr!r} have shape {cf.shape}, the "
+                             f"test logits {logits.shape}")
+        if not np.isfinite(cf).all():
+            raise CorruptRun(f"counterfactual logits for {attr!r} contain NaN or infinite values")
+        cf_probs = softmax(cf[keep])
+        out[attr] = (counterfactual_distance(probs[keep], cf_probs, norm),
+                     counterfactual_flip_rate(pred[keep], cf_probs.argmax(1)), int(keep.sum()))
+    return out
+
+
 def mean_confidence(logits: np.ndarray, row_max: np.ndarray, block: int = 4096) -> float:
     """Mean over inputs of the largest softmax probability, in blocks (no [N, C] copy)."""
     total = 0.0
@@ -90,7 +128,9 @@ def default_workers() -> int:
 
 def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
                 graph: NeighbourGraph | None = None, norm: Norm = "tv",
-                workers: int | None = None) -> tuple[list[ReducedRun], list[tuple[str, str]]]:
+                workers: int | None = None,
+                counterfactual_targets: dict[str, np.ndarray] | None = None
+                ) -> tuple[list[ReducedRun], list[tuple[str, str]]]:
     """Reduce every run; returns (results in input order, skipped (run_id, reason)).
 
     Runs whose labels differ from the majority's are skipped: they were scored on other data.
@@ -102,9 +142,11 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
             if getattr(local, "buffer", None) is None:  # one logits buffer per thread, reused
                 local.buffer = np.empty((n_test, num_classes), np.float32)
             logits, labels = read_predictions(run, n_test, out=local.buffer)
+            cf = reduce_counterfactuals(logits, read_counterfactual_logits(run, n_test), norm,
+                                        counterfactual_targets)
             r = reduce_logits(logits, labels, num_classes, graph, norm, in_place=True)
             digest = hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest()
-            return ReducedRun(info=run, labels_digest=digest, **r)
+            return ReducedRun(info=run, labels_digest=digest, counterfactual=cf, **r)
         except CorruptRun as err:
             return run.run_id, str(err)
         except (OSError, ValueError) as err:  # e.g. a file truncated after it was indexed

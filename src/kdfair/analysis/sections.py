@@ -349,6 +349,31 @@ def individual_section(a: Analysis, doc: Document, out: Path) -> None:
          f"k = {a.graph.k} nearest, Euclidean in {a.graph.description}")
 
 
+def counterfactual_section(a: Analysis, doc: Document, out: Path) -> None:
+    cf = a.table("counterfactual")
+    if cf.empty:
+        return
+    doc.h("Counterfactual pairs", 3)
+    doc.p("Each test input beside its counterfactual: the same input with one sensitive "
+          "attribute changed and nothing else (how each is drawn: Notes). I_cf = mean over test "
+          f"inputs of D(f(x), f(x′)), D = {_norm_words(a.norm)}; flip rate = share of test "
+          "inputs whose predicted class changes (%). Both are 0 for a model that ignores the "
+          "attribute, whatever its confidence; lower is fairer. Mean [95 % bootstrap CI over "
+          "seeds]. Definitions: docs/analysis.md.")
+    for attr in dict.fromkeys(cf["attribute"]):
+        doc.table(_metric_display(cf[cf["attribute"] == attr],
+                                  {"cf_flip": "flip rate (%)", "cf_distance": "I_cf"}, 3),
+                  f"Counterfactuals that change only '{attr}'.")
+    plot(a, doc, out / "counterfactual_vs_T.png",
+         "Counterfactual flip rate and I_cf vs T, per attribute; teacher and NDS as bands.",
+         plots.counterfactual_vs_t, cf)
+
+
+def _norm_words(norm: str) -> str:
+    return {"tv": "total variation ½‖p − q‖₁", "l1": "‖p − q‖₁",
+            "l2": "‖p − q‖₂"}.get(norm, norm)
+
+
 def disagreement_section(a: Analysis, doc: Document, out: Path) -> None:
     s = a.store
     dis = a.table("disagreement")
@@ -525,6 +550,7 @@ def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> N
     classwise_section(a, doc, out)
     fairness_section(a, doc, out)
     individual_section(a, doc, out)
+    counterfactual_section(a, doc, out)
     disagreement_section(a, doc, out)
     trends_section(a, doc)
     curves_section(a, doc, out)

@@ -75,7 +75,8 @@ def tests_used(a: Analysis, comparison: str | None = None) -> str:
 def summary_table(a: Analysis) -> pd.DataFrame:
     """One numeric row per model: accuracy (mean, std, 95 % seed CI, in %), #SC / #TC on the
     headline quantity (significant, DS higher, DS lower, different in every seed), DPD / EOD of
-    every attribute in data.json's order, I(f) and mean confidence."""
+    every attribute in data.json's order, I(f), mean confidence and the counterfactual measures
+    (flip rate, I_cf) per attribute where the data have counterfactuals."""
     acc = a.table("accuracy")
     counts = _counts(a)
     ind = a.table("individual")
@@ -106,6 +107,13 @@ def summary_table(a: Analysis) -> pd.DataFrame:
                 for s in ("mean", "ci_low", "ci_high"):
                     row[f"{col}_{s}"] = float(i[f"{col}_{s}"].iloc[0]) \
                         if len(i) and f"{col}_{s}" in i else math.nan
+        cf = a.table("counterfactual")
+        for attr in (dict.fromkeys(cf["attribute"]) if not cf.empty else ()):
+            c = rows_of(cf[cf["attribute"] == attr], r["role"], r["T"])
+            for col in ("cf_flip", "cf_distance"):
+                for s in ("mean", "ci_low", "ci_high"):
+                    row[f"{col}:{attr}_{s}"] = float(c[f"{col}_{s}"].iloc[0]) \
+                        if len(c) and f"{col}_{s}" in c else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -138,6 +146,11 @@ def summary_display(a: Analysis) -> pd.DataFrame:
                                   r["individual_ci_high"], 4)
             row["confidence"] = ci_text(r["confidence_mean"], r["confidence_ci_low"],
                                         r["confidence_ci_high"], 3)
+        for k in (c[: -len("_mean")] for c in t.columns if c.startswith("cf_flip:")
+                  and c.endswith("_mean")):
+            row[f"cf flips {k.split(':', 1)[1]} (%)"] = ci_text(r[f"{k}_mean"],
+                                                              r[f"{k}_ci_low"],
+                                                              r[f"{k}_ci_high"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -397,6 +410,13 @@ def metric_sentences(a: Analysis) -> list[str]:
                 if not rows.empty else None
             if s:
                 out.append(s)
+    cf = a.table("counterfactual")
+    for attr in (dict.fromkeys(cf["attribute"]) if not cf.empty else ()):
+        s = metric_finding(cf[cf["attribute"] == attr], "cf_flip",
+                           f"Counterfactual flip rate for '{attr}' (share of test inputs whose "
+                           f"predicted class changes when only '{attr}' changes)", " %", 2, acc)
+        if s:
+            out.append(s)
     ind = a.table("individual")
     if not ind.empty:
         s = metric_finding(ind, "individual", "Individual unfairness I(f)", "", 4, acc,

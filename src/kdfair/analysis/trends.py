@@ -38,6 +38,14 @@ def _series(tables: dict[str, pd.DataFrame], test_on: str) -> list[tuple[str, st
         for col, label in (("individual", "DS I(f)"), ("consistency", "DS consistency"),
                            ("confidence", "DS mean confidence")):
             out.append((col, label, "", ds.assign(value=ds[col])))
+    cf = tables.get("counterfactual_runs", pd.DataFrame())
+    if not cf.empty:
+        for attr in dict.fromkeys(cf["attribute"]):
+            rows = cf[(cf["role"] == "ds") & (cf["attribute"] == attr)]
+            out.append((f"cf_flip:{attr}", f"DS counterfactual flip rate '{attr}'", "%",
+                        rows.assign(value=rows["cf_flip"])))
+            out.append((f"cf_distance:{attr}", f"DS I_cf '{attr}'", "",
+                        rows.assign(value=rows["cf_distance"])))
     dr = tables.get("disagreement_runs", pd.DataFrame())
     for comparison, who in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "NDS")):
         rows = dr[dr["comparison"] == comparison] if not dr.empty else dr

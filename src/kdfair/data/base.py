@@ -53,6 +53,11 @@ class SplitData:
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     notes: list[str] = field(default_factory=list)
     test_features: np.ndarray | None = None  # individual fairness's space, when not the pixels
+    # attribute -> the test inputs with that attribute changed (row i: test input i's
+    # counterfactual; ``Part.attributes[attr]``: the group it was changed to). Not part of the
+    # fingerprint: they are a function of the data, and only add predictions to a run.
+    counterfactuals: dict[str, Part] = field(default_factory=dict)
+    counterfactual_notes: dict[str, str] = field(default_factory=dict)  # attr -> how, in words
 
     @property
     def in_memory(self) -> bool:

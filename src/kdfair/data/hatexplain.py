@@ -238,6 +238,89 @@ def similarity_features(train_texts: list[str], test_texts: list[str], dim: int)
     return normalize(np.asarray(out, dtype=np.float64)).astype(np.float32)
 
 
+# --- counterfactual posts ------------------------------------------------------------------------
+
+TERMS_FILE = "identity_terms.yaml"
+
+
+def identity_terms() -> dict[str, dict[str, list[str]]]:
+    """attribute -> community -> its identity terms (lower case), from ``identity_terms.yaml``
+    (package data, read with ``yaml.safe_load``)."""
+    from importlib.resources import files
+
+    import yaml
+
+    raw = yaml.safe_load(files("kdfair.data").joinpath(TERMS_FILE).read_text(encoding="utf-8"))
+    return {str(a): {str(g): [str(t).lower() for t in terms] for g, terms in groups.items()}
+            for a, groups in raw.items()}
+
+
+def swap_table(terms: dict[str, list[str]], groups: tuple[str, ...]) -> dict[str, tuple[str, int]]:
+    """term -> (its replacement, its group's index) for one attribute: every term of group g
+    becomes the term at the same position of group g + 1 (cyclically; two groups: a swap).
+    Raises ValueError when a group has no list or the lists differ in length."""
+    by_name = {k.lower(): v for k, v in terms.items()}
+    lists = []
+    for g in groups:
+        if g.lower() not in by_name:
+            raise ValueError(f"no identity terms for community {g!r}")
+        lists.append(by_name[g.lower()])
+    if len({len(x) for x in lists}) != 1:
+        raise ValueError("the communities' term lists differ in length: "
+                         + ", ".join(f"{g} {len(x)}" for g, x in zip(groups, lists, strict=True)))
+    table: dict[str, tuple[str, int]] = {}
+    for gi, words in enumerate(lists):
+        nxt = lists[(gi + 1) % len(lists)]
+        for j, w in enumerate(words):
+            table.setdefault(w, (nxt[j], gi))  # a term listed twice maps as its first place
+    return table
+
+
+def counterfactual_tokens(tokens: list[str], table: dict[str, tuple[str, int]],
+                          n_groups: int) -> tuple[list[str], int]:
+    """A post's tokens with every identity term of the attribute swapped (see
+    :func:`swap_table`), and the group its first term was moved to; (tokens, -1) when the post
+    has no such term."""
+    out, target = [], -1
+    for t in tokens:
+        hit = table.get(t.lower())
+        if hit is None:
+            out.append(t)
+            continue
+        out.append(hit[0])
+        if target < 0:
+            target = (hit[1] + 1) % n_groups
+    return out, target
+
+
+def counterfactual_parts(test_tokens: list[list[str]], y: np.ndarray,
+                         sensitive: dict[str, tuple[str, ...]], tokenizer: Any,
+                         max_length: int, pad_id: int) -> tuple[dict[str, Part], dict[str, str]]:
+    """attribute -> the test posts with that attribute's identity terms swapped (a Part whose
+    ``attributes[attr]`` is the group moved to, -1 for a post without such a term), and a note
+    per attribute; attributes without word lists are named in the notes and left out."""
+    terms = identity_terms()
+    parts, notes = {}, {}
+    for attr, groups in sensitive.items():
+        try:
+            table = swap_table(terms.get(attr, {}), groups)
+        except ValueError as err:
+            notes[attr] = f"no counterfactual posts for '{attr}': {err} in {TERMS_FILE}"
+            continue
+        posts, targets = zip(*(counterfactual_tokens(t, table, len(groups))
+                               for t in test_tokens), strict=True)
+        targets_arr = np.asarray(targets, dtype=np.int64)
+        ids, offsets = tokenize(tokenizer, [" ".join(p) for p in posts], max_length)
+        parts[attr] = Part(y=torch.from_numpy(y), attributes={attr: targets_arr},
+                           dataset=TokenizedPosts(ids, offsets, y, pad_id))
+        cycle = " ↔ ".join(groups) if len(groups) == 2 else " → ".join([*groups, groups[0]])
+        notes[attr] = (f"every identity term of a group swapped for the same-position term of "
+                       f"the next group ({cycle}; word lists: kdfair/data/{TERMS_FILE}, "
+                       f"Garg et al. 2019); {int((targets_arr >= 0).sum())} of "
+                       f"{len(targets_arr)} test posts contain such a term")
+    return parts, notes
+
+
 # --- the loader ----------------------------------------------------------------------------------
 
 
@@ -280,6 +363,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     dropped: dict[str, str] = {}
     parts: dict[str, Part] = {}
     texts: dict[str, list[str]] = {}
+    test_tokens: list[list[str]] = []
     several: dict[str, int] = {}
     content: list[Any] = []
     for split in SPLITS:
@@ -294,6 +378,8 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
                 n_drop += 1
                 continue
             keep_text.append(" ".join(str(t) for t in post["post_tokens"]))
+            if split == "test":
+                test_tokens.append([str(t) for t in post["post_tokens"]])
             labels.append(y)
             for attr, groups in opts.sensitive.items():
                 hit = post_groups(post["annotators"], groups)
@@ -326,11 +412,15 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     notes.append(f"individual fairness: posts compared as unit-length LSA vectors (TF-IDF of "
                  f"word 1-2-grams fitted on train, TruncatedSVD to {features.shape[1]} "
                  "dimensions); d = Euclidean distance there.")
+    cf_parts, cf_notes = counterfactual_parts(test_tokens, parts["test"].y.numpy(),
+                                              opts.sensitive, tokenizer, opts.max_length, pad_id)
+    notes += [n for a, n in cf_notes.items() if a not in cf_parts]
     fp = fingerprint("hatexplain", opts, _file_sha(d / "dataset.json"),
                      _file_sha(d / "post_id_divisions.json"), *content, version=LOADER_VERSION)
     return SplitData(
         name="hatexplain", train=parts["train"], val=parts["val"], test=parts["test"],
         num_classes=len(class_names), class_names=list(class_names), fingerprint=fp,
         attribute_groups={a: list(g) for a, g in opts.sensitive.items()},
-        notes=notes, test_features=features,
+        notes=notes, test_features=features, counterfactuals=cf_parts,
+        counterfactual_notes={a: n for a, n in cf_notes.items() if a in cf_parts},
     )

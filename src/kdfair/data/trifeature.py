@@ -424,11 +424,15 @@ _FIELDS = ("images", "shape", "texture", "colour", "split", "k")
 
 def _save(path: Path, arrays: TrifeatureArrays) -> None:
     """Write the cache atomically (temporary file in the same directory, then rename)."""
+    _atomic_npz(path, {k: getattr(arrays, k) for k in _FIELDS})
+
+
+def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: getattr(arrays, k) for k in _FIELDS})
+            np.savez(f, **arrays)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any file
         os.replace(tmp, path)
     except BaseException:
@@ -485,6 +489,89 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(float(m) for m in mean), tuple(float(s) for s in np.sqrt(var))
 
 
+# --------------------------------------------------------------------------------------------
+# Counterfactuals (individual fairness)
+# --------------------------------------------------------------------------------------------
+
+COUNTERFACTUAL_ATTRIBUTES: tuple[str, ...] = ("colour", "texture")
+_CF_STREAM = {"colour": 7_770_003, "texture": 7_770_004}
+COUNTERFACTUAL_HOW = {
+    "colour": "the same shape, texture, position and rotations (the same mask) in another "
+              "colour, drawn uniformly from the other 9 by the image's own seeded stream",
+    "texture": "the same shape, colour, position, rotations and texture phase with another "
+               "texture, drawn uniformly from the other 9 by the image's own seeded stream",
+}
+
+
+def counterfactual_value(attr: str, value: int, shape: int, texture: int, colour: int, k: int,
+                         seed: int) -> int:
+    """The other value of ``attr`` that image k of a combination's counterfactual takes:
+    uniform over the 9 others, from a stream of its own (so it never depends on other images)."""
+    combination = 100 * shape + 10 * texture + colour
+    step = int(np.random.default_rng([seed, _CF_STREAM[attr], combination, k]).integers(1, 10))
+    return (value + step) % 10
+
+
+def render_counterfactual(shape: int, texture: int, colour: int, k: int, seed: int, size: int,
+                          attr: str, other: int) -> np.ndarray:
+    """uint8 [size, size, 3]: image k of a combination with ``attr`` set to ``other``.
+
+    It replays the original image's generator, so every draw before the texture's own random
+    pixels (shape angle, offset, texture angle and phase) is the original's: a colour
+    counterfactual has the original's mask exactly, a texture one the original's geometry.
+    """
+    rng = image_rng(seed, 100 * shape + 10 * texture + colour, k)
+    if attr == "colour":
+        mask = render_mask(SHAPES[shape], TEXTURES[texture], rng)
+        return to_uint8(colourise(downsample_mask(mask, size), COLOURS[other]))
+    if attr == "texture":
+        mask = render_mask(SHAPES[shape], TEXTURES[other], rng)
+        return to_uint8(colourise(downsample_mask(mask, size), COLOURS[colour]))
+    raise ValueError(f"no counterfactual for {attr!r}; allowed: "
+                     f"{', '.join(COUNTERFACTUAL_ATTRIBUTES)}")
+
+
+def generate_counterfactuals(arrays: TrifeatureArrays, opts: TrifeatureOptions
+                             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """attr -> (uint8 images [N_test, 3, size, size], the attribute value each was given), in
+    the test split's order."""
+    idx = np.flatnonzero(arrays.split == 2)
+    out = {}
+    for attr in COUNTERFACTUAL_ATTRIBUTES:
+        images = np.empty((len(idx), 3, opts.size, opts.size), dtype=np.uint8)
+        values = np.empty(len(idx), dtype=np.int64)
+        for n, i in enumerate(idx):
+            s, t, c, k = (int(getattr(arrays, f)[i]) for f in ("shape", "texture", "colour", "k"))
+            values[n] = counterfactual_value(attr, t if attr == "texture" else c, s, t, c, k,
+                                             opts.seed)
+            images[n] = render_counterfactual(s, t, c, k, opts.seed, opts.size, attr,
+                                              int(values[n])).transpose(2, 0, 1)
+        out[attr] = (images, values)
+    return out
+
+
+def load_counterfactuals(arrays: TrifeatureArrays, opts: TrifeatureOptions,
+                         cache_dir: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The counterfactuals of the test set, from ``cache_dir`` or generated (and cached)."""
+    path = None if cache_dir is None else \
+        Path(cache_dir) / f"trifeature-{options_hash(opts)}-counterfactuals.npz"
+    n_test = int((arrays.split == 2).sum())
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                cached = {a: (z[f"{a}_images"], z[f"{a}_values"])
+                          for a in COUNTERFACTUAL_ATTRIBUTES}
+            if all(im.shape == (n_test, 3, opts.size, opts.size) for im, _ in cached.values()):
+                return cached
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable (e.g. truncated): generated again
+    out = generate_counterfactuals(arrays, opts)
+    if path is not None:
+        _atomic_npz(path, {f"{a}_{k}": v for a, (im, val) in out.items()
+                           for k, v in (("images", im), ("values", val))})
+    return out
+
+
 def _part(arrays: TrifeatureArrays, which: int) -> Part:
     sel = arrays.split == which
     return Part(
@@ -497,10 +584,17 @@ def _part(arrays: TrifeatureArrays, which: int) -> Part:
     )
 
 
-def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions) -> SplitData:
-    """Wrap generated arrays as SplitData (mean / std per channel from train, in [0, 1])."""
+def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions,
+                  counterfactuals: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                  ) -> SplitData:
+    """Wrap generated arrays as SplitData (mean / std per channel from train, in [0, 1]), with
+    the test set's counterfactuals when given."""
     mean, std = channel_stats(arrays.images[arrays.split == 0])
     n_test = int((arrays.split == 2).sum()) // opts.images_per_combination
+    test_y = torch.from_numpy(arrays.shape[arrays.split == 2].astype(np.int64))
+    cf = {a: Part(y=test_y, x=torch.from_numpy(np.ascontiguousarray(im)),
+                  attributes={a: val.astype(np.int64)})
+          for a, (im, val) in (counterfactuals or {}).items()}
     return SplitData(
         name="trifeature",
         train=_part(arrays, 0),
@@ -516,13 +610,16 @@ def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions) -> SplitDat
             f"Trifeature generated: size {opts.size}, {opts.images_per_combination} images per "
             f"combination, {n_test} of 1000 combinations held out for test, seed {opts.seed}"
         ],
+        counterfactuals=cf,
+        counterfactual_notes={a: COUNTERFACTUAL_HOW[a] for a in cf},
     )
 
 
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Generate (or read from ``cache_dir``) the Trifeature set that ``cfg.options`` describe."""
     opts = trifeature_options(cfg.options)
-    return to_split_data(load_arrays(opts, cache_dir), opts)
+    arrays = load_arrays(opts, cache_dir)
+    return to_split_data(arrays, opts, load_counterfactuals(arrays, opts, cache_dir))
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from kdfair.store.index import (
     StudyIndex,
     failure_records,
     open_store,
+    read_counterfactual_logits,
     read_labels,
     read_logits,
     read_predictions,
@@ -26,4 +27,5 @@ from kdfair.store.results import ResultsDir, RunCheck, RunStore
 
 __all__ = ["CorruptRun", "ROLES", "ROLE_LABELS", "ResultsDir", "RunCheck", "RunInfo",
            "RunStore", "StudyIndex", "StudyLocked", "failure_records", "open_store",
-           "read_labels", "read_logits", "read_predictions", "study_lock"]
+           "read_counterfactual_logits", "read_labels", "read_logits", "read_predictions",
+           "study_lock"]

@@ -66,6 +66,26 @@ def write_predictions(run_dir: Path, logits: np.ndarray, labels: np.ndarray, ind
             np.save(f, arr, allow_pickle=False)
 
 
+COUNTERFACTUAL_PREFIX = "counterfactual-"
+
+
+def write_counterfactuals(run_dir: Path, logits: dict[str, np.ndarray],
+                          logits_dtype: str = "float32") -> None:
+    """``counterfactual-<attribute>.npy`` per attribute: the logits on the test set's
+    counterfactuals, rows in the order of ``logits.npy`` (stored like it)."""
+    for attr, arr in logits.items():
+        half = float16_keeping_argmax(arr) if logits_dtype == "float16" else None
+        with open(run_dir / f"{COUNTERFACTUAL_PREFIX}{attr}.npy", "wb") as f:
+            np.save(f, half if half is not None else np.ascontiguousarray(arr, np.float32),
+                    allow_pickle=False)
+
+
+def counterfactual_attributes(run_dir: Path) -> list[str]:
+    """The attributes a run has counterfactual logits for (sorted)."""
+    n = len(COUNTERFACTUAL_PREFIX)
+    return sorted(p.name[n:-4] for p in run_dir.glob(f"{COUNTERFACTUAL_PREFIX}*.npy"))
+
+
 def is_legacy(run_dir: Path) -> bool:
     """A run directory of the release before manifests: no manifest, no .npy predictions."""
     return not (run_dir / "manifest.json").exists() and not (run_dir / "logits.npy").exists()
@@ -177,4 +197,14 @@ def check_shapes(run_dir: Path, n_test: int | None = None,
         raise CorruptRun(f"{n} test predictions, data.json says n_test = {n_test}")
     if num_classes is not None and c != num_classes:
         raise CorruptRun(f"{c} logits per input, data.json says {num_classes} classes")
+    for attr in counterfactual_attributes(run_dir):
+        name = f"{COUNTERFACTUAL_PREFIX}{attr}.npy"
+        try:
+            with open(run_dir / name, "rb") as f:
+                cf_shape, _, cf_dtype = _header(f)
+        except (OSError, ValueError) as err:
+            raise CorruptRun(f"{name} cannot be read ({err})") from None
+        if tuple(cf_shape) != (n, c) or cf_dtype.kind != "f":
+            raise CorruptRun(f"{name} must be a float [{n}, {c}] array like the logits, got "
+                             f"{tuple(cf_shape)} {cf_dtype}")
     return n, c

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from kdfair.errors import StoreError
-from kdfair.store.arrays import CorruptRun, check_shapes, json_object, open_array, read_into
+from kdfair.store.arrays import (
+    COUNTERFACTUAL_PREFIX,
+    CorruptRun,
+    check_shapes,
+    counterfactual_attributes,
+    json_object,
+    open_array,
+    read_into,
+)
 from kdfair.store.results import ResultsDir, failure_records, finite_number
 
 ROLES = ("teacher", "nds", "ds")
@@ -65,6 +73,8 @@ class StudyIndex:
     attributes: dict[str, np.ndarray] = field(default_factory=dict)  # codes in index order
     attribute_groups: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # attribute -> group each test input's counterfactual was given, -1: none (index order)
+    counterfactual_targets: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def features_path(self) -> Path:
@@ -115,28 +125,49 @@ def _attributes(root: Path, data: dict[str, Any], n_test: int,
                      "attributes.npz is missing; group fairness is skipped.")
         return {}, {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: np.asarray(z[k]) for k in z.files}
-        index = arrays.pop("index").astype(np.int64)
-        if sorted(index.tolist()) != list(range(n_test)):
-            raise CorruptRun(f"its index is not a permutation of 0..{n_test - 1}")
-        order = np.argsort(index, kind="stable")
+        arrays = _coded_arrays(path, n_test)
     except (CorruptRun, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         notes.append(f"attributes.npz cannot be used ({err}); group fairness is skipped.")
         return {}, {}
     out: dict[str, np.ndarray] = {}
     for name, names in groups.items():
         codes = arrays.get(name)
-        if codes is None or codes.shape != (n_test,):
+        if codes is None:
             notes.append(f"attributes.npz has no usable array for {name!r}; it is skipped.")
             continue
-        codes = codes.astype(np.int64)[order]
         if codes.min(initial=0) < -1 or codes.max(initial=-1) >= len(names):
             notes.append(f"attribute {name!r} has group codes outside -1..{len(names) - 1}; "
                          "it is skipped.")
             continue
         out[name] = codes
     return out, {k: groups[k] for k in out}
+
+
+def _coded_arrays(path: Path, n_test: int) -> dict[str, np.ndarray]:
+    """The int64 [n_test] arrays of an .npz with an ``index`` (attributes.npz,
+    counterfactuals.npz), reordered to index order; arrays of another shape are left out."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: np.asarray(z[k]) for k in z.files}
+    index = arrays.pop("index").astype(np.int64)
+    if sorted(index.tolist()) != list(range(n_test)):
+        raise CorruptRun(f"its index is not a permutation of 0..{n_test - 1}")
+    order = np.argsort(index, kind="stable")
+    return {k: v.astype(np.int64)[order] for k, v in arrays.items() if v.shape == (n_test,)}
+
+
+def _counterfactual_targets(root: Path, data: dict[str, Any], n_test: int,
+                            notes: list[str]) -> dict[str, np.ndarray]:
+    """attribute -> the group each test input's counterfactual was given (-1: the input has
+    none), from counterfactuals.npz; empty when the study has no counterfactuals."""
+    path = root / "counterfactuals.npz"
+    if not data.get("counterfactuals") or not path.exists():
+        return {}
+    try:
+        return _coded_arrays(path, n_test)
+    except (CorruptRun, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        notes.append(f"counterfactuals.npz cannot be used ({err}); every test input counts as "
+                     "having a counterfactual.")
+        return {}
 
 
 def settings_note(runs: list[RunInfo]) -> str | None:
@@ -225,7 +256,8 @@ def open_store(root: str | Path) -> StudyIndex:
         notes.append(note)
     return StudyIndex(root=root, experiment=experiment, data=data, num_classes=num_classes,
                       class_names=names, n_test=n_test, runs=runs, skipped=skipped,
-                      failed=failed, attributes=attributes, attribute_groups=groups, notes=notes)
+                      failed=failed, attributes=attributes, attribute_groups=groups, notes=notes,
+                      counterfactual_targets=_counterfactual_targets(root, data, n_test, notes))
 
 
 # --- reading one run's arrays: each reader touches only the files it needs ------------------
@@ -271,3 +303,14 @@ def read_predictions(run: RunInfo, n_test: int,
     Raises CorruptRun when a file is truncated or the index is not a permutation of 0..N-1.
     """
     return read_logits(run, n_test, out), read_labels(run, n_test)
+
+
+def read_counterfactual_logits(run: RunInfo, n_test: int) -> dict[str, np.ndarray]:
+    """attribute -> the run's logits [N, C] on the test set's counterfactuals, in index order
+    (row i: the counterfactual of test input i); empty for a run stored without them."""
+    order = _index_order(run, n_test)
+    out = {}
+    for attr in counterfactual_attributes(run.path):
+        arr = open_array(run.path, f"{COUNTERFACTUAL_PREFIX}{attr}")
+        out[attr] = np.asarray(arr if order is None else np.asarray(arr)[order], np.float32)
+    return out

@@ -30,6 +30,7 @@ from kdfair.store.arrays import (
     is_legacy,
     json_object,
     prediction_files,
+    write_counterfactuals,
     write_predictions,
 )
 from kdfair.store.files import (
@@ -129,12 +130,21 @@ class ResultsDir:
                 and feats.shape[0] == n and index.shape == (n,) and all(k in info for k in needs))
 
     def write_data_files(self, data_info: dict[str, Any], attributes: dict[str, np.ndarray],
-                         index: np.ndarray, features: np.ndarray) -> None:
-        """Per-experiment test-set files: data.json, attributes.npz, test_features.npy."""
-        def save_attrs(p: Path) -> None:
-            with open(p, "wb") as f:
-                np.savez(f, index=index.astype(np.int64),
-                         **{k: v.astype(np.int64) for k, v in attributes.items()})
+                         index: np.ndarray, features: np.ndarray,
+                         counterfactual_targets: dict[str, np.ndarray] | None = None) -> None:
+        """Per-experiment test-set files: data.json, attributes.npz, test_features.npy and,
+        for data with counterfactuals, counterfactuals.npz (attribute -> the group each test
+        input's counterfactual was given, -1 for none)."""
+        def codes_writer(arrays: dict[str, np.ndarray]):
+            def save(p: Path) -> None:
+                with open(p, "wb") as f:
+                    np.savez(f, index=index.astype(np.int64),
+                             **{k: v.astype(np.int64) for k, v in arrays.items()})
+            return save
+
+        save_attrs = codes_writer(attributes)
+        if counterfactual_targets:
+            atomic_write(self.root / "counterfactuals.npz", codes_writer(counterfactual_targets))
 
         def save_feats(p: Path) -> None:
             with open(p, "wb") as f:
@@ -246,8 +256,12 @@ class ResultsDir:
     def save_run(self, spec: RunSpec, metrics: dict[str, Any], logits: np.ndarray,
                  labels: np.ndarray, index: np.ndarray,
                  weights: dict[str, torch.Tensor] | None = None,
-                 logits_dtype: str = "float32") -> Path:
+                 logits_dtype: str = "float32",
+                 counterfactual_logits: dict[str, np.ndarray] | None = None) -> Path:
         """Write a finished run: into .tmp, sealed by its manifest, then one rename.
+
+        ``counterfactual_logits`` (attribute -> [N, C], rows as ``logits``): the model's logits on
+        the test set's counterfactuals, kept as ``counterfactual-<attribute>.npy``.
 
         A valid twin already in runs/ (another job finished the same run) makes this a no-op;
         a damaged one is moved to damaged/ first.
@@ -266,6 +280,12 @@ class ResultsDir:
             if weights is not None:
                 _save_weights(save_file, weights, tmp / WEIGHTS)
             write_predictions(tmp, logits, labels, index, logits_dtype)
+            for attr, cf in (counterfactual_logits or {}).items():
+                safe_component(attr, "attribute name")
+                if cf.shape != logits.shape:
+                    raise ValueError(f"counterfactual logits for {attr!r} have shape "
+                                     f"{cf.shape}, the test logits {logits.shape}")
+            write_counterfactuals(tmp, counterfactual_logits or {}, logits_dtype)
             write_manifest(tmp)
             _fsync_dir(tmp)
             self.runs_dir.mkdir(parents=True, exist_ok=True)

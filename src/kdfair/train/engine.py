@@ -60,6 +60,8 @@ class TrainedRun:
     logits: np.ndarray
     model: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
+    # attribute -> logits on the test set's counterfactuals (row i: test input i's)
+    counterfactual_logits: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Reporter(Protocol):
@@ -244,9 +246,12 @@ class StudentTaps:
 def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.device,
              parts: dict[str, Batches], history: list[dict[str, float]],
              wall_time_s: float, extra: dict[str, Any] | None = None) -> TrainedRun:
-    """Val and test predictions of a trained model, and the run's metrics."""
+    """Val and test predictions of a trained model (and on the test set's counterfactuals,
+    where the data have them), and the run's metrics."""
     val_logits = predict(model, parts["val"], device)
     test_logits = predict(model, parts["test"], device)
+    counterfactual = {a: predict(model, parts[counterfactual_part(a)], device).numpy()
+                      for a in data.counterfactuals}
     val_acc = float((val_logits.argmax(1) == data.val.y).float().mean()) if len(data.val) else None
     test_acc = float((test_logits.argmax(1) == data.test.y).float().mean())
     last = history[-1] if history else {}
@@ -257,7 +262,12 @@ def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.dev
         "images_per_s": last.get("images_per_s"), "history": history, "versions": _versions(),
         **(extra or {}),
     }
-    return TrainedRun(spec, metrics, test_logits.numpy(), model.cpu(), history)
+    return TrainedRun(spec, metrics, test_logits.numpy(), model.cpu(), history, counterfactual)
+
+
+def counterfactual_part(attr: str) -> str:
+    """The key of an attribute's counterfactual test inputs among a bundle's parts."""
+    return f"counterfactual:{attr}"
 
 
 def _versions() -> dict[str, str]:
@@ -404,6 +414,8 @@ def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
     """
     reporter = reporter or Silent()
     parts = {k: Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
+    parts.update({counterfactual_part(a): Batches(p, data, device)
+                  for a, p in data.counterfactuals.items()})
     tables: dict[int, torch.Tensor] = {}
     for job in jobs:
         cfg = TrainConfig.model_validate(job.spec.train)
