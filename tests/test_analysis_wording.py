@@ -298,3 +298,24 @@ def test_api_takes_analysis_options_and_names_a_bad_one(tmp_path):
     assert set(t["classwise_counts"]["test"]) == {"permutation"}
     with pytest.raises(ConfigError, match=r"options\.pairing: must be one of unpaired, paired"):
         kdfair.analyze(root, {"pairing": "pairs"})
+
+
+def test_a_study_that_does_not_show_the_papers_phenomena_says_so_first():
+    import pandas as pd
+
+    from kdfair.analysis.checks import phenomenon_warnings
+
+    nan = float("nan")
+    acc = pd.DataFrame({"role": ["teacher", "nds", "ds", "ds", "ds"], "T": [nan, nan, 1, 4, 20],
+                        "acc_mean": [99.0, 98.0, 97.5, 96.8, 99.0]})
+    fair = pd.DataFrame({"role": ["nds", "ds", "ds", "ds"], "T": [nan, 1, 4, 20],
+                         "attribute": "colour", "eod_mean": [10.0, 12.0, 15.0, 1.0],
+                         "dpd_mean": [3.0, 2.0, 4.0, 1.0]})
+    out = phenomenon_warnings(acc, fair)
+    # T = 20 is beyond the paper's moderate range: it does not count
+    assert "no distilled student at T ≤ 10 is as accurate as the NDS (best: DS T=1 97.50 % " \
+        "vs NDS 98.00 %" in out[0]
+    assert out[1].startswith("'colour': EOD of every DS at T ≤ 10") and "DPD" not in out[1]
+    shown = acc.assign(acc_mean=[99.0, 98.0, 98.0, 96.8, 90.0])  # a tie counts as reaching it
+    assert phenomenon_warnings(shown, fair.assign(eod_mean=[10.0, 9.0, 15.0, 1.0])) == []
+    assert phenomenon_warnings(acc[acc["role"] != "nds"], fair) == []

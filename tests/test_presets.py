@@ -102,3 +102,15 @@ def test_celeba_presets_label_and_sensitive_attributes():
         labels[name] = opts.label
     assert labels == {"celeba-smiling-r50-r18": "Smiling",
                       "celeba-eyeglasses-r50-r18": "Eyeglasses"}
+
+
+def test_cpu_replication_preset_keeps_the_papers_roles_temperatures_and_seeds():
+    exp = load_experiment("trifeature-cpu")
+    assert (exp.dataset.name, exp.student.model.arch) == ("trifeature", "lenet5")
+    assert exp.distill.temperatures == (1, 2, 4, 7, 10, 20, 40)
+    assert exp.seeds == (0, 1, 2, 3, 4) and exp.distill.teacher_policy == "paired"
+    from kdfair.analysis.paper import paper_table  # its report carries the paper's numbers
+
+    assert "docs/replication.md" in preset_path("trifeature-cpu").read_text()
+    paper = paper_table("trifeature-cpu", {})  # the paper's Trifeature numbers, by the alias
+    assert paper is not None and {100.0, 90.33, 0.016} <= set(paper["paper"])

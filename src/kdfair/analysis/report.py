@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from kdfair.analysis import classwise, disagreement, fairness, individual
-from kdfair.analysis.checks import run_warnings
+from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
 from kdfair.analysis.paper import paper_table
@@ -367,6 +367,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
                                    opts.random_seed, opts.test_on)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
+    warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()))
     tables["warnings"] = pd.DataFrame({"warning": warnings}, dtype=object)
     paper = paper_table(str(store.experiment.get("name") or ""), tables)
     if paper is not None:

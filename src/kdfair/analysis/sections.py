@@ -62,7 +62,8 @@ def warnings_section(a: Analysis, doc: Document) -> None:
     doc.ul(list(w["warning"]) if len(w) else ["None: no degenerate or suspicious runs found "
                                               "(checks: a model predicting fewer than half the "
                                               "classes, a teacher less accurate than the NDS, a "
-                                              "DS accuracy spread over 3× the NDS's)."])
+                                              "DS accuracy spread over 3× the NDS's, no DS at "
+                                              "T ≤ 10 as accurate or as fair as the NDS)."])
 
 
 ACCURACY_CAPTION = "Test accuracy vs T; teacher and NDS as reference bands (95 % seed CI)."
