@@ -307,15 +307,21 @@ def test_a_study_that_does_not_show_the_papers_phenomena_says_so_first():
 
     nan = float("nan")
     acc = pd.DataFrame({"role": ["teacher", "nds", "ds", "ds", "ds"], "T": [nan, nan, 1, 4, 20],
-                        "acc_mean": [99.0, 98.0, 97.5, 96.8, 99.0]})
+                        "acc_mean": [99.0, 98.0, 97.5, 96.8, 99.0],
+                        "acc_ci_low": [98.5, 97.6, 97.0, 96.0, 98.8],
+                        "acc_ci_high": [99.5, 98.4, 98.0, 97.5, 99.2]})
     fair = pd.DataFrame({"role": ["nds", "ds", "ds", "ds"], "T": [nan, 1, 4, 20],
                          "attribute": "colour", "eod_mean": [10.0, 12.0, 15.0, 1.0],
                          "dpd_mean": [3.0, 2.0, 4.0, 1.0]})
     out = phenomenon_warnings(acc, fair)
     # T = 20 is beyond the paper's moderate range: it does not count
-    assert "no distilled student at T ≤ 10 is as accurate as the NDS (best: DS T=1 97.50 % " \
-        "vs NDS 98.00 %" in out[0]
-    assert out[1].startswith("'colour': EOD of every DS at T ≤ 10") and "DPD" not in out[1]
+    assert "no distilled student at T ≤ 10 reaches the NDS's mean accuracy (best: DS T=1 " \
+        "97.50 % vs NDS 98.00 %; the 95 % seed CIs overlap, so this study cannot tell the two " \
+        "apart)" in out[0]
+    below = phenomenon_warnings(acc.assign(acc_ci_high=[99.5, 98.4, 97.5, 97.5, 99.2]), fair)
+    assert "its 95 % seed CI lies below the NDS's" in below[0]
+    assert out[1].startswith("'colour': every DS at T ≤ 10 has a mean EOD at least the NDS's")
+    assert "DPD" not in out[1]
     shown = acc.assign(acc_mean=[99.0, 98.0, 98.0, 96.8, 90.0])  # a tie counts as reaching it
     assert phenomenon_warnings(shown, fair.assign(eod_mean=[10.0, 9.0, 15.0, 1.0])) == []
     assert phenomenon_warnings(acc[acc["role"] != "nds"], fair) == []

@@ -413,8 +413,9 @@ def metric_sentences(a: Analysis) -> list[str]:
     cf = a.table("counterfactual")
     for attr in (dict.fromkeys(cf["attribute"]) if not cf.empty else ()):
         s = metric_finding(cf[cf["attribute"] == attr], "cf_flip",
-                           f"Counterfactual flip rate for '{attr}' (share of test inputs whose "
-                           f"predicted class changes when only '{attr}' changes)", " %", 2, acc)
+                           f"Counterfactual flip rate for '{attr}', the share of test inputs "
+                           f"whose predicted class changes when only '{attr}' changes", " %", 2,
+                           acc)
         if s:
             out.append(s)
     ind = a.table("individual")
