@@ -18,7 +18,7 @@ import pandas as pd
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+margin:2em auto;padding:0 1em;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
@@ -26,9 +26,9 @@ td:only-child,td:nth-child(2):last-child{text-align:left}
 nav ul{columns:3;margin:.3em 0 1em}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 figcaption{color:#555;font-size:.9em;margin-bottom:1.2em}
-h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:1.6em}
-.beside{display:flex;gap:1.5em;align-items:flex-start}.beside ul{flex:3;margin-top:0}
-.beside figure{flex:2;margin:0}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:1.3em}
+.beside{display:flex;gap:1.5em;align-items:flex-start}.beside ul{flex:2;margin-top:0}
+.beside figure{flex:1;margin:0}
 """
 
 
