@@ -163,8 +163,9 @@ def test_weak_teacher_is_warned_in_the_first_section(tmp_path):
     root = write_store(tmp_path / "s", num_classes=3, temperatures=(2.0,), features=False,
                        accuracy=lambda role, t, s, c: 0.5 if role == "teacher" else 0.8)
     md = write_report(root, FAST).md_path.read_text()
-    first = md.split("## ")[1]
-    assert first.startswith("Warnings") and "less accurate than the non-distilled" in first
+    first, second = md.split("## ")[1:3]
+    assert first.startswith("What this study can show") and "nothing to teach" in first
+    assert second.startswith("Warnings") and "less accurate than the non-distilled" in second
 
 
 def test_confidence_is_measured_beside_individual_fairness(tmp_path, monkeypatch):
@@ -255,7 +256,8 @@ def test_report_reads_as_one_table_per_comparison_with_a_toc(tmp_path):
     r = write_report(root, FAST)
     md = r.md_path.read_text()
     assert md.count("expected by chance alone") == 0
-    assert md.startswith("# kdfair report") and "Contents: [Warnings](#warnings)" in md
+    assert md.startswith("# kdfair report")
+    assert "Contents: [What this study can show](#what-this-study-can-show) · [Warnings]" in md
     assert "[summary.csv](summary.csv)" in md and "<a href='summary.csv'>" in \
         r.html_path.read_text()
     assert md.index("## Key results") < md.index("## Summary") < md.index("## Main findings")

@@ -275,6 +275,59 @@ def test_held_out_design_covers_everything(fraction: float, seed: int) -> None:
         assert ((~held).any(axis=others)).all(), "and in train"
 
 
+def test_test_images_per_combination_sets_the_test_size_apart(small: tf.TrifeatureArrays) -> None:
+    big = tf.generate({**SMALL, "test_images_per_combination": 4})
+    # the training side is today's set image for image; each held-out combination has 4 images
+    np.testing.assert_array_equal(big.images[big.split < 2], small.images[small.split < 2])
+    np.testing.assert_array_equal(big.split[big.split < 2], small.split[small.split < 2])
+    test = big.split == 2
+    assert test.sum() == 200 * 4 and (big.split < 2).sum() == 800
+    combo = big.shape * 100 + big.texture * 10 + big.colour
+    assert set(combo[test].tolist()) == set(
+        (small.shape * 100 + small.texture * 10 + small.colour)[small.split == 2].tolist())
+    np.testing.assert_array_equal(np.bincount(combo[test])[np.unique(combo[test])], 4)
+    # image k of a combination is the same image in any set that has it
+    np.testing.assert_array_equal(big.images[test & (big.k == 0)],
+                                  small.images[small.split == 2])
+    # balanced design: every colour has the same class base rates, so a perfect classifier's
+    # DPD is exactly 0 (the paper's teacher has 3.64 %: another split)
+    from kdfair.analysis.fairness import ovr_fairness
+    dpd, eod, _ = ovr_fairness(big.shape[test], big.shape[test], big.colour[test], 10)
+    assert (dpd, eod) == (0.0, 0.0)
+
+
+def test_random_image_split() -> None:
+    arrays = tf.generate({**SMALL, "images_per_combination": 2, "split": "images"})
+    assert len(arrays.split) == 2000 and (arrays.split == 2).sum() == 400
+    combo = arrays.shape * 100 + arrays.texture * 10 + arrays.colour
+    shared = set(combo[arrays.split == 2].tolist()) & set(combo[arrays.split < 2].tolist())
+    assert shared, "an image split shares combinations between train and test"
+    # the colours' class base rates differ by chance: a perfect classifier has DPD > 0,
+    # computed here by hand from the counts
+    test = arrays.split == 2
+    counts = np.zeros((10, 10))
+    np.add.at(counts, (arrays.colour[test], arrays.shape[test]), 1)
+    rates = counts / counts.sum(1, keepdims=True)
+    by_hand = float((rates.max(0) - rates.min(0)).mean())
+    from kdfair.analysis.fairness import ovr_fairness
+    dpd, _, _ = ovr_fairness(arrays.shape[test], arrays.shape[test], arrays.colour[test], 10)
+    assert dpd == pytest.approx(by_hand) and dpd > 0.02
+    again = tf.generate({**SMALL, "images_per_combination": 2, "split": "images"})
+    np.testing.assert_array_equal(again.split, arrays.split)
+
+
+def test_new_options_keep_old_cache_keys() -> None:
+    """Sets made before the split options existed keep their cache key and fingerprint."""
+    base = tf.trifeature_options(SMALL)
+    same = tf.trifeature_options({**SMALL, "split": "combinations",
+                                  "test_images_per_combination": None})
+    assert tf.options_hash(base) == tf.options_hash(same)
+    assert tf.options_hash(base) != tf.options_hash(
+        tf.trifeature_options({**SMALL, "test_images_per_combination": 2}))
+    assert tf.options_hash(base) != tf.options_hash(
+        tf.trifeature_options({**SMALL, "split": "images"}))
+
+
 # ---------------------------------------------------------------- loader, cache, options
 
 
@@ -339,6 +392,10 @@ def test_load_contract_and_cache(tmp_path, monkeypatch) -> None:
         ({"val_fraction": -0.1}, "dataset.val_fraction: must be a number between 0.01 and 0.5"),
         ({"seed": "abc"}, "dataset.seed: must be an integer between 0 and"),
         ({"colours": 3}, "dataset.colours: unknown option; allowed: size, images_per_combination"),
+        ({"test_images_per_combination": 0}, "dataset.test_images_per_combination: must be"),
+        ({"split": "shapes"}, "dataset.split: must be one of"),
+        ({"split": "images", "test_images_per_combination": 5},
+         "test_images_per_combination applies to split: combinations"),
     ],
 )
 def test_options_validation(tmp_path, options: dict, message: str) -> None:

@@ -354,14 +354,19 @@ def trifeature(
     out: Path = typer.Option(..., help="directory to write PNG files and index.csv into"),
     size: int = typer.Option(224, help="image side in pixels"),
     images_per_combination: int = typer.Option(10, help="images per (shape, texture, colour)"),
-    test_fraction: float = typer.Option(0.2, help="share of combinations held out for test"),
+    test_images_per_combination: int = typer.Option(
+        None, help="images per held-out (test) combination [default: images-per-combination]"),
+    split: str = typer.Option("combinations", help="combinations (hold out whole combinations) "
+                              "or images (a random share of all images)"),
+    test_fraction: float = typer.Option(0.2, help="share of combinations (or images) for test"),
     seed: int = typer.Option(0, help="seed of every random draw"),
 ) -> None:
     """Write the Trifeature data set as PNG files plus a CSV index."""
     from kdfair.data.trifeature import write_png_dataset
 
     csv = write_png_dataset(out, {"size": size, "images_per_combination": images_per_combination,
-                                  "test_fraction": test_fraction, "seed": seed})
+                                  "test_images_per_combination": test_images_per_combination,
+                                  "split": split, "test_fraction": test_fraction, "seed": seed})
     console.print(f"wrote {csv}")
 
 

@@ -18,16 +18,18 @@ import pandas as pd
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.4}
+margin:1.2em auto;padding:0 1em;color:#222;line-height:1.35;font-size:15px}
+ul{margin:.4em 0;padding-left:1.4em}h1{margin:.3em 0;font-size:1.6em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 td:only-child,td:nth-child(2):last-child{text-align:left}
-nav ul{columns:3;margin:.3em 0 1em}
+nav{font-size:.85em;margin:.3em 0 1em}nav a{white-space:nowrap}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 figcaption{color:#555;font-size:.9em;margin-bottom:1.2em}
-h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:1.3em}
-.beside{display:flex;gap:1.5em;align-items:flex-start}.beside ul{flex:2;margin-top:0}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin:1em 0 .4em}
+.beside{display:flex;gap:1.5em;align-items:flex-start}
+.beside ul{flex:2;margin-top:0;font-size:.95em}
 .beside figure{flex:1;margin:0}
 """
 
@@ -96,8 +98,8 @@ class Document:
         out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
                f"<title>{e(self.title)}</title><style>{_CSS}</style></head><body>",
                f"<h1>{e(self.title)}</h1>",
-               "<nav><b>Contents</b><ul>" + "".join(
-                   f"<li><a href='#{a}'>{e(h)}</a></li>" for h, a in self._toc()) + "</ul></nav>"]
+               "<nav><b>Contents:</b> " + " · ".join(
+                   f"<a href='#{a}'>{e(h)}</a>" for h, a in self._toc()) + "</nav>"]
         for b in self.blocks:
             kind = b[0]
             if kind == "h":

@@ -57,6 +57,23 @@ def _study_value(tables: dict[str, pd.DataFrame], quantity: str, role: str, temp
     return tuple(float(r.get(f"{col}_{s}", math.nan)) for s in ("mean", "ci_low", "ci_high"))
 
 
+def paper_gap(name: str) -> tuple[float | None, str | None]:
+    """(teacher − NDS accuracy in points, the data set's name) the paper reports for the
+    experiment ``name`` (or its alias); (None, None) when it reports no such pair."""
+    numbers = paper_numbers()
+    key = (numbers.get("aliases") or {}).get(name, name)
+    entry = numbers.get(key)
+    if not isinstance(entry, dict) or name == "aliases":
+        return None, None
+    for models in entry.values():
+        if isinstance(models, dict):
+            t, n = (models.get(r, {}).get("accuracy") if isinstance(models.get(r), dict)
+                    else None for r in ("teacher", "nds"))
+            if t is not None and n is not None:
+                return float(t) - float(n), str(key).split("-")[0]
+    return None, None
+
+
 def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
     """Paper vs this study for experiment ``name``; None when the paper reports nothing for it.
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdfair.analysis import classwise, disagreement, fairness, individual
+from kdfair.analysis import capability, classwise, disagreement, fairness, individual
 from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
-from kdfair.analysis.paper import paper_table
+from kdfair.analysis.paper import paper_gap, paper_table
 from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
 from kdfair.analysis.sections import build_document
 from kdfair.analysis.text import findings, key_results, summary_display, summary_table
@@ -320,6 +320,19 @@ def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> 
     return main
 
 
+def _capability(store: Store, runs: pd.DataFrame, results: list[ReducedRun],
+                labels: np.ndarray, tables: dict[str, pd.DataFrame],
+                opts: AnalysisConfig) -> pd.DataFrame:
+    """What this study can show (regime, resolution, fairness noise floor), from the first
+    NDS run's predictions."""
+    nds = [r for r in results if r.info.role == "nds"]
+    gap, data_name = paper_gap(str(store.experiment.get("name") or ""))
+    return capability.capability_table(
+        runs, tables["accuracy"], tables.get("fairness", pd.DataFrame()), labels,
+        nds[0].pred if nds else None, store.attributes, store.num_classes, store.n_test,
+        opts.significance, gap, data_name, opts.random_seed)
+
+
 def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analysis:
     notes = list(store.notes)
     opts, source = resolve_options(store, options, notes)
@@ -365,6 +378,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables.update(dis)
     tables["trends"] = trend_table(tables, opts.significance, opts.permutations,
                                    opts.random_seed, opts.test_on)
+    tables["capability"] = _capability(store, runs, results, labels, tables, opts)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
     warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdfair.analysis import plots
+from kdfair.analysis import capability, plots
 from kdfair.analysis.common import Analysis, ci_text, config_of, fmt_t, model_label
 from kdfair.analysis.document import Document
 from kdfair.analysis.methods import ranking_sentences
@@ -54,6 +54,14 @@ def _safe(name: str) -> str:
 
 
 # --- sections --------------------------------------------------------------------------------
+
+
+def capability_section(a: Analysis, doc: Document) -> None:
+    """Regime, resolution and fairness noise floor, before any finding (capability.py)."""
+    said = capability.sentences(a.table("capability"))
+    if said:
+        doc.h("What this study can show")
+        doc.ul(said)
 
 
 def warnings_section(a: Analysis, doc: Document) -> None:
@@ -540,6 +548,7 @@ def build_document(a: Analysis, out: Path, csv_paths: list[Path]) -> Document:
 
 
 def _sections(a: Analysis, doc: Document, out: Path, csv_paths: list[Path]) -> None:
+    capability_section(a, doc)
     warnings_section(a, doc)
     key_results_section(a, doc, out)
     summary_section(a, doc)

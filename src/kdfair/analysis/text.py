@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from kdfair.analysis import capability
 from kdfair.analysis.classwise import COMPARISONS
 from kdfair.analysis.common import Analysis, ci_text, fmt_t, model_label, rows_of
 from kdfair.analysis.trends import trend_words
@@ -295,8 +296,24 @@ def trend_sentences(a: Analysis) -> list[str]:
         return []
     keep = tr[~tr["quantity"].str.startswith(("#SC:", "#TC:"))
               | tr["quantity"].str.endswith(a.options.test_on)]
+    sig = keep[keep["significant"]]
+    ceiling = capability.at_ceiling(a.table("capability"))
+    small = sig["span"] < sig["resolution"]
+    if ceiling:  # only what moves by a visible amount: at least a point, in percent
+        small |= (sig["unit"] != "%") | (sig["span"] < capability.CEILING_POINTS)
+    shown = sig[~small]
     out = [f"{r['label']} {trend_words(r, a.options.significance)}."
-           for _, r in keep[keep["significant"]].iterrows()]
+           for _, r in shown.iterrows()]
+    left = len(sig) - len(shown)
+    if left:
+        why = ("each moves less over T than the seeds resolve (its span of per-T means is "
+               "below the difference a Welch test finds with 80 % power)")
+        if ceiling:
+            why += (f", or, the study being at the ceiling, by less than "
+                    f"{capability.CEILING_POINTS:g} point")
+        out.append(f"{plural(left, 'significant trend')} in T {'is' if left == 1 else 'are'} "
+                   f"not read as findings: {why}; trends.csv lists them with their span and "
+                   "resolution.")
     tested = int(tr["p"].notna().sum())
     if out and tested:
         out.append(f"Of the {tested} trend tests, about {a.options.significance * tested:.1f} "
@@ -392,6 +409,9 @@ def accuracy_sentence(a: Analysis) -> str:
             apart = best["acc_ci_low"] > nds["acc_ci_high"] or \
                 best["acc_ci_high"] < nds["acc_ci_low"]
             s += " (the CIs do not overlap)" if apart else " (the CIs overlap: no difference shown)"
+        res = capability.resolution_of(a.table("capability"))
+        if np.isfinite(res) and abs(best["acc_mean"] - nds["acc_mean"]) < res:
+            s += f", smaller than the {res:.2f} points the seeds resolve with 80 % power"
     return s + ("; " + ", ".join(refs) if refs else "") + "."
 
 

@@ -20,10 +20,21 @@ Output images of side ``size`` are the 224 render downsampled by exact area aver
 on the float mask). Because rgb is affine in the mask, averaging the mask and then colouring is
 the same as averaging the rgb image; the generator therefore only renders the one-channel mask.
 
-Splits: ``test_fraction`` of the 1000 combinations is held out for test by a seeded, balanced
-design (:func:`held_out_combinations`: each shape loses the same number of combinations, and
-every shape, texture and colour stays in both splits); ``val_fraction`` of the remaining (train)
-images, per shape, becomes validation, so val shares combinations with train and test does not.
+Splits (``split``):
+
+* ``combinations`` (default, as in the original): ``test_fraction`` of the 1000 combinations is
+  held out for test by a seeded, balanced design (:func:`held_out_combinations`: each shape loses
+  the same number of combinations, and every shape, texture and colour stays in both splits).
+  Training combinations get ``images_per_combination`` images, held-out ones
+  ``test_images_per_combination`` (default: the same), so a data-scarce study can still have a
+  test set large enough for per-group measures. The design gives every colour (and texture) the
+  same class base rates in test, so a perfect classifier has DPD exactly 0.
+* ``images``: ``test_fraction`` of all images drawn at random (seeded); test shares
+  combinations with train, and the colours' class base rates differ by chance, so a perfect
+  classifier has DPD > 0 (about 5.8 % at 10 images per combination; docs/replication.md).
+
+``val_fraction`` of the remaining (train) images, per shape, becomes validation, so val shares
+combinations with train.
 
 Every image draws from its own generator ``default_rng([seed, combination, k])`` (combination =
 100·shape + 10·texture + colour, k = image number within the combination), so an image never
@@ -43,12 +54,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
@@ -103,9 +114,26 @@ class TrifeatureOptions(BaseModel):
 
     size: int = Field(32, ge=8, le=224)
     images_per_combination: int = Field(3, ge=1, le=100)
+    # images of each held-out (test) combination; None: images_per_combination
+    test_images_per_combination: int | None = Field(None, ge=1, le=100)
+    split: Literal["combinations", "images"] = "combinations"
     test_fraction: float = Field(0.2, ge=0.02, le=0.9)
     val_fraction: float = Field(0.1, ge=0.01, le=0.5)
     seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _test_count_needs_held_out_combinations(self) -> TrifeatureOptions:
+        if self.split == "images" and self.test_images_per_combination is not None:
+            raise ValueError(
+                "test_images_per_combination applies to split: combinations (held-out "
+                "combinations); with split: images the test set is test_fraction of all images "
+                "— remove one of the two")
+        return self
+
+    @property
+    def n_test_images(self) -> int:
+        """Images of each held-out combination (split: combinations)."""
+        return self.test_images_per_combination or self.images_per_combination
 
 
 def trifeature_options(options: Mapping[str, Any] | TrifeatureOptions | None) -> TrifeatureOptions:
@@ -360,12 +388,21 @@ class TrifeatureArrays:
 
 def _layout(opts: TrifeatureOptions) -> dict[str, np.ndarray]:
     """Codes and split of every image, ordered by (shape, texture, colour, k)."""
-    n_img = opts.images_per_combination
+    n_img = max(opts.images_per_combination, opts.n_test_images)
     s_, t_, c_, k_ = np.meshgrid(
         np.arange(10), np.arange(10), np.arange(10), np.arange(n_img), indexing="ij"
     )
     shape, texture, colour, k = (a.reshape(-1).astype(np.int64) for a in (s_, t_, c_, k_))
-    is_test = held_out_combinations(opts.test_fraction, opts.seed)[shape, texture, colour]
+    if opts.split == "images":
+        is_test = np.zeros(len(shape), dtype=bool)
+        n_test = int(round(opts.test_fraction * len(shape)))
+        is_test[np.random.default_rng([opts.seed, 7_770_005]).permutation(len(shape))[:n_test]] = 1
+    else:
+        is_test = held_out_combinations(opts.test_fraction, opts.seed)[shape, texture, colour]
+        wanted = np.where(is_test, opts.n_test_images, opts.images_per_combination)
+        keep = k < wanted
+        shape, texture, colour, k, is_test = (a[keep] for a in (shape, texture, colour, k,
+                                                                 is_test))
     split = np.where(is_test, 2, 0).astype(np.int8)
     # validation: a seeded, shape-stratified share of the train images
     rng = np.random.default_rng([opts.seed, 7_770_002])
@@ -404,9 +441,11 @@ def generate(options: dict[str, Any] | TrifeatureOptions | None = None) -> Trife
 
 def options_hash(opts: TrifeatureOptions) -> str:
     """Short hash of the options and the generator version (the cache key)."""
-    payload = json.dumps(
-        {"generator": GENERATOR_VERSION, **opts.model_dump()}, sort_keys=True
-    ).encode()
+    fields = opts.model_dump()
+    for name, default in (("test_images_per_combination", None), ("split", "combinations")):
+        if fields[name] == default:  # options added later: sets made before keep their key
+            del fields[name]
+    payload = json.dumps({"generator": GENERATOR_VERSION, **fields}, sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
@@ -590,7 +629,10 @@ def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions,
     """Wrap generated arrays as SplitData (mean / std per channel from train, in [0, 1]), with
     the test set's counterfactuals when given."""
     mean, std = channel_stats(arrays.images[arrays.split == 0])
-    n_test = int((arrays.split == 2).sum()) // opts.images_per_combination
+    test = arrays.split == 2
+    n_test = len(np.unique(100 * arrays.shape[test] + 10 * arrays.texture[test]
+                           + arrays.colour[test]))
+    n_train = int((arrays.split < 2).sum())
     test_y = torch.from_numpy(arrays.shape[arrays.split == 2].astype(np.int64))
     cf = {a: Part(y=test_y, x=torch.from_numpy(np.ascontiguousarray(im)),
                   attributes={a: val.astype(np.int64)})
@@ -607,8 +649,11 @@ def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions,
         mean=mean,
         std=std,
         notes=[
-            f"Trifeature generated: size {opts.size}, {opts.images_per_combination} images per "
-            f"combination, {n_test} of 1000 combinations held out for test, seed {opts.seed}"
+            f"Trifeature generated: size {opts.size}, {n_train} train + val images "
+            f"({opts.images_per_combination} per combination), {int(test.sum())} test images "
+            + (f"of {n_test} held-out combinations ({opts.n_test_images} each)"
+               if opts.split == "combinations" else "drawn at random from all combinations")
+            + f", seed {opts.seed}"
         ],
         counterfactuals=cf,
         counterfactual_notes={a: COUNTERFACTUAL_HOW[a] for a in cf},
