@@ -326,3 +326,24 @@ def test_a_study_that_does_not_show_the_papers_phenomena_says_so_first():
     shown = acc.assign(acc_mean=[99.0, 98.0, 98.0, 96.8, 90.0])  # a tie counts as reaching it
     assert phenomenon_warnings(shown, fair.assign(eod_mean=[10.0, 9.0, 15.0, 1.0])) == []
     assert phenomenon_warnings(acc[acc["role"] != "nds"], fair) == []
+
+
+def test_a_study_at_the_ceiling_says_so_first_and_lists_no_sub_point_trend(tmp_path):
+    """Every model at 99–100 %: the first section says the study is at the ceiling, and a
+    significant but tiny accuracy trend in T is not read as a finding."""
+    def ceiling(role, t, seed, c):
+        if role == "teacher":
+            return 1.0
+        return 0.990 + 0.001 * (t or 0)  # DS: 99.1 % at T = 1 → 99.8 % at T = 8
+
+    root = write_store(tmp_path / "s", num_classes=4, n_per_class=2000,
+                       temperatures=(1.0, 2.0, 4.0, 8.0), accuracy=ceiling, features=False)
+    r = write_report(root, FAST)
+    md = r.md_path.read_text()
+    first = md.split("## ")[1]
+    assert first.startswith("What this study can show") and "At the ceiling" in first
+    tr = analyze(root)["trends"].set_index(["quantity", "range"])
+    acc = tr.loc[("accuracy", "all T")]
+    assert acc["significant"] and acc["span"] < 1.0  # real, tiny, and only a fraction of a point
+    assert not any(f.startswith("DS accuracy rises with T") for f in r.findings)
+    assert any("not read as findings" in f and "at the ceiling" in f for f in r.findings)

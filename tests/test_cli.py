@@ -90,6 +90,22 @@ def test_status_shows_runs_whose_slurm_job_is_still_queued(tmp_path, monkeypatch
     assert "0 done, 1 pending, 1 running, 1 missing, 0 failed" in res.output
 
 
+def test_trifeature_command_sets_the_test_size_apart(tmp_path):
+    import csv
+
+    res = CliRunner().invoke(app, ["trifeature", "--out", str(tmp_path), "--size", "8",
+                                   "--images-per-combination", "1",
+                                   "--test-images-per-combination", "2"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(tmp_path / "index.csv")))
+    splits = [r["split"] for r in rows]
+    assert (splits.count("test"), len(splits) - splits.count("test")) == (400, 800)
+    bad = CliRunner().invoke(app, ["trifeature", "--out", str(tmp_path / "b"), "--split",
+                                   "images", "--test-images-per-combination", "2"])
+    assert bad.exit_code == 1 and "test_images_per_combination applies to split: " \
+        "combinations" in " ".join(bad.output.split())
+
+
 def test_trifeature_command_writes_pngs_and_an_index(tmp_path):
     import csv
 

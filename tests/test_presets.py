@@ -114,3 +114,25 @@ def test_cpu_replication_preset_keeps_the_papers_roles_temperatures_and_seeds():
     assert "docs/replication.md" in preset_path("trifeature-cpu").read_text()
     paper = paper_table("trifeature-cpu", {})  # the paper's Trifeature numbers, by the alias
     assert paper is not None and {100.0, 90.33, 0.016} <= set(paper["paper"])
+
+
+def test_paper_regime_preset_is_the_calibrated_data_scarce_study():
+    """trifeature-paper: the paper's roles, temperatures, seeds and alpha, in the data-scarce
+    regime docs/replication.md calibrated (one training image per combination, the test set
+    set apart), compared with the paper's Trifeature numbers by the alias."""
+    from kdfair.analysis.paper import paper_gap, paper_table
+    from kdfair.data import trifeature
+
+    exp = load_experiment("trifeature-paper")
+    assert (exp.dataset.name, exp.teacher.model.arch, exp.student.model.arch) == (
+        "trifeature", "resnet20", "lenet5")
+    assert exp.distill.temperatures == tuple(float(t) for t in [*range(1, 11), 20, 30, 40])
+    assert exp.seeds == (0, 1, 2, 3, 4) and exp.distill.alpha == 0.8
+    assert exp.distill.teacher_policy == "paired" and exp.engine.threads == 1
+    opts = trifeature.trifeature_options(exp.dataset.options)
+    assert (opts.images_per_combination, opts.n_test_images, opts.split) == (1, 20, "combinations")
+    assert "docs/replication.md" in preset_path("trifeature-paper").read_text()
+    paper = paper_table("trifeature-paper", {})
+    assert paper is not None and {100.0, 90.33} <= set(paper["paper"])
+    gap, name = paper_gap("trifeature-paper")
+    assert gap == pytest.approx(100.0 - 90.33) and name == "trifeature"

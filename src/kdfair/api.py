@@ -117,7 +117,8 @@ def _run(experiment, out, data_root, overrides, executor, progress, reporter, on
     def planned(specs: list[RunSpec], done: set[str]) -> None:
         if own is not None:
             own.plan(len(specs), len(done))
-            if len(done) < len(specs) and resolve_device(exp.device).type == "cpu":
+            if len(done) < len(specs) and resolve_device(exp.device).type == "cpu" \
+                    and exp.engine.threads != 1:  # one thread per run: nothing to warn about
                 warn_if_threads_hurt(own)
         if on_plan is not None:
             on_plan(specs, done)
