@@ -347,3 +347,58 @@ def test_a_study_at_the_ceiling_says_so_first_and_lists_no_sub_point_trend(tmp_p
     assert acc["significant"] and acc["span"] < 1.0  # real, tiny, and only a fraction of a point
     assert not any(f.startswith("DS accuracy rises with T") for f in r.findings)
     assert any("not read as findings" in f and "at the ceiling" in f for f in r.findings)
+
+
+def test_a_test_that_cannot_succeed_is_not_suggested(tmp_path):
+    """3 + 3 seeds: an exact permutation test's smallest two-sided p is 2 / C(6, 3) = 0.1, so
+    the report says no test can decide instead of suggesting one; 5 + 5 seeds: 2 / 252."""
+    def acc(role, t, seed, c):
+        if c == 0:
+            return 1.0 if role == "teacher" else 0.0
+        return 0.9 if role == "teacher" else 0.7
+
+    few = write_store(tmp_path / "few", num_classes=4, temperatures=(2.0,), accuracy=acc,
+                      features=False, seeds=(0, 1, 2))
+    text = " ".join(write_report(few, FAST).findings)
+    assert "smallest two-sided p is 0.1, not below 0.05" in text
+    assert "set analysis.test: permutation" not in text
+    many = write_store(tmp_path / "many", num_classes=4, temperatures=(2.0,), accuracy=acc,
+                       features=False)
+    assert "set analysis.test: permutation to test them" in " ".join(
+        write_report(many, FAST).findings)
+
+
+def test_seed_cis_do_not_depend_on_how_the_group_key_is_typed():
+    import pandas as pd
+
+    from kdfair.analysis.common import by_group, ci_text, key_label
+
+    assert key_label(("ds", np.float64(2.0))) == key_label(("ds", 2.0)) == "('ds', 2.0)"
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"role": ["ds"] * 4, "T": [2.0] * 4, "v": rng.normal(size=4)})
+    typed = df.assign(T=pd.Series([np.float64(2.0)] * 4, dtype=object))
+    a, b = by_group(df, ["v"], resamples=500), by_group(typed, ["v"], resamples=500)
+    assert (a["v_ci_low"].iloc[0], a["v_ci_high"].iloc[0]) == (b["v_ci_low"].iloc[0],
+                                                               b["v_ci_high"].iloc[0])
+    assert ci_text(100.0, 100.0, 100.0) == "100.00 [all seeds equal]"
+    assert ci_text(99.5, 99.0, 100.0) == "99.50 [99.00, 100.00]"
+
+
+def test_counts_pooled_over_t_are_corrected_over_the_same_family(tmp_path):
+    """The raw-accuracy sentence pools every (class, T) cell, so its Benjamini–Hochberg count
+    is over all of them (scipy's false_discovery_control), with the number chance gives."""
+    def acc(role, t, seed, c):
+        if role == "ds" and c == 0:
+            return 0.4 if t == 4.0 else 0.75
+        return 0.95 if role == "teacher" else 0.8
+
+    root = write_store(tmp_path / "s", num_classes=5, n_per_class=300,
+                       temperatures=(2.0, 4.0, 8.0), accuracy=acc, features=False)
+    r = write_report(root, FAST)
+    d = analyze(root)["classwise"]
+    raw = d[(d["comparison"] == "nds_vs_ds") & (d["quantity"] == "raw")]
+    p = raw["p"].dropna().to_numpy()
+    kept = int((stats.false_discovery_control(p) < 0.05).sum())
+    want = (f"after Benjamini–Hochberg over all {len(p)} tested (class, T) cells {kept} "
+            f"{'remains' if kept == 1 else 'remain'}; about {0.05 * len(p):.1f}")
+    assert any(want in f for f in r.findings) and any(want in k for k in r.key_results)

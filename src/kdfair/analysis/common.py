@@ -65,7 +65,7 @@ def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
     out.insert(0, "n_runs", g.size())
     if resamples:
         # groups come in the order of ``out`` (both sort=False); NaN keys cannot be looked up
-        cis = [seed_ci(sub[cols].to_numpy(float), resamples, seed, label=repr(key))
+        cis = [seed_ci(sub[cols].to_numpy(float), resamples, seed, label=key_label(key))
                for key, sub in g]
         for j, c in enumerate(cols):
             out.insert(out.columns.get_loc(f"{c}_std") + 1, f"{c}_ci_low",
@@ -73,6 +73,14 @@ def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
             out.insert(out.columns.get_loc(f"{c}_ci_low") + 1, f"{c}_ci_high",
                        [ci[1][j] for ci in cis])
     return sort_roles(out.reset_index())
+
+
+def key_label(key: Any) -> str:
+    """The text a group key seeds its bootstrap stream with: the same for numpy and Python
+    scalars (``np.float64(2.0)`` and ``2.0`` print differently), so a CI never depends on how
+    pandas happened to type the key."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return repr(tuple(p.item() if isinstance(p, np.generic) else p for p in parts))
 
 
 def rows_of(table: pd.DataFrame, role: str, temperature: float) -> pd.DataFrame:
@@ -96,7 +104,8 @@ def ci_text(mean: float, low: float, high: float, digits: int = 2, unit: str = "
         return "–"
     s = f"{mean:.{digits}f}{unit}"
     if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
-        s += f" [{low:.{digits}f}, {high:.{digits}f}]"
+        # a zero-width interval is no 95 % interval: every seed gave the same value
+        s += " [all seeds equal]" if low == high else f" [{low:.{digits}f}, {high:.{digits}f}]"
     return s
 
 

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from kdfair.analysis import capability
 from kdfair.analysis.classwise import COMPARISONS
@@ -220,8 +221,29 @@ def _raw_sentence(a: Analysis, comparison: str) -> str | None:
     s += f"improved {plural(len(up), '(class, T) cell')}" + (f" ({_names(up)})" if len(up)
                                                                else "")
     s += f", worsened {len(down)}" + (f" ({_names(down)})" if len(down) else "")
-    bh = int(raw["significant_bh"].sum())
-    return s + f"; after Benjamini–Hochberg {bh} {'remains' if bh == 1 else 'remain'}."
+    return s + "; " + family_words(a, raw) + "."
+
+
+def pooled_bh(cells: pd.DataFrame, level: float) -> tuple[int, int]:
+    """(cells significant after Benjamini–Hochberg over every tested (class, T) cell of the
+    table, number tested): the family a count pooled over T is read against."""
+    p = cells["p"].to_numpy(float) if "p" in cells else np.array([])
+    p = p[np.isfinite(p)]
+    if not len(p):
+        return 0, 0
+    return int((stats.false_discovery_control(p) < level).sum()), len(p)
+
+
+def family_words(a: Analysis, cells: pd.DataFrame) -> str:
+    """'after Benjamini–Hochberg over all 130 tested (class, T) cells 12 remain; about 6.5 are
+    expected at p < 0.05 by chance alone'."""
+    level = a.options.significance
+    kept, n = pooled_bh(cells, level)
+    if not n:
+        return "no cell was testable"
+    return (f"after Benjamini–Hochberg over all {n} tested (class, T) cells {kept} "
+            f"{'remains' if kept == 1 else 'remain'}; about {level * n:.1f} "
+            f"{'is' if level * n == 1 else 'are'} expected at p < {level:g} by chance alone")
 
 
 def _relative_sentence(a: Analysis, comparison: str) -> str | None:
@@ -252,11 +274,38 @@ def _constant_sentence(a: Analysis) -> str | None:
     items = [f"{r['class_name']} vs {REFERENCE[r['comparison']]} at T = {r['T']:g} "
              f"({r['mean_ref']:.1f} % vs {r['mean_ds']:.1f} %)" for _, r in c.iterrows()]
     more = len(items) - MAX_NAMED
-    how = ("the permutation test includes them" if permutation else
-           "set analysis.test: permutation to test them")
+    floor = smallest_permutation_p(a, c)
+    if floor >= a.options.significance:
+        how = (f"with these seed counts no test can: even an exact permutation test's smallest "
+               f"two-sided p is {floor:.2g}, not below {a.options.significance:g}; more seeds "
+               "would be needed")
+    elif permutation:
+        how = "the permutation test includes them"
+    else:
+        how = "set analysis.test: permutation to test them"
     return (f"{plural(len(items), '(class, T) cell')} are different in every seed (untestable "
             "by Welch: constant within each group): " + ", ".join(items[:MAX_NAMED])
             + (f" and {more} more" if more > 0 else "") + f"; {how}.")
+
+
+def smallest_permutation_p(a: Analysis, cells: pd.DataFrame) -> float:
+    """The smallest two-sided p an exact permutation test can give for ``cells``' comparisons
+    (teacher or NDS vs the DS of one T): 2 / C(n_ref + n_ds, n_ds) for two groups, 2 / 2^n for
+    sign flips (a single teacher, or seed-paired differences); the best over the comparisons,
+    0 when it cannot be known."""
+    runs = a.table("runs")
+    best = 1.0
+    for _, r in cells.drop_duplicates(["comparison", "T"]).iterrows():
+        ref = COMPARISONS[r["comparison"]][0]
+        n_ref = int((runs["role"] == ref).sum())
+        n_ds = int(((runs["role"] == "ds") & (runs["T"] == r["T"])).sum())
+        if n_ref < 1 or n_ds < 1:
+            return 0.0
+        if n_ref == 1 or a.options.pairing == "paired":  # sign flips of n values
+            best = min(best, 2.0 / 2 ** min(n_ds, n_ref if n_ref > 1 else n_ds))
+        else:
+            best = min(best, 2.0 / math.comb(n_ref + n_ds, n_ds))
+    return min(best, 1.0)
 
 
 def no_test_reasons(a: Analysis) -> list[str]:
@@ -511,7 +560,8 @@ def key_results(a: Analysis) -> list[str]:
                    f"significant on both raw and relative accuracy ({tests_used(a, comparison)}"
                    f", {_level(a)}); raw accuracy alone: "
                    f"{int((raw['significant'] & (raw['diff'] > 0)).sum())} improved, "
-                   f"{int((raw['significant'] & (raw['diff'] < 0)).sum())} worsened.")
+                   f"{int((raw['significant'] & (raw['diff'] < 0)).sum())} worsened ("
+                   + family_words(a, raw) + ").")
     tr = a.table("trends")
     if not tr.empty:
         sc = tr[tr["quantity"] == f"#SC:{a.options.test_on}"]
