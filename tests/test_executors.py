@@ -135,6 +135,37 @@ def test_worker_pool_trains_every_run_as_this_process_would(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_engine_workers_choose_a_cpu_pool(monkeypatch):
+    from kdfair import config
+    from kdfair.executors import LocalExecutor, local_executor
+
+    exp = experiment_from_dict(TINY)
+    assert isinstance(local_executor(exp), LocalExecutor)  # the default: this process
+    two = experiment_from_dict({**TINY, "engine": {"workers": 2}})
+    pool = local_executor(two)
+    assert isinstance(pool, LocalPoolExecutor)
+    assert (pool.devices, pool.threads) == (["cpu", "cpu"], 1 if config.available_cores() <= 2
+                                            else config.available_cores() // 2)
+    monkeypatch.setattr(config, "available_cores", lambda: 4)
+    per_core = local_executor(experiment_from_dict({**TINY, "engine": {"workers": 0}}))
+    assert (per_core.devices, per_core.threads) == (["cpu"] * 4, 1)
+
+
+@pytest.mark.slow
+def test_a_study_on_cpu_workers_equals_the_study_in_this_process(tmp_path):
+    """engine.workers: 2 splits each phase over two processes; every run is the run this
+    process trains (one thread each), and the study's status is complete."""
+    from kdfair import api
+
+    one = {**TINY, "engine": {"threads": 1}}
+    two = {**TINY, "engine": {"threads": 1, "workers": 2}}
+    a = api.run(experiment_from_dict(one), out=tmp_path / "one", write_report=False)
+    b = api.run(experiment_from_dict(two), out=tmp_path / "two", write_report=False)
+    assert a.complete and b.complete and sorted(a.done) == sorted(b.done)
+    la, lb = _logits(tmp_path / "one" / "tiny"), _logits(tmp_path / "two" / "tiny")
+    assert sorted(la) == sorted(lb) and all(np.array_equal(la[k], lb[k]) for k in la)
+
+
 def test_slurm_needs_the_slurm_commands(tmp_path, monkeypatch):
     empty = tmp_path / "bin"
     empty.mkdir()

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from kdfair import tracking
 from kdfair.auditing import audit
-from kdfair.config import Experiment, experiment_from_dict
+from kdfair.config import Experiment, cpu_workers, engine_threads, experiment_from_dict
 from kdfair.config import load_experiment as _load_file
 from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
@@ -118,8 +118,8 @@ def _run(experiment, out, data_root, overrides, executor, progress, reporter, on
         if own is not None:
             own.plan(len(specs), len(done))
             if len(done) < len(specs) and resolve_device(exp.device).type == "cpu" \
-                    and exp.engine.threads != 1:  # one thread per run: nothing to warn about
-                warn_if_threads_hurt(own)
+                    and engine_threads(exp.engine, cpu_workers(exp.engine)) != 1:
+                warn_if_threads_hurt(own)  # (one thread per run: nothing to warn about)
         if on_plan is not None:
             on_plan(specs, done)
 

@@ -1,5 +1,6 @@
 """Local executors: the runs in this process (``LocalExecutor``), or one worker process per GPU
-(``LocalPoolExecutor``), chosen by ``local_executor``."""
+or, with ``engine.workers``, per CPU core (``LocalPoolExecutor``), chosen by
+``local_executor``."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any
 
 import torch
 
-from kdfair.config import Experiment, engine_threads, experiment_from_dict
+from kdfair.config import Experiment, cpu_workers, engine_threads, experiment_from_dict
 from kdfair.data.base import SplitData
 from kdfair.errors import KdfairError
 from kdfair.executors.base import Executor
 from kdfair.executors.split import split_evenly
 from kdfair.runner import train_runs
 from kdfair.spec import RunSpec
+from kdfair.train.device import resolve_device
 from kdfair.train.engine import Reporter
 
 
@@ -45,11 +47,15 @@ class LocalExecutor:
 def local_executor(exp: Experiment, reporter: Reporter | None = None,
                    on_run: Callable[[RunSpec, str], None] | None = None) -> Executor:
     """The default executor: in this process, or one worker process per GPU when several are
-    visible and the experiment runs on CUDA."""
+    visible and the experiment runs on CUDA, or ``engine.workers`` processes on a CPU."""
     n = torch.cuda.device_count() if exp.device != "cpu" else 0
     if n > 1:  # the CPU cores shared out between the workers
         threads = engine_threads(exp.engine, n)
         return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run, threads)
+    workers = cpu_workers(exp.engine)
+    if workers > 1 and resolve_device(exp.device).type == "cpu":
+        return LocalPoolExecutor(["cpu"] * workers, reporter, on_run,
+                                 engine_threads(exp.engine, workers))
     return LocalExecutor(reporter, on_run)
 
 
