@@ -373,10 +373,10 @@ def test_report_interrupted_by_a_full_disk_leaves_the_previous_report(study, mon
         return real(self, path, *a, **k)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
-    # CPython 3.11.7 can fail an ast.parse (numpy reads every .npy header with
-    # ast.literal_eval) with "AST constructor recursion depth mismatch" when a garbage
-    # collection runs finalizers in the middle of it; seen here after the whole suite's
-    # allocations, never alone. No collection while the report runs.
+    # CPython 3.11.7 failed an ast.parse here (numpy reads every .npy header with
+    # ast.literal_eval) with "AST constructor recursion depth mismatch", after the whole
+    # suite's allocations and never alone: most likely a garbage collection running
+    # finalizers in the middle of it. No collection while the report runs.
     gc.collect()
     gc.disable()
     try:
