@@ -29,6 +29,7 @@ POWER = 0.8
 CHANCE_PERMUTATIONS = 200
 CHANCE_QUANTILE = 95.0
 COLUMNS = ["aspect", "quantity", "value", "unit", "verdict", "sentence"]
+RESOLUTION = "detectable accuracy difference (DS vs NDS)"  # the resolution row's quantity
 
 
 def detectable_difference(sd_a: float, n_a: int, sd_b: float, n_b: int, level: float = 0.05,
@@ -56,6 +57,16 @@ def detectable_difference(sd_a: float, n_a: int, sd_b: float, n_b: int, level: f
     while shortfall(hi) < 0:
         hi *= 2
     return float(optimize.brentq(shortfall, 0.0, hi, xtol=se * 1e-9))
+
+
+def pooled_sd(values: pd.Series, groups: pd.Series) -> tuple[float, int]:
+    """(pooled within-group sample sd, median group size) of ``values`` grouped by ``groups``
+    (e.g. DS accuracy by T); NaN sd when no group has two values."""
+    g = pd.Series(np.asarray(values, float)).groupby(np.asarray(groups))
+    sizes, var = g.size(), g.var(ddof=1).dropna()
+    dof = sizes[var.index] - 1
+    sd = math.sqrt(float((var * dof).sum() / dof.sum())) if dof.sum() > 0 else math.nan
+    return sd, int(sizes.median()) if len(sizes) else 0
 
 
 def chance_gaps(labels: np.ndarray, pred: np.ndarray, groups: np.ndarray, num_classes: int,
@@ -135,16 +146,12 @@ def resolution_rows(runs: pd.DataFrame, n_test: int, level: float) -> list[dict]
     ds = runs[runs["role"] == "ds"]
     out = []
     if len(nds) >= 2 and len(ds):
-        sizes = ds.groupby("T")["accuracy"].size()
-        var = ds.groupby("T")["accuracy"].var(ddof=1).dropna()
-        n_ds = int(sizes.median())
-        dof = (sizes[var.index] - 1)
-        sd_ds = math.sqrt(float((var * dof).sum() / dof.sum())) if dof.sum() > 0 else math.nan
+        sd_ds, n_ds = pooled_sd(ds["accuracy"], ds["T"])
         mdd = detectable_difference(float(np.std(nds, ddof=1)), len(nds), sd_ds, n_ds, level)
         if np.isfinite(mdd):
             mdd = max(mdd, step)
             out.append(_row(
-                "resolution", "detectable accuracy difference (DS vs NDS)", mdd, "points",
+                "resolution", RESOLUTION, mdd, "points",
                 "resolves" if mdd < 1.0 else "coarse",
                 f"Resolution: {len(nds)} NDS and {n_ds} DS seeds per T resolve accuracy "
                 f"differences of {mdd:.2f} points (Welch, p < {level:g}, 80 % power, seed sd "
@@ -208,7 +215,7 @@ def capability_table(runs: pd.DataFrame, accuracy: pd.DataFrame, fairness: pd.Da
 
 def resolution_of(table: pd.DataFrame) -> float:
     """The detectable accuracy difference in points (NaN when the study has none)."""
-    r = table[table["quantity"] == "detectable accuracy difference (DS vs NDS)"] \
+    r = table[table["quantity"] == RESOLUTION] \
         if not table.empty else table
     return float(r["value"].iloc[0]) if len(r) else math.nan
 

@@ -57,13 +57,20 @@ def _study_value(tables: dict[str, pd.DataFrame], quantity: str, role: str, temp
     return tuple(float(r.get(f"{col}_{s}", math.nan)) for s in ("mean", "ci_low", "ci_high"))
 
 
-def paper_gap(name: str) -> tuple[float | None, str | None]:
-    """(teacher − NDS accuracy in points, the data set's name) the paper reports for the
-    experiment ``name`` (or its alias); (None, None) when it reports no such pair."""
+def paper_entry(name: str) -> tuple[str, dict | None]:
+    """(the paper study's key, its numbers) for experiment ``name`` or its alias; None when
+    the paper reports nothing for it."""
     numbers = paper_numbers()
     key = (numbers.get("aliases") or {}).get(name, name)
     entry = numbers.get(key)
-    if not isinstance(entry, dict) or name == "aliases":
+    return key, entry if isinstance(entry, dict) and name != "aliases" else None
+
+
+def paper_gap(name: str) -> tuple[float | None, str | None]:
+    """(teacher − NDS accuracy in points, the data set's name) the paper reports for the
+    experiment ``name`` (or its alias); (None, None) when it reports no such pair."""
+    key, entry = paper_entry(name)
+    if entry is None:
         return None, None
     for models in entry.values():
         if isinstance(models, dict):
@@ -79,9 +86,8 @@ def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | No
 
     #SC / #TC are compared on relative accuracy (the paper's test); they have no seed CI.
     """
-    numbers = paper_numbers()
-    entry = numbers.get((numbers.get("aliases") or {}).get(name, name))
-    if not isinstance(entry, dict) or name == "aliases":
+    _, entry = paper_entry(name)
+    if entry is None:
         return None
     attribute = entry.get("attribute")
     counts = tables.get("classwise_counts", pd.DataFrame())

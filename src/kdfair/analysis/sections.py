@@ -122,8 +122,7 @@ def summary_section(a: Analysis, doc: Document) -> None:
 def config_section(a: Analysis, doc: Document) -> None:
     s, o, g = a.store, a.options, a.graph
     cfg = config_of(s)
-    runs = a.table("runs")  # no DataFrame.query: it parses with ast, which CPython 3.11.7 can
-    temps = sorted(set(runs.loc[runs["role"] == "ds", "T"]))  # fail on after a RecursionError
+    temps = sorted(set(a.table("runs").query("role == 'ds'")["T"]))
     rows = [("experiment", cfg["name"]), ("data set", cfg["dataset"] or "unknown"),
             ("test inputs", s.n_test), ("classes", s.num_classes),
             ("teacher → student", f"{cfg['teacher'] or '?'} → {cfg['student'] or '?'}"),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kdfair.analysis.capability import detectable_difference
+from kdfair.analysis.capability import detectable_difference, pooled_sd
 from kdfair.analysis.seedstats import trend_test
 
 LOW_T = 10.0
@@ -99,14 +99,11 @@ def span_and_resolution(temps: np.ndarray, values: np.ndarray, level: float
     frame = pd.DataFrame({"T": temps, "v": values}).dropna()
     if frame.empty:
         return math.nan, math.nan
-    g = frame.groupby("T")["v"]
-    means, sizes, var = g.mean(), g.size(), g.var(ddof=1)
-    dof = (sizes - 1)[var.notna()]
-    if dof.sum() <= 0:
-        return float(np.ptp(means)), math.nan
-    sd = math.sqrt(float((var.dropna() * dof).sum() / dof.sum()))
-    n = int(sizes.median())
-    return float(np.ptp(means)), detectable_difference(sd, n, sd, n, level)
+    span = float(np.ptp(frame.groupby("T")["v"].mean()))
+    sd, n = pooled_sd(frame["v"], frame["T"])
+    if not np.isfinite(sd):
+        return span, math.nan
+    return span, detectable_difference(sd, n, sd, n, level)
 
 
 def trend_words(row: pd.Series, significance: float) -> str:
