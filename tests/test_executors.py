@@ -166,6 +166,26 @@ def test_a_study_on_cpu_workers_equals_the_study_in_this_process(tmp_path):
     assert sorted(la) == sorted(lb) and all(np.array_equal(la[k], lb[k]) for k in la)
 
 
+@pytest.mark.slow
+def test_the_pool_starts_no_more_processes_than_a_phase_has_chunks(tmp_path, monkeypatch):
+    """engine.workers: 64 forks one process per chunk of each phase (a fork starts every
+    process of the pool at once): 2 for the two teachers, 6 for the six student runs."""
+    from kdfair import api
+    from kdfair.executors import local
+
+    sizes = []
+    real = local.ProcessPoolExecutor
+
+    def recording(max_workers, **kw):
+        sizes.append(max_workers)
+        return real(max_workers, **kw)
+
+    monkeypatch.setattr(local, "ProcessPoolExecutor", recording)
+    exp = experiment_from_dict({**TINY, "engine": {"threads": 1, "workers": 64}})
+    st = api.run(exp, out=tmp_path, write_report=False)
+    assert st.complete and sizes == [2, 6]
+
+
 def test_slurm_needs_the_slurm_commands(tmp_path, monkeypatch):
     empty = tmp_path / "bin"
     empty.mkdir()

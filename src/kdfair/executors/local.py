@@ -119,10 +119,12 @@ class LocalPoolExecutor:
                   data: SplitData, data_root: Path | None) -> None:
         by_id = {s.run_id: s for b in bundles for s in b}
         chunks = split_evenly(bundles, len(self.devices), lambda s: s.seed)
+        # no more processes than the phase has chunks (a fork starts them all at once)
+        used = self.devices[:len(chunks)]
         fork = sys.platform == "linux" and not torch.cuda.is_initialized()
         ctx = mp.get_context("fork" if fork else "spawn")
         devices, events = ctx.Queue(), ctx.Queue()
-        for d in self.devices:
+        for d in used:
             devices.put(d)
         _WORKER.clear()
         if fork:
@@ -130,7 +132,7 @@ class LocalPoolExecutor:
         exp_json = exp.model_dump(mode="json")
         root = str(data_root) if data_root else None
         errors: list[str] = []
-        with ProcessPoolExecutor(len(self.devices), mp_context=ctx, initializer=_init_worker,
+        with ProcessPoolExecutor(len(used), mp_context=ctx, initializer=_init_worker,
                                  initargs=(devices, events, self.threads)) as pool:
             pending = {pool.submit(_train_in_worker, exp_json, str(out),
                                    [s.to_json() for s in c], root): c for c in chunks}
