@@ -111,3 +111,32 @@ def test_span_and_resolution_of_a_trend() -> None:
     assert res == pytest.approx(cap.detectable_difference(sd, 5, sd, 5))
     one_per_t = span_and_resolution(np.array([1.0, 2.0, 4.0]), np.array([3.0, 5.0, 6.0]), 0.05)
     assert one_per_t[0] == 3.0 and math.isnan(one_per_t[1])
+
+
+def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
+    from kdfair.analysis.common import Analysis
+    from kdfair.analysis.text import trend_sentences
+    from kdfair.config import AnalysisConfig
+
+    trend = pd.DataFrame([{
+        "quantity": q, "label": f"DS {q[:3].upper()} 'sex'", "unit": "%", "range": "all T",
+        "n_points": 15, "n_T": 5, "rho": 0.9, "p": 0.001, "p_bh": 0.002, "significant": True,
+        "direction": "rises", "span": 5.0, "resolution": 1.0} for q in ("eod:sex", "dpd:sex")])
+
+    def said(eod_verdict: str) -> list[str]:
+        cap = pd.DataFrame([
+            cap_row("chance EOD 'sex'", eod_verdict), cap_row("chance DPD 'sex'", "above chance")])
+        a = Analysis(store=None, options=AnalysisConfig(), options_source="test",
+                     tables={"trends": trend, "capability": cap}, notes=[])
+        return trend_sentences(a)
+
+    noisy = said("noise")
+    assert noisy[0].startswith("DS EOD 'sex' rises with T")
+    assert "may follow accuracy, not fairness" in noisy[0]
+    assert "may follow accuracy" not in noisy[1]  # DPD: the NDS's lies above chance
+    assert "may follow accuracy" not in said("above chance")[0]
+
+
+def cap_row(quantity: str, verdict: str) -> dict:
+    return {"aspect": "noise floor", "quantity": quantity, "value": 10.0, "unit": "%",
+            "verdict": verdict, "sentence": ""}

@@ -220,6 +220,16 @@ def resolution_of(table: pd.DataFrame) -> float:
     return float(r["value"].iloc[0]) if len(r) else math.nan
 
 
+def within_chance(table: pd.DataFrame, quantity: str) -> bool:
+    """Whether the NDS's value of a group-fairness quantity ("eod:colour") lies within what
+    chance gives on this test set (the noise-floor rows)."""
+    if table.empty or ":" not in quantity:
+        return False
+    metric, attr = quantity.split(":", 1)
+    r = table[table["quantity"] == f"chance {metric.upper()} '{attr}'"]
+    return bool(len(r) and r["verdict"].iloc[0] == "noise")
+
+
 def at_ceiling(table: pd.DataFrame) -> bool:
     return bool(not table.empty and (table["verdict"] == "ceiling").any())
 

@@ -351,7 +351,11 @@ def trend_sentences(a: Analysis) -> list[str]:
     if ceiling:  # only what moves by a visible amount: at least a point, in percent
         small |= (sig["unit"] != "%") | (sig["span"] < capability.CEILING_POINTS)
     shown = sig[~small]
-    out = [f"{r['label']} {trend_words(r, a.options.significance)}."
+    cap = a.table("capability")
+    noise = ("; the NDS's value lies within what chance gives on this test set, and that floor "
+             "rises as accuracy falls, so this trend may follow accuracy, not fairness")
+    out = [f"{r['label']} {trend_words(r, a.options.significance)}"
+           + (noise if capability.within_chance(cap, r["quantity"]) else "") + "."
            for _, r in shown.iterrows()]
     left = len(sig) - len(shown)
     if left:
