@@ -1,24 +1,21 @@
 """Group fairness against Fairlearn on the same predictions."""
 
+import fairlearn.metrics
 import numpy as np
 import pytest
-from fairlearn.metrics import (
-    MetricFrame,
-    count,
-    demographic_parity_difference,
-    equalized_odds_difference,
-    selection_rate,
-)
+from fairlearn.metrics import MetricFrame, count, selection_rate
 from sklearn.metrics import accuracy_score
 
+from kdfair.analysis import measures
 from kdfair.analysis.fairness import (
-    binary_fairness,
     bootstrap_group_means,
     group_table,
-    ovr_fairness,
     ovr_rates,
-    run_fairness,
+    reduce_classes,
+    undefined_cells,
 )
+
+GROUP = measures.of("group")
 
 
 def _data(n=600, c=4, groups=3, seed=0):
@@ -30,60 +27,69 @@ def _data(n=600, c=4, groups=3, seed=0):
     return y, pred, g
 
 
-def _fairlearn_ovr(y, pred, g, c):
+def _fairlearn(m: measures.Measure, y, pred, g, **kw) -> float:
     keep = g >= 0
-    dpd, eod = [], []
-    for k in range(c):
-        yt, yp = (y[keep] == k).astype(int), (pred[keep] == k).astype(int)
-        dpd.append(demographic_parity_difference(yt, yp, sensitive_features=g[keep]))
-        eod.append(equalized_odds_difference(yt, yp, sensitive_features=g[keep]))
-    return np.array(dpd), np.array(eod)
+    fn = getattr(fairlearn.metrics, m.fairlearn)
+    w = kw.pop("sample_weight", None)
+    return fn(y[keep], pred[keep], sensitive_features=g[keep],
+              **({"sample_weight": w[keep]} if w is not None else {}))
 
 
-def test_one_vs_rest_matches_fairlearn_class_by_class():
+def _fairlearn_ovr(m: measures.Measure, y, pred, g, c) -> np.ndarray:
+    """Fairlearn's binary function on each class against the rest."""
+    return np.array([_fairlearn(m, (y == k).astype(int), (pred == k).astype(int), g)
+                     for k in range(c)])
+
+
+def _values(y, pred, g, c, weights=None) -> dict[str, float]:
+    return measures.group_values(ovr_rates(y, pred, g, c, weights), binary=c == 2)
+
+
+def test_every_group_measure_names_its_fairlearn_function():
+    assert GROUP and all(callable(getattr(fairlearn.metrics, m.fairlearn)) for m in GROUP)
+
+
+@pytest.mark.parametrize("m", GROUP, ids=lambda m: m.key)
+def test_one_vs_rest_matches_fairlearn_class_by_class(m):
     y, pred, g = _data()
     r = ovr_rates(y, pred, g, 4)
-    dpd, eod = _fairlearn_ovr(y, pred, g, 4)
-    np.testing.assert_allclose(r.dpd(), dpd, atol=1e-12)
-    np.testing.assert_allclose(r.eod(), eod, atol=1e-12)
-    mean_dpd, mean_eod, undefined = ovr_fairness(y, pred, g, 4)
-    assert mean_dpd == pytest.approx(dpd.mean()) and mean_eod == pytest.approx(eod.mean())
-    assert undefined == 0
-    assert run_fairness(y, pred, g, 4)[:3] == pytest.approx((mean_dpd, mean_eod, 0))
+    expected = _fairlearn_ovr(m, y, pred, g, 4)
+    np.testing.assert_allclose(m.per_class(r), expected, atol=1e-12)
+    assert _values(y, pred, g, 4)[m.key] == pytest.approx(np.nanmean(expected))
+    assert r.undefined == 0
 
 
-def test_empty_cells_follow_fairlearn_and_are_counted():
+@pytest.mark.parametrize("m", GROUP, ids=lambda m: m.key)
+def test_empty_cells_follow_fairlearn_and_are_counted(m):
     y, pred, g = _data(n=300, c=5, groups=4, seed=1)
     y[(g == 2) & (y == 3)] = 4  # group 2 has no input of class 3
     r = ovr_rates(y, pred, g, 5)
-    dpd, eod = _fairlearn_ovr(y, pred, g, 5)
-    np.testing.assert_allclose(r.eod(), eod, atol=1e-12)
-    np.testing.assert_allclose(r.dpd(), dpd, atol=1e-12)
+    np.testing.assert_allclose(m.per_class(r), _fairlearn_ovr(m, y, pred, g, 5), atol=1e-12)
     assert r.undefined == 1
 
 
-def test_binary_uses_fairlearn_and_agrees_with_one_vs_rest():
+@pytest.mark.parametrize("m", GROUP, ids=lambda m: m.key)
+def test_binary_equals_fairlearn(m):
     y, pred, g = _data(c=2, seed=2)
-    dpd, eod = binary_fairness(y, pred, g)
-    keep = g >= 0
-    assert dpd == pytest.approx(demographic_parity_difference(
-        y[keep], pred[keep], sensitive_features=g[keep]))
-    assert eod == pytest.approx(equalized_odds_difference(
-        y[keep], pred[keep], sensitive_features=g[keep]))
-    o_dpd, o_eod, _ = ovr_fairness(y, pred, g, 2)
-    assert (o_dpd, o_eod) == pytest.approx((dpd, eod))
-    assert run_fairness(y, pred, g, 2)[:2] == pytest.approx((dpd, eod))
+    assert _values(y, pred, g, 2)[m.key] == pytest.approx(_fairlearn(m, y, pred, g))
     y[(g == 1)] = 1  # group 1 now has no negatives: counted once, not once per class
-    assert run_fairness(y, pred, g, 2)[2] == 1
+    assert undefined_cells(ovr_rates(y, pred, g, 2), binary=True) == 1
+    assert _values(y, pred, g, 2)[m.key] == pytest.approx(_fairlearn(m, y, pred, g),
+                                                          nan_ok=True)
 
 
-def test_weights_are_fairlearn_sample_weights():
+@pytest.mark.parametrize("m", GROUP, ids=lambda m: m.key)
+def test_weights_are_fairlearn_sample_weights(m):
     y, pred, g = _data(c=2, seed=3)
     w = np.random.default_rng(0).integers(0, 3, len(y)).astype(float)
-    keep = g >= 0
-    expected = equalized_odds_difference(y[keep], pred[keep], sensitive_features=g[keep],
-                                         sample_weight=w[keep])
-    assert ovr_fairness(y, pred, g, 2, weights=w)[1] == pytest.approx(expected)
+    assert _values(y, pred, g, 2, weights=w)[m.key] == pytest.approx(
+        _fairlearn(m, y, pred, g, sample_weight=w))
+
+
+def test_a_class_without_a_value_is_left_out_of_the_mean():
+    assert reduce_classes(np.array([0.2, np.nan, 0.4]), binary=False) == pytest.approx(0.3)
+    assert np.isnan(reduce_classes(np.array([np.nan, np.nan]), binary=False))
+    assert reduce_classes(np.array([0.9, 0.1]), binary=True) == 0.1  # the positive class
 
 
 @pytest.mark.parametrize("c", [2, 4])
@@ -104,17 +110,20 @@ def test_group_table_matches_metricframe(c):
     assert ("selection_rate" in table) == (c == 2)
 
 
-def test_single_group_has_zero_difference():
+def test_single_group_has_no_difference():
     y, pred, _ = _data()
-    assert ovr_fairness(y, pred, np.zeros(len(y), int), 4)[:2] == (0.0, 0.0)
+    values = _values(y, pred, np.zeros(len(y), int), 4)
+    assert values["dpd"] == values["eod"] == 0.0
 
 
 def test_bootstrap_is_reproducible_and_brackets_the_estimate():
     y, pred, g = _data(n=400, c=3, seed=5)
     preds = [pred, np.where(np.random.default_rng(1).random(len(y)) < 0.1, 0, pred)]
-    dpd, eod = bootstrap_group_means(y, preds, g, 3, replicates=200, seed=7)
-    dpd2, _ = bootstrap_group_means(y, preds, g, 3, replicates=200, seed=7)
-    np.testing.assert_array_equal(dpd, dpd2)
-    point = np.mean([ovr_fairness(y, p, g, 3)[1] for p in preds])
-    lo, hi = np.percentile(eod, [2.5, 97.5])
+    draws = bootstrap_group_means(y, preds, g, 3, 200, lambda r: measures.group_values(
+        r, False), seed=7)
+    again = bootstrap_group_means(y, preds, g, 3, 200, lambda r: measures.group_values(
+        r, False), seed=7)
+    np.testing.assert_array_equal(draws["dpd"], again["dpd"])
+    point = np.mean([_values(y, p, g, 3)["eod"] for p in preds])
+    lo, hi = np.percentile(draws["eod"], [2.5, 97.5])
     assert lo < point < hi

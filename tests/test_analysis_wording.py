@@ -147,12 +147,19 @@ def test_warnings_for_degenerate_and_suspicious_runs():
     preds = [np.zeros(20, int), np.arange(20) % 4, np.array([0, 1] * 10)]
     acc = pd.DataFrame({"role": ["teacher", "nds", "ds"], "T": [np.nan, np.nan, 2.0],
                         "acc_mean": [25.0, 60.0, 50.0], "acc_std": [0.0, 0.5, 2.0]})
-    w = run_warnings(runs, preds, 4, acc)
+    found = run_warnings(runs, preds, 4, acc)
+    w = [f.text for f in found]
     assert any(x.startswith("teacher: 1 of 1 runs predict only one class") and "t0" in x
                for x in w)
+    # the same as data, for what decides on it (method ranking)
+    degenerate = [f for f in found if f.code == "degenerate"]
+    assert [(f.subjects["role"], f.subjects["runs"], f.numbers["most_classes_used"])
+            for f in degenerate] == [("teacher", "t0", 1)]
+    assert {f.code for f in found} == {"degenerate", "weak_teacher", "seed_spread"}
     assert not any("n0" in x for x in w)  # 4 of 4 classes
     assert not any("d0" in x for x in w)  # 2 of 4 classes: half, not fewer than half
-    three = run_warnings(runs, [np.zeros(20, int)] * 2 + [np.array([0, 1] * 10)], 5, acc)
+    three = [f.text for f in run_warnings(runs, [np.zeros(20, int)] * 2
+                                          + [np.array([0, 1] * 10)], 5, acc)]
     assert any(x.startswith("DS T=2: 1 of 1 runs predict fewer than half the classes")
                and "d0 (seed 0: 2 of 5)" in x for x in three)
     assert any("less accurate than the non-distilled student" in x for x in w)
@@ -315,12 +322,15 @@ def test_a_study_that_does_not_show_the_papers_phenomena_says_so_first():
     fair = pd.DataFrame({"role": ["nds", "ds", "ds", "ds"], "T": [nan, 1, 4, 20],
                          "attribute": "colour", "eod_mean": [10.0, 12.0, 15.0, 1.0],
                          "dpd_mean": [3.0, 2.0, 4.0, 1.0]})
-    out = phenomenon_warnings(acc, fair)
+    found = phenomenon_warnings(acc, fair)
+    assert [f.code for f in found] == ["no_accuracy_gain", "no_fairness_gain"]
+    assert found[1].subjects == {"attributes": "colour"}
+    out = [f.text for f in found]
     # T = 20 is beyond the paper's moderate range: it does not count
     assert "no DS at T ≤ 10 reaches the NDS's mean accuracy (best DS T=1 97.50 % vs NDS " \
         "98.00 %; the seed CIs overlap)" in out[0]
     below = phenomenon_warnings(acc.assign(acc_ci_high=[99.5, 98.4, 97.5, 97.5, 99.2]), fair)
-    assert "its seed CI lies below the NDS's" in below[0]
+    assert "its seed CI lies below the NDS's" in below[0].text
     assert out[1].endswith("every DS at T ≤ 10 has a mean at least the NDS's in EOD for "
                            "'colour'.")
     shown = acc.assign(acc_mean=[99.0, 98.0, 98.0, 96.8, 90.0])  # a tie counts as reaching it

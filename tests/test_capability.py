@@ -12,6 +12,7 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from scipy import stats
 
 from kdfair.analysis import capability as cap
+from kdfair.analysis.measures import group_values
 from kdfair.analysis.trends import span_and_resolution
 
 
@@ -45,7 +46,9 @@ def test_chance_gaps_are_fairlearn_values_of_shuffled_groups() -> None:
     pred = np.where(rng.random(300) < 0.8, y, 1 - y)
     g = rng.integers(0, 3, 300)
     g[:10] = -1  # no group: never shuffled in
-    dpd, eod = cap.chance_gaps(y, pred, g, 2, permutations=5, seed=3)
+    draws = cap.chance_gaps(y, pred, g, 2, lambda r: group_values(r, True), permutations=5,
+                            seed=3)
+    dpd, eod = draws["dpd"], draws["eod"]
     # replay the shuffles (within each class) and ask Fairlearn
     rng2 = np.random.default_rng([3, 20_000_001])
     keep = np.flatnonzero(g >= 0)
@@ -124,8 +127,8 @@ def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
         "direction": "rises", "span": 5.0, "resolution": 1.0} for q in ("eod:sex", "dpd:sex")])
 
     def said(eod_verdict: str) -> list[str]:
-        cap = pd.DataFrame([
-            cap_row("chance EOD 'sex'", eod_verdict), cap_row("chance DPD 'sex'", "above chance")])
+        cap = pd.DataFrame([cap_row("eod", "sex", eod_verdict),
+                            cap_row("dpd", "sex", "above chance")])
         a = Analysis(store=None, options=AnalysisConfig(), options_source="test",
                      tables={"trends": trend, "capability": cap}, notes=[])
         return trend_sentences(a)
@@ -137,6 +140,7 @@ def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
     assert "may follow accuracy" not in said("above chance")[0]
 
 
-def cap_row(quantity: str, verdict: str) -> dict:
-    return {"aspect": "noise floor", "quantity": quantity, "value": 10.0, "unit": "%",
+def cap_row(measure: str, attribute: str, verdict: str) -> dict:
+    return {"aspect": "noise floor", "quantity": f"chance {measure} '{attribute}'",
+            "measure": measure, "attribute": attribute, "value": 10.0, "unit": "%",
             "verdict": verdict, "sentence": ""}

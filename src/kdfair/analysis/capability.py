@@ -17,18 +17,20 @@ A measurement that cannot see is worse than none. Three numbers say what a study
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from kdfair.analysis.fairness import ovr_fairness
+from kdfair.analysis import measures
+from kdfair.analysis.fairness import GroupRates, ovr_rates
 
 CEILING_POINTS = 1.0  # NDS this close (accuracy points) to the teacher or to 100 %: a ceiling
 POWER = 0.8
 CHANCE_PERMUTATIONS = 200
 CHANCE_QUANTILE = 95.0
-COLUMNS = ["aspect", "quantity", "value", "unit", "verdict", "sentence"]
+COLUMNS = ["aspect", "quantity", "measure", "attribute", "value", "unit", "verdict", "sentence"]
 RESOLUTION = "detectable accuracy difference (DS vs NDS)"  # the resolution row's quantity
 
 
@@ -70,23 +72,25 @@ def pooled_sd(values: pd.Series, groups: pd.Series) -> tuple[float, int]:
 
 
 def chance_gaps(labels: np.ndarray, pred: np.ndarray, groups: np.ndarray, num_classes: int,
-                permutations: int = CHANCE_PERMUTATIONS, seed: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """DPD and EOD (fractions) of ``pred`` with the group labels shuffled ``permutations``
-    times among the inputs of the same true class that have a group: every (group, class) cell
-    keeps its size, so the group base rates stay as the test set has them and only the link
-    between errors and groups is broken — what chance alone gives on this test set."""
+                values: Callable[[GroupRates], dict[str, float]],
+                permutations: int = CHANCE_PERMUTATIONS, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each group measure (``values`` of the group rates, fractions) of ``pred`` with the group
+    labels shuffled ``permutations`` times among the inputs of the same true class that have a
+    group: every (group, class) cell keeps its size, so the group base rates stay as the test
+    set has them and only the link between errors and groups is broken — what chance alone
+    gives on this test set. Returns key -> [permutations]."""
     labels, groups = np.asarray(labels), np.asarray(groups)
     strata = [np.flatnonzero((labels == c) & (groups >= 0)) for c in range(num_classes)]
     strata = [s for s in strata if len(s) > 1]
     rng = np.random.default_rng([seed, 20_000_001])
-    dpd, eod = np.empty(permutations), np.empty(permutations)
+    out: dict[str, np.ndarray] = {}
     shuffled = groups.copy()
     for i in range(permutations):
         for idx in strata:
             shuffled[idx] = groups[idx][rng.permutation(len(idx))]
-        dpd[i], eod[i], _ = ovr_fairness(labels, pred, shuffled, num_classes)
-    return dpd, eod
+        for key, v in values(ovr_rates(labels, pred, shuffled, num_classes)).items():
+            out.setdefault(key, np.empty(permutations))[i] = v
+    return out
 
 
 def smallest_cell(labels: np.ndarray, groups: np.ndarray, num_classes: int) -> int:
@@ -100,10 +104,10 @@ def smallest_cell(labels: np.ndarray, groups: np.ndarray, num_classes: int) -> i
     return int(counts.min()) if counts.size else 0
 
 
-def _row(aspect: str, quantity: str, value: float, unit: str, verdict: str,
-         sentence: str) -> dict:
-    return {"aspect": aspect, "quantity": quantity, "value": value, "unit": unit,
-            "verdict": verdict, "sentence": sentence}
+def _row(aspect: str, quantity: str, value: float, unit: str, verdict: str, sentence: str,
+         measure: str = "", attribute: str = "") -> dict:
+    return {"aspect": aspect, "quantity": quantity, "measure": measure, "attribute": attribute,
+            "value": value, "unit": unit, "verdict": verdict, "sentence": sentence}
 
 
 def regime_rows(accuracy: pd.DataFrame, paper_gap: float | None,
@@ -167,31 +171,36 @@ def resolution_rows(runs: pd.DataFrame, n_test: int, level: float) -> list[dict]
 def noise_rows(labels: np.ndarray, nds_pred: np.ndarray | None, attributes: dict[str,
                np.ndarray], num_classes: int, observed: pd.DataFrame, seed: int = 0
                ) -> list[dict]:
-    """Per attribute: the smallest (group, class) cell and the DPD / EOD chance gives (95th
-    percentile over shuffles of the group labels) beside the NDS's observed value; the first
-    row's sentence speaks for every attribute."""
+    """Per attribute: the smallest (group, class) cell and the value of each headline group
+    measure that chance gives (95th percentile over shuffles of the group labels) beside the
+    NDS's observed value; the first row's sentence speaks for every attribute."""
+    group = measures.of("group", headline_only=True)
+    binary = num_classes == 2
     out, parts, cells = [], [], []
     for attr, codes in attributes.items():
         if nds_pred is None or len(np.unique(codes[codes >= 0])) < 2:
             continue
         cell = smallest_cell(labels, codes, num_classes)
-        dpd, eod = chance_gaps(labels, nds_pred, codes, num_classes, seed=seed)
-        floor = {"eod": 100 * float(np.percentile(eod, CHANCE_QUANTILE)),
-                 "dpd": 100 * float(np.percentile(dpd, CHANCE_QUANTILE))}
+        draws = chance_gaps(labels, nds_pred, codes, num_classes,
+                            lambda r: measures.group_values(r, binary, group), seed=seed)
+        floor = {m.key: m.scale * float(np.nanpercentile(draws[m.key], CHANCE_QUANTILE))
+                 for m in group}
         seen = observed[(observed["attribute"] == attr) & (observed["role"] == "nds")] \
             if not observed.empty else observed
-        nds = {m: float(seen[f"{m}_mean"].iloc[0]) if len(seen) else math.nan for m in floor}
-        inside = [m.upper() for m in floor if np.isfinite(nds[m]) and nds[m] <= floor[m]]
+        nds = {m.key: float(seen[f"{m.key}_mean"].iloc[0]) if len(seen) else math.nan
+               for m in group}
+        inside = [m for m in group if np.isfinite(nds[m.key]) and nds[m.key] <= floor[m.key]]
         parts.append(
-            f"'{attr}' EOD {floor['eod']:.2f} %, DPD {floor['dpd']:.2f} % (NDS "
-            f"{nds['eod']:.2f} / {nds['dpd']:.2f}" + (f": {' and '.join(inside)} within "
-                                                      "chance" if inside else "") + ")")
+            f"'{attr}' " + ", ".join(f"{m.label} {floor[m.key]:.2f} {m.unit}" for m in group)
+            + " (NDS " + " / ".join(f"{nds[m.key]:.2f}" for m in group)
+            + (f": {' and '.join(m.label for m in inside)} within chance" if inside else "")
+            + ")")
         cells.append(cell)
-        for m in ("eod", "dpd"):
-            out.append(_row("noise floor", f"chance {m.upper()} '{attr}'", floor[m], "%",
-                            "noise" if m.upper() in inside else "above chance", ""))
+        for m in group:
+            out.append(_row("noise floor", f"chance {m.label} '{attr}'", floor[m.key], m.unit,
+                            "noise" if m in inside else "above chance", "", m.key, attr))
         out.append(_row("noise floor", f"smallest cell '{attr}'", float(cell), "inputs", "",
-                        ""))
+                        "", attribute=attr))
     if out:
         out[0]["sentence"] = (
             "Fairness noise floor, what chance alone gives here (group labels shuffled within "
@@ -220,13 +229,13 @@ def resolution_of(table: pd.DataFrame) -> float:
     return float(r["value"].iloc[0]) if len(r) else math.nan
 
 
-def within_chance(table: pd.DataFrame, quantity: str) -> bool:
-    """Whether the NDS's value of a group-fairness quantity ("eod:colour") lies within what
-    chance gives on this test set (the noise-floor rows)."""
-    if table.empty or ":" not in quantity:
+def within_chance(table: pd.DataFrame, key: str) -> bool:
+    """Whether the NDS's value of a group measure ('eod:colour', see measures.split_key) lies
+    within what chance gives on this test set (the noise-floor rows)."""
+    measure, attr = measures.split_key(key)
+    if table.empty or measure is None or attr is None:
         return False
-    metric, attr = quantity.split(":", 1)
-    r = table[table["quantity"] == f"chance {metric.upper()} '{attr}'"]
+    r = table[(table["measure"] == measure.key) & (table["attribute"] == attr)]
     return bool(len(r) and r["verdict"].iloc[0] == "noise")
 
 

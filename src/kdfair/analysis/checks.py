@@ -13,14 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kdfair.analysis import measures
 from kdfair.analysis.common import model_label
+from kdfair.analysis.records import Finding
 
 SPREAD_FACTOR = 3.0
 MODERATE_T = 10.0  # the paper's findings are for 1 <= T <= 10
 
 
-def phenomenon_warnings(accuracy: pd.DataFrame, fairness: pd.DataFrame) -> list[str]:
-    """Sentences saying which of the paper's moderate-T phenomena this study does not show:
+def phenomenon_warnings(accuracy: pd.DataFrame, fairness: pd.DataFrame) -> list[Finding]:
+    """Warnings saying which of the paper's moderate-T phenomena this study does not show:
     a DS at T <= 10 at least as accurate as the NDS (Tables 1-2), and a DS with a smaller
     DPD / EOD than the NDS (Table 2). Nothing when there is no NDS or no DS at T <= 10."""
     out = []
@@ -35,61 +37,82 @@ def phenomenon_warnings(accuracy: pd.DataFrame, fairness: pd.DataFrame) -> list[
             if "acc_ci_low" in nds else False
         ci = ("its seed CI lies below the NDS's" if apart else "the seed CIs overlap") \
             if np.isfinite(best.get("acc_ci_high", np.nan)) else "no seed CI"
-        out.append(f"Not the paper's finding: no DS at T ≤ {MODERATE_T:g} reaches the NDS's "
-                   f"mean accuracy (best DS T={best['T']:g} {best['acc_mean']:.2f} % vs NDS "
-                   f"{ref:.2f} %; {ci}); the paper reports DS above the NDS (Tables 1–2). "
-                   "These results describe this recipe, not distillation in general.")
+        out.append(Finding(
+            "no_accuracy_gain",
+            f"Not the paper's finding: no DS at T ≤ {MODERATE_T:g} reaches the NDS's "
+            f"mean accuracy (best DS T={best['T']:g} {best['acc_mean']:.2f} % vs NDS "
+            f"{ref:.2f} %; {ci}); the paper reports DS above the NDS (Tables 1–2). "
+            "These results describe this recipe, not distillation in general.", "warning",
+            {"model": model_label("ds", best["T"])},
+            {"T": float(best["T"]), "ds_accuracy": float(best["acc_mean"]),
+             "nds_accuracy": ref}))
     if fairness.empty:
         return out
-    gaps = []
+    gaps, attrs = [], []
     for attr in dict.fromkeys(fairness["attribute"]):
         rows = fairness[fairness["attribute"] == attr]
         n_ref = rows[rows["role"] == "nds"]
         d = rows[(rows["role"] == "ds") & (rows["T"] <= MODERATE_T)]
         if n_ref.empty or d.empty:
             continue
-        worse = [m.upper() for m in ("eod", "dpd")
-                 if (d[f"{m}_mean"] >= float(n_ref[f"{m}_mean"].iloc[0])).all()]
+        worse = [m.label for m in measures.of("group", headline_only=True)
+                 if m.fairer == "lower" and m.at_a_glance
+                 and (d[f"{m.column}_mean"] >= float(n_ref[f"{m.column}_mean"].iloc[0])).all()]
         if worse:
             gaps.append(f"{' and '.join(worse)} for '{attr}'")
+            attrs.append(attr)
     if gaps:
-        out.append(f"Nor does distillation narrow group-fairness gaps here (paper: Table 2): "
-                   f"every DS at T ≤ {MODERATE_T:g} has a mean at least the NDS's in "
-                   + "; ".join(gaps) + ".")
+        out.append(Finding(
+            "no_fairness_gain",
+            f"Nor does distillation narrow group-fairness gaps here (paper: Table 2): every DS "
+            f"at T ≤ {MODERATE_T:g} has a mean at least the NDS's in " + "; ".join(gaps) + ".",
+            "warning", {"attributes": ", ".join(attrs)}))
     return out
 
 
 def run_warnings(runs: pd.DataFrame, preds: list[np.ndarray], num_classes: int,
-                 accuracy: pd.DataFrame) -> list[str]:
-    """Sentences naming each suspicious run or model (``runs`` rows aligned with ``preds``)."""
+                 accuracy: pd.DataFrame) -> list[Finding]:
+    """Warnings naming each suspicious run or model (``runs`` rows aligned with ``preds``)."""
     out = []
-    degenerate: dict[str, list[str]] = {}  # model -> "run (k of C classes)"
+    degenerate: dict[tuple[str, str], list[tuple[str, int, int]]] = {}  # (role, model) -> runs
     for (_, r), pred in zip(runs.iterrows(), preds, strict=True):
         used = len(np.unique(pred))
         if num_classes > 1 and (used == 1 or used < num_classes / 2):
-            degenerate.setdefault(model_label(r["role"], r["T"]), []).append(
-                f"{r['run_id']} (seed {r['seed']}: {used} of {num_classes})")
-    for model, items in degenerate.items():
+            degenerate.setdefault((r["role"], model_label(r["role"], r["T"])), []).append(
+                (r["run_id"], r["seed"], used))
+    for (role, model), items in degenerate.items():
         n_model = int(sum(model_label(ro, t) == model for ro, t in zip(
             runs["role"], runs["T"], strict=True)))
-        what = "only one class" if all(": 1 of" in i for i in items) else \
-            "fewer than half the classes"
-        out.append(f"{model}: {len(items)} of {n_model} runs predict {what} on the test set "
-                   f"(degenerate; their DPD/EOD can be near 0 without being fair): "
-                   + ", ".join(items) + ".")
+        most = max(used for _, _, used in items)
+        what = "only one class" if most == 1 else "fewer than half the classes"
+        out.append(Finding(
+            "degenerate",
+            f"{model}: {len(items)} of {n_model} runs predict {what} on the test set "
+            "(degenerate; their DPD/EOD can be near 0 without being fair): "
+            + ", ".join(f"{rid} (seed {seed}: {used} of {num_classes})"
+                        for rid, seed, used in items) + ".", "warning",
+            {"role": role, "model": model, "runs": ", ".join(i[0] for i in items)},
+            {"runs": len(items), "of": n_model, "most_classes_used": most}))
     mean = {role: accuracy.loc[accuracy["role"] == role, "acc_mean"] for role in
             ("teacher", "nds")}
     if len(mean["teacher"]) and len(mean["nds"]) and \
             mean["teacher"].iloc[0] < mean["nds"].iloc[0]:
-        out.append(f"The teacher ({mean['teacher'].iloc[0]:.2f} %) is less accurate than the "
-                   f"non-distilled student ({mean['nds'].iloc[0]:.2f} %): the students distil "
-                   "from a weaker model; check the teacher's training recipe.")
+        t, n = float(mean["teacher"].iloc[0]), float(mean["nds"].iloc[0])
+        out.append(Finding(
+            "weak_teacher",
+            f"The teacher ({t:.2f} %) is less accurate than the non-distilled student "
+            f"({n:.2f} %): the students distil from a weaker model; check the teacher's "
+            "training recipe.", "warning", {"model": "teacher"},
+            {"teacher_accuracy": t, "nds_accuracy": n}))
     nds_std = accuracy.loc[accuracy["role"] == "nds", "acc_std"]
     if len(nds_std) and np.isfinite(nds_std.iloc[0]) and nds_std.iloc[0] > 0:
         ref = float(nds_std.iloc[0])
         ds = accuracy[(accuracy["role"] == "ds") & (accuracy["acc_std"] > SPREAD_FACTOR * ref)]
         for _, r in ds.iterrows():
-            out.append(f"DS T={r['T']:g}: accuracy std over seeds {r['acc_std']:.2f} points is "
-                       f"more than {SPREAD_FACTOR:g}× the NDS's ({ref:.2f}); some seeds may "
-                       "have trained differently (see runs.csv).")
+            out.append(Finding(
+                "seed_spread",
+                f"DS T={r['T']:g}: accuracy std over seeds {r['acc_std']:.2f} points is more "
+                f"than {SPREAD_FACTOR:g}× the NDS's ({ref:.2f}); some seeds may have trained "
+                "differently (see runs.csv).", "warning", {"model": model_label("ds", r["T"])},
+                {"T": float(r["T"]), "std": float(r["acc_std"]), "nds_std": ref}))
     return out

@@ -1,17 +1,18 @@
-"""Group fairness: demographic parity and equalized odds differences, as Fairlearn defines them.
+"""Group fairness as Fairlearn defines it: group rates from counts, and each measure per class.
 
-Binary tasks call Fairlearn's ``demographic_parity_difference`` and
-``equalized_odds_difference`` (between groups, worst case) directly. Multi-class tasks use
-one-vs-rest per class, averaged over classes (the paper's Algorithm 1); calling Fairlearn C times
-per run would cost minutes at 1 000 classes, so :func:`ovr_rates` computes the same group rates
-from counts (also used for per-group accuracy and bootstrap replicates), with Fairlearn's
-conventions: a rate whose denominator is empty is 0 (as sklearn's normalised confusion matrix
-gives) and only groups present in the data count. The tests check it against Fairlearn class by
-class. Inputs with group code −1 belong to no group and are left out.
+:func:`ovr_rates` computes every group's one-vs-rest selection rate, TPR and FPR for every class
+from counts — calling Fairlearn C times per run would cost minutes at 1 000 classes — with
+Fairlearn's conventions: a rate whose denominator is empty is 0 (as sklearn's normalised
+confusion matrix gives) and only groups present in the data count. Each measure is a function of
+those rates giving one value per class; :func:`reduce_classes` makes one number per run: the
+positive class's on a binary task (exactly Fairlearn's binary function), the mean over classes
+on a multi-class one (the paper's Algorithm 1). The tests check every measure against Fairlearn,
+binary and class by class. Inputs with group code −1 belong to no group and are left out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,14 +30,6 @@ class GroupRates:
     fpr: np.ndarray  # P(pred = c | y != c, group), 0 where undefined, [G, C]
     tp: np.ndarray  # correct predictions of class c in each group (weighted counts), [G, C]
     undefined: int  # (group, class) cells with no positives or no negatives
-
-    def dpd(self) -> np.ndarray:
-        """Demographic parity difference per class (max − min selection rate over groups)."""
-        return self.selection.max(0) - self.selection.min(0)
-
-    def eod(self) -> np.ndarray:
-        """Equalized odds difference per class: the larger of the TPR and FPR differences."""
-        return np.maximum(self.tpr.max(0) - self.tpr.min(0), self.fpr.max(0) - self.fpr.min(0))
 
 
 def ovr_rates(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, num_classes: int,
@@ -70,43 +63,40 @@ def ovr_rates(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, num_classes: 
     return GroupRates(np.flatnonzero(present), n_g, sel, tpr, fpr, tp, undefined)
 
 
-def ovr_fairness(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, num_classes: int,
-                 weights: np.ndarray | None = None) -> tuple[float, float, int]:
-    """(DPD, EOD, undefined cells) as fractions: one-vs-rest per class, mean over classes.
-
-    For two classes this equals Fairlearn's binary DPD / EOD (both classes give the same value).
-    """
-    r = ovr_rates(y, pred, groups, num_classes, weights)
-    if len(r.groups) < 2:
-        return 0.0, 0.0, 0
-    return float(r.dpd().mean()), float(r.eod().mean()), r.undefined
+def demographic_parity_difference(r: GroupRates) -> np.ndarray:
+    """Per class: the largest minus the smallest selection rate over groups (Fairlearn's
+    ``demographic_parity_difference``)."""
+    return _spread(r.selection)
 
 
-def binary_fairness(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
-    """(DPD, EOD) of a binary task (positive class 1) via Fairlearn; group code −1 left out."""
-    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-
-    keep = np.asarray(groups) >= 0
-    y, pred, g = np.asarray(y)[keep], np.asarray(pred)[keep], np.asarray(groups)[keep]
-    dpd = demographic_parity_difference(y, pred, sensitive_features=g)
-    eod = equalized_odds_difference(y, pred, sensitive_features=g)
-    return float(dpd), float(eod)
+def equalized_odds_difference(r: GroupRates) -> np.ndarray:
+    """Per class: the larger of the TPR and FPR differences between groups (Fairlearn's
+    ``equalized_odds_difference``, worst case)."""
+    return np.maximum(_spread(r.tpr), _spread(r.fpr))
 
 
-def run_fairness(y: np.ndarray, pred: np.ndarray, groups: np.ndarray,
-                 num_classes: int) -> tuple[float, float, int, GroupRates]:
-    """(DPD, EOD, undefined cells, group rates) of one run, DPD and EOD as fractions.
+def _spread(rates: np.ndarray) -> np.ndarray:
+    """max − min over groups per class; 0 with no group (nothing differs)."""
+    if not len(rates):
+        return np.zeros(rates.shape[1])
+    return rates.max(0) - rates.min(0)
 
-    Binary tasks: Fairlearn's functions. Multi-class: one-vs-rest from counts, mean over classes.
-    For two classes, a group without positives (or negatives) is counted once, not per class.
-    """
-    r = ovr_rates(y, pred, groups, num_classes)
-    if num_classes == 2:
-        dpd, eod = binary_fairness(y, pred, groups)
-        return dpd, eod, r.undefined // 2, r
-    if len(r.groups) < 2:
-        return 0.0, 0.0, 0, r
-    return float(r.dpd().mean()), float(r.eod().mean()), r.undefined, r
+
+def reduce_classes(values: np.ndarray, binary: bool) -> float:
+    """One run's value from its per-class values: the positive class's (class 1, Fairlearn's
+    ``pos_label``) on a binary task; otherwise the mean over the classes where it is defined
+    (the paper's Algorithm 1); NaN where no class has one."""
+    values = np.asarray(values, np.float64)
+    if binary:
+        return float(values[1])
+    v = values[np.isfinite(values)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def undefined_cells(r: GroupRates, binary: bool) -> int:
+    """(group, class) cells with no positives or no negatives; a binary task's two classes
+    share their cells, so each is counted once."""
+    return r.undefined // 2 if binary else r.undefined
 
 
 def group_table(rates: GroupRates, group_names: list[str], binary: bool) -> pd.DataFrame:
@@ -132,16 +122,18 @@ def bootstrap_weights(n: int, replicates: int, seed: int = 0):
 
 def bootstrap_group_means(y: np.ndarray, preds: list[np.ndarray], groups: np.ndarray,
                           num_classes: int, replicates: int,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap distribution of the seed-mean DPD and EOD of a group of runs.
+                          values: Callable[[GroupRates], dict[str, float]],
+                          seed: int = 0) -> dict[str, np.ndarray]:
+    """Bootstrap distribution of the seed mean of each group measure of a group of runs.
 
-    The test set is resampled (the same resample for every run of the group, so the runs stay
-    paired); each replicate's value is the mean over the runs. Returns (dpd [B], eod [B]).
-    This is the test-set sampling uncertainty of the mean; the seed spread is the std column.
+    ``values`` maps a run's group rates to its measures (fractions). The test set is resampled
+    (the same resample for every run of the group, so the runs stay paired); each replicate's
+    value is the mean over the runs. Returns key -> [B]. This is the test-set sampling
+    uncertainty of the mean; the seed spread is the std column.
     """
-    dpd = np.empty(replicates)
-    eod = np.empty(replicates)
+    out: dict[str, np.ndarray] = {}
     for b, w in enumerate(bootstrap_weights(len(y), replicates, seed)):
-        vals = [ovr_fairness(y, p, groups, num_classes, w)[:2] for p in preds]
-        dpd[b], eod[b] = np.mean(vals, axis=0)
-    return dpd, eod
+        per_run = [values(ovr_rates(y, p, groups, num_classes, w)) for p in preds]
+        for key in per_run[0]:
+            out.setdefault(key, np.empty(replicates))[b] = np.mean([v[key] for v in per_run])
+    return out

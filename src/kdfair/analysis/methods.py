@@ -14,6 +14,7 @@ import math
 
 import pandas as pd
 
+from kdfair.analysis import measures, records
 from kdfair.store.index import RunInfo, StudyIndex
 
 CONTROL_T = 0.0  # a control's runs stand in the DS slot of its analysis at this "temperature"
@@ -58,19 +59,15 @@ def comparison_table(summaries: dict[tuple[str, bool], pd.DataFrame]) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def degenerate(warnings: list[str]) -> bool:
-    """Whether a method's analysis warned that its students predict few classes (then DPD /
-    EOD near 0 mean a collapsed model, not a fair one)."""
-    return any(w.startswith("DS") and " predict " in w for w in warnings)
-
-
 def ranking_table(comparison: pd.DataFrame, attributes: list[str],
-                  warnings: dict[str, list[str]] | None = None) -> pd.DataFrame:
+                  warnings: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per method: its best accuracy over T (and that T), and the mean over T of #SC,
-    #TC, each attribute's EOD and DPD, and I(f) — each the method's own numbers, lower meaning
-    less of that measure; no test between methods. ``degenerate``: its students predict few
-    classes (its analysis's warnings)."""
+    #TC, each attribute's headline group measures and I(f) — each the method's own numbers;
+    no test between methods. ``degenerate``: its analysis warned that its students predict few
+    classes (then DPD / EOD near 0 mean a collapsed model, not a fair one)."""
     rows = []
+    group = [m for m in measures.of("group", headline_only=True) if m.at_a_glance]
+    individual = measures.get("individual")
     for method, g in comparison.groupby("method", sort=False):
         best = g.loc[g["acc_mean"].idxmax()] if g["acc_mean"].notna().any() else g.iloc[0]
         row = {"method": method, "kind": g["kind"].iloc[0], "temperatures": int(g["T"].notna()
@@ -79,11 +76,13 @@ def ranking_table(comparison: pd.DataFrame, attributes: list[str],
         for col in ("#SC", "#TC"):
             row[f"mean {col}"] = g[col].mean() if col in g else math.nan
         for attr in attributes:
-            for m in ("eod", "dpd"):
-                key = f"{m}:{attr}_mean"
-                row[f"mean {m.upper()} {attr}"] = g[key].mean() if key in g else math.nan
-        row["mean I(f)"] = g["individual_mean"].mean() if "individual_mean" in g else math.nan
-        row["degenerate"] = degenerate((warnings or {}).get(method, []))
+            for m in group:
+                key = f"{measures.per_attribute_key(m, attr)}_mean"
+                row[f"mean {m.label} {attr}"] = g[key].mean() if key in g else math.nan
+        key = f"{individual.key}_mean"
+        row[f"mean {individual.label}"] = g[key].mean() if key in g else math.nan
+        table = (warnings or {}).get(method, pd.DataFrame())
+        row["degenerate"] = records.has(table, "degenerate", role="ds")
         rows.append(row)
     return pd.DataFrame(rows)
 

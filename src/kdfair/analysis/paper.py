@@ -14,13 +14,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from kdfair.analysis import measures
 from kdfair.analysis.common import model_label, rows_of
 
 COLUMNS = ["source", "quantity", "model", "role", "T", "paper", "this_study", "ci_low",
            "ci_high", "difference", "paper_in_ci"]
-_QUANTITY = {"accuracy": ("accuracy", "acc", "accuracy (%)"),
-             "dpd": ("fairness", "dpd", "DPD (%)"), "eod": ("fairness", "eod", "EOD (%)"),
-             "individual": ("individual", "individual", "I(f)")}
 
 
 def paper_numbers() -> dict:
@@ -44,17 +42,28 @@ def _study_value(tables: dict[str, pd.DataFrame], quantity: str, role: str, temp
         r = c[(c["count"] == quantity) & (c["T"] == temp) & (c["test"] != "none")] \
             if not c.empty else c
         return (float(r["n_significant"].iloc[0]), math.nan, math.nan) if len(r) else nan
-    table, col, _ = _QUANTITY[quantity]
-    t = tables.get(table, pd.DataFrame())
+    m = measures.get(quantity)
+    col = m.column
+    t = tables.get(m.table, pd.DataFrame())
     if t.empty:
         return nan
-    if table == "fairness":
+    if m.family == "group":
         t = t[t["attribute"] == attribute]
     r = rows_of(t, role, temp)
     if r.empty:
         return nan
     r = r.iloc[0]
     return tuple(float(r.get(f"{col}_{s}", math.nan)) for s in ("mean", "ci_low", "ci_high"))
+
+
+def _label(quantity: str, attribute: str | None) -> str:
+    """The quantity as the table names it: 'accuracy (%)', "EOD 'gender' (%)", '#SC'."""
+    measure, _ = measures.split_key(quantity)
+    if measure is None:
+        return quantity
+    if measure.family == "group" and attribute:
+        return f"{measure.label} '{attribute}'" + (f" ({measure.unit})" if measure.unit else "")
+    return measure.heading()
 
 
 def paper_entry(name: str) -> tuple[str, dict | None]:
@@ -100,9 +109,7 @@ def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | No
             role, temp = _model(str(key))
             for quantity, paper in values.items():
                 mean, low, high = _study_value(tables, quantity, role, temp, attribute, counts)
-                label = _QUANTITY[quantity][2] if quantity in _QUANTITY else quantity
-                if quantity in ("dpd", "eod") and attribute:
-                    label = f"{label[:3]} '{attribute}' (%)"
+                label = _label(quantity, attribute)
                 inside = (low <= paper <= high) if np.isfinite(low) and np.isfinite(high) \
                     else None
                 rows.append({"source": source + (" (approximate)" if entry.get("approximate")

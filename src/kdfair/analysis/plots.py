@@ -114,19 +114,19 @@ def counts_vs_t(path: Path, counts: pd.DataFrame, num_classes: int,
     return _save(fig, path)
 
 
-def fairness_vs_t(path: Path, fair: pd.DataFrame, attribute: str) -> Path:
+def fairness_vs_t(path: Path, fair: pd.DataFrame, attribute: str, drawn) -> Path:
+    """One panel per measure of ``drawn`` (registry measures) for one attribute."""
     rows = fair[fair["attribute"] == attribute]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, metric, name in zip(axes, ("dpd", "eod"), ("demographic parity difference",
-                                                        "equalized odds difference"), strict=True):
-        _ref_and_ds(ax, rows, f"{metric}_mean", f"{metric}_std")
+    fig, axes = plt.subplots(1, len(drawn), figsize=(5.5 * len(drawn), 4.5), squeeze=False)
+    for ax, m in zip(axes[0], drawn, strict=True):
+        _ref_and_ds(ax, rows, f"{m.column}_mean", f"{m.column}_std")
         ds = rows[rows["role"] == "ds"].sort_values("T")
-        if f"{metric}_testset_ci_low" in rows and not ds.empty:
-            ax.fill_between(ds["T"], ds[f"{metric}_testset_ci_low"],
-                            ds[f"{metric}_testset_ci_high"], color=DS_COLOR, alpha=0.12,
+        if f"{m.column}_testset_ci_low" in rows and not ds.empty:
+            ax.fill_between(ds["T"], ds[f"{m.column}_testset_ci_low"],
+                            ds[f"{m.column}_testset_ci_high"], color=DS_COLOR, alpha=0.12,
                             label="DS 95% test-set bootstrap CI")
-        ax.set_ylabel(f"{metric.upper()} (%), lower is fairer")
-        ax.set_title(f"{name}, attribute '{attribute}'")
+        ax.set_ylabel(f"{m.heading()}, {m.direction_words()}")
+        ax.set_title(f"{m.name}, attribute '{attribute}'")
         ax.legend(fontsize=8)
     return _save(fig, path)
 

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdfair.analysis import capability, classwise, disagreement, fairness, individual
+from kdfair.analysis import (
+    capability,
+    classwise,
+    disagreement,
+    fairness,
+    individual,
+    measures,
+    records,
+)
 from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
@@ -116,6 +124,8 @@ def _class_accuracy_table(runs: pd.DataFrame, class_acc: np.ndarray,
 def _fairness(store: Store, runs: pd.DataFrame, results: list[ReducedRun], labels: np.ndarray,
               opts: AnalysisConfig, notes: list[str]) -> dict[str, pd.DataFrame]:
     c = store.num_classes
+    binary = c == 2
+    keys = [m.key for m in measures.of("group")]
     per_run, per_group, per_class = [], [], []
     for attr, codes in store.attributes.items():
         names = store.attribute_groups[attr]
@@ -123,11 +133,13 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[ReducedRun], label
             notes.append(f"attribute {attr!r} has fewer than two groups in the test set; "
                          "its fairness differences are 0 by definition.")
         for (_, row), r in zip(runs.iterrows(), results, strict=True):
-            dpd, eod, undefined, rates = fairness.run_fairness(labels, r.pred, codes, c)
+            rates = fairness.ovr_rates(labels, r.pred, codes, c)
+            values = measures.group_values(rates, binary)
             per_run.append({"run_id": row["run_id"], "role": row["role"], "T": row["T"],
-                            "seed": row["seed"], "attribute": attr, "dpd": 100 * dpd,
-                            "eod": 100 * eod, "undefined_cells": undefined})
-            g = fairness.group_table(rates, names, binary=c == 2)
+                            "seed": row["seed"], "attribute": attr,
+                            **{k: measures.get(k).scale * v for k, v in values.items()},
+                            "undefined_cells": fairness.undefined_cells(rates, binary)})
+            g = fairness.group_table(rates, names, binary=binary)
             g.insert(0, "attribute", attr)
             g.insert(0, "T", row["T"])
             g.insert(0, "role", row["role"])
@@ -145,7 +157,7 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[ReducedRun], label
                          "(or no negative) test inputs; Fairlearn counts their TPR (FPR) as 0, "
                          "which can inflate EOD.")
     runs_df = pd.DataFrame(per_run)
-    summary = by_group(runs_df, ["dpd", "eod"], ("attribute",), opts.seed_resamples,
+    summary = by_group(runs_df, keys, ("attribute",), opts.seed_resamples,
                        opts.random_seed) if per_run else pd.DataFrame()
     if per_run and opts.bootstrap > 0:
         summary = _bootstrap(summary, runs, results, labels, store, opts.bootstrap)
@@ -170,20 +182,22 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[ReducedRun], label
 
 def _bootstrap(summary: pd.DataFrame, runs: pd.DataFrame, results: list[ReducedRun],
                labels: np.ndarray, store: Store, replicates: int) -> pd.DataFrame:
-    """Add 95% percentile bootstrap CIs (test-set resampling) of each seed-mean DPD / EOD."""
+    """Add 95% percentile bootstrap CIs (test-set resampling) of each seed-mean group measure
+    (``<key>_testset_ci_low/high``)."""
     summary = summary.copy()
-    for col in ("dpd_testset_ci_low", "dpd_testset_ci_high", "eod_testset_ci_low",
-                "eod_testset_ci_high"):
-        summary[col] = np.nan
+    group = measures.of("group")
+    for m in group:
+        summary[f"{m.key}_testset_ci_low"] = np.nan
+        summary[f"{m.key}_testset_ci_high"] = np.nan
+    binary = store.num_classes == 2
     for i, row in summary.iterrows():
         idx = rows_of(runs, row["role"], row["T"]).index  # runs has a 0..n-1 index
-        dpd, eod = fairness.bootstrap_group_means(
+        draws = fairness.bootstrap_group_means(
             labels, [results[j].pred for j in idx], store.attributes[row["attribute"]],
-            store.num_classes, replicates)
-        summary.loc[i, ["dpd_testset_ci_low", "dpd_testset_ci_high"]] = \
-            100 * np.percentile(dpd, [2.5, 97.5])
-        summary.loc[i, ["eod_testset_ci_low", "eod_testset_ci_high"]] = \
-            100 * np.percentile(eod, [2.5, 97.5])
+            store.num_classes, replicates, lambda r: measures.group_values(r, binary))
+        for m in group:
+            summary.loc[i, [f"{m.key}_testset_ci_low", f"{m.key}_testset_ci_high"]] = \
+                m.scale * np.nanpercentile(draws[m.key], [2.5, 97.5])
     return summary
 
 
@@ -252,7 +266,7 @@ def _percent_detail(detail: pd.DataFrame) -> pd.DataFrame:
 
 def _individual(runs: pd.DataFrame, opts: AnalysisConfig) -> dict[str, pd.DataFrame]:
     """I(f), consistency and confidence per model, and how closely I(f) follows confidence."""
-    ind = by_group(runs, ["individual", "consistency", "confidence"],
+    ind = by_group(runs, [m.key for m in measures.of("individual")],
                    resamples=opts.seed_resamples, seed=opts.random_seed)
     ok = runs[["individual", "confidence"]].dropna()
     pearson = spearman = float("nan")
@@ -289,7 +303,7 @@ def _counterfactual(store: Store, runs: pd.DataFrame, results: list[ReducedRun],
             n = int(per_run.loc[per_run["attribute"] == attr, "n_pairs"].iloc[0])
             notes.append(f"Counterfactuals for '{attr}' ({n} of {store.n_test} test inputs "
                          f"have one): {how[attr]}.")
-    summary = by_group(per_run, ["cf_distance", "cf_flip"], ("attribute",),
+    summary = by_group(per_run, [m.key for m in measures.of("counterfactual")], ("attribute",),
                        opts.seed_resamples, opts.random_seed)
     return {"counterfactual": summary, "counterfactual_runs": per_run}
 
@@ -309,7 +323,7 @@ def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> 
     parts.update({(c, True): _analyze_index(only(store, c, control=True), main.options)
                   for c in controls})
     comparison = comparison_table({k: a.tables["summary"] for k, a in parts.items()})
-    warnings = {m: list(a.tables["warnings"]["warning"]) for (m, _), a in parts.items()}
+    warnings = {m: a.tables["warnings"] for (m, _), a in parts.items()}
     main.tables["method_comparison"] = comparison
     main.tables["method_ranking"] = ranking_table(comparison, list(store.attributes), warnings)
     main.notes.append(
@@ -377,12 +391,12 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     dis, mats = _disagreement(store, results, labels, temps, opts)
     tables.update(dis)
     tables["trends"] = trend_table(tables, opts.significance, opts.permutations,
-                                   opts.random_seed, opts.test_on)
+                                   opts.random_seed)
     tables["capability"] = _capability(store, runs, results, labels, tables, opts)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
     warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()))
-    tables["warnings"] = pd.DataFrame({"warning": warnings}, dtype=object)
+    tables["warnings"] = records.warnings_table(warnings)
     paper = paper_table(str(store.experiment.get("name") or ""), tables)
     if paper is not None:
         tables["paper_vs_study"] = paper
@@ -462,5 +476,7 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
         shutil.rmtree(tmp, ignore_errors=True)
     return ReportResult(md_path=out / "report.md", html_path=out / "report.html",
                         csv_paths=[out / p.name for p in csv_paths],
-                        summary=summary_display(analysis), findings=analysis.findings,
+                        summary=summary_display(analysis),
+                        findings=[f"Warning: {w}" for w in analysis.table("warnings")["warning"]]
+                        + analysis.findings,
                         key_results=analysis.key_results, manifest_path=out / MANIFEST)

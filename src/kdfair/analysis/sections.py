@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdfair.analysis import capability, plots
+from kdfair.analysis import capability, measures, plots
 from kdfair.analysis.common import Analysis, ci_text, config_of, fmt_t, model_label
 from kdfair.analysis.document import Document
 from kdfair.analysis.methods import ranking_sentences
@@ -103,8 +103,7 @@ def _accuracy_figure(a: Analysis, out: Path) -> Path | None:
 
 def findings_section(a: Analysis, doc: Document) -> None:
     doc.h("Main findings")
-    doc.ul([f for f in a.findings if not f.startswith("Warning: ")]
-           or ["Nothing to report: no usable runs."])
+    doc.ul(a.findings or ["Nothing to report: no usable runs."])
 
 
 def summary_section(a: Analysis, doc: Document) -> None:
@@ -305,6 +304,8 @@ def _metric_display(rows: pd.DataFrame, metrics: dict[str, str], digits: int = 2
 def fairness_section(a: Analysis, doc: Document, out: Path) -> None:
     s, o = a.store, a.options
     fair = a.table("fairness")
+    group = measures.of("group")
+    drawn = [m for m in group if m.headline and m.at_a_glance]
     doc.h("Group fairness")
     if not s.attributes:
         doc.p("Skipped: the data set has no sensitive attributes (or none could be read).")
@@ -319,10 +320,10 @@ def fairness_section(a: Analysis, doc: Document, out: Path) -> None:
     for attr in s.attributes:
         rows = fair[fair["attribute"] == attr]
         doc.h(f"Attribute '{attr}' (groups: {', '.join(s.attribute_groups[attr])})", 3)
-        doc.table(_metric_display(rows, {"dpd": "DPD (%)", "eod": "EOD (%)"}))
+        doc.table(_metric_display(rows, {m.column: m.heading() for m in group}))
         plot(a, doc, out / f"fairness_{_safe(attr)}_vs_T.png",
-             f"DPD and EOD vs T for '{attr}'; teacher and NDS as reference bands.",
-             plots.fairness_vs_t, fair, attr)
+             f"{' and '.join(m.label for m in drawn)} vs T for '{attr}'; teacher and NDS as "
+             "reference bands.", plots.fairness_vs_t, fair, attr, drawn)
         grp = a.table("fairness_groups")
         grp = grp[grp["attribute"] == attr]
         if not grp.empty:
@@ -344,8 +345,8 @@ def individual_section(a: Analysis, doc: Document, out: Path) -> None:
           "Confidence: mean max-probability. I(f) is read beside confidence: a model with "
           "softer outputs scores a lower I(f) without treating similar inputs more alike, and a "
           "constant model scores I(f) = 0. Definitions: docs/analysis.md.")
-    doc.table(_metric_display(ind, {"individual": "I(f)", "consistency": "consistency",
-                                    "confidence": "confidence"}, 4))
+    doc.table(_metric_display(ind, {m.column: m.heading() for m in measures.of("individual")},
+                              4))
     c = a.table("individual_vs_confidence")
     if not c.empty:
         r = c.iloc[0]
@@ -371,7 +372,8 @@ def counterfactual_section(a: Analysis, doc: Document, out: Path) -> None:
           "seeds]. Definitions: docs/analysis.md.")
     for attr in dict.fromkeys(cf["attribute"]):
         doc.table(_metric_display(cf[cf["attribute"] == attr],
-                                  {"cf_flip": "flip rate (%)", "cf_distance": "I_cf"}, 3),
+                                  {m.column: m.heading() for m in measures.of("counterfactual")},
+                                  3),
                   f"Counterfactuals that change only '{attr}'.")
     plot(a, doc, out / "counterfactual_vs_T.png",
          "Counterfactual flip rate and I_cf vs T, per attribute; teacher and NDS as bands.",
@@ -466,6 +468,7 @@ def methods_section(a: Analysis, doc: Document) -> None:
         return
     comp, rank = a.table("method_comparison"), a.table("method_ranking")
     attrs = list(a.store.attributes)
+    group = [m for m in measures.of("group", headline_only=True) if m.at_a_glance]
     doc.h("Method comparison")
     doc.p("Each distillation method's students analysed exactly as the first method's in the "
           "sections above: against the same teacher and NDS, with the same tests "
@@ -480,9 +483,9 @@ def methods_section(a: Analysis, doc: Document) -> None:
         for label in ("#SC", "#TC"):
             row[label] = "–" if not np.isfinite(r.get(label, np.nan)) else int(r[label])
         for attr in attrs:
-            for m in ("dpd", "eod"):
-                k = f"{m}:{attr}"
-                row[f"{m.upper()} {attr} (%)"] = ci_text(r.get(f"{k}_mean"), r.get(
+            for m in group:
+                k = measures.per_attribute_key(m, attr)
+                row[f"{m.label} {attr} ({m.unit})"] = ci_text(r.get(f"{k}_mean"), r.get(
                     f"{k}_ci_low"), r.get(f"{k}_ci_high"))
         if "individual_mean" in r:
             row["I(f)"] = ci_text(r["individual_mean"], r.get("individual_ci_low"),

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kdfair.analysis import capability
+from kdfair.analysis import capability, measures
 from kdfair.analysis.classwise import COMPARISONS
 from kdfair.analysis.common import Analysis, ci_text, fmt_t, model_label, rows_of
+from kdfair.analysis.measures import Measure
 from kdfair.analysis.trends import trend_words
 from kdfair.store import ROLE_LABELS
 
@@ -81,8 +82,6 @@ def summary_table(a: Analysis) -> pd.DataFrame:
     (flip rate, I_cf) per attribute where the data have counterfactuals."""
     acc = a.table("accuracy")
     counts = _counts(a)
-    ind = a.table("individual")
-    fair = a.table("fairness")
     rows = []
     for _, r in acc.iterrows():
         row = {"model": model_label(r["role"], r["T"]), "role": r["role"], "T": r["T"],
@@ -96,28 +95,35 @@ def summary_table(a: Analysis) -> pd.DataFrame:
                              ("_lower", "n_lower"), ("_constant_different",
                                                      "n_constant_different")):
                 row[f"{label}{key}"] = float(c[col].iloc[0]) if len(c) else math.nan
-        for attr in a.store.attributes:
-            f = rows_of(fair[fair["attribute"] == attr], r["role"], r["T"]) \
-                if not fair.empty else fair
-            for m in ("dpd", "eod"):
-                for s in ("mean", "ci_low", "ci_high"):
-                    row[f"{m}:{attr}_{s}"] = float(f[f"{m}_{s}"].iloc[0]) \
-                        if len(f) and f"{m}_{s}" in f else math.nan
-        if not ind.empty:
-            i = rows_of(ind, r["role"], r["T"])
-            for col in ("individual", "confidence"):
-                for s in ("mean", "ci_low", "ci_high"):
-                    row[f"{col}_{s}"] = float(i[f"{col}_{s}"].iloc[0]) \
-                        if len(i) and f"{col}_{s}" in i else math.nan
-        cf = a.table("counterfactual")
-        for attr in (dict.fromkeys(cf["attribute"]) if not cf.empty else ()):
-            c = rows_of(cf[cf["attribute"] == attr], r["role"], r["T"])
-            for col in ("cf_flip", "cf_distance"):
-                for s in ("mean", "ci_low", "ci_high"):
-                    row[f"{col}:{attr}_{s}"] = float(c[f"{col}_{s}"].iloc[0]) \
-                        if len(c) and f"{col}_{s}" in c else math.nan
+        row.update(_measure_cells(a, r["role"], r["T"]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _measure_cells(a: Analysis, role: str, temperature: float) -> dict[str, float]:
+    """One model's Summary cells of every registry measure shown there but accuracy: mean and
+    CI, keyed '<key>:<attribute>_<stat>' for per-attribute measures, '<key>_<stat>' otherwise;
+    group measures for every attribute of the data, the others where the study has them."""
+    cells: dict[str, float] = {}
+    for family in ("group", "individual", "counterfactual"):
+        chosen = [m for m in measures.of(family) if m.summary]
+        t = a.table(chosen[0].table) if chosen else pd.DataFrame()
+        if family == "group":
+            attrs: list[str | None] = list(a.store.attributes)
+        elif t.empty:
+            continue
+        else:
+            attrs = list(dict.fromkeys(t["attribute"])) if "attribute" in t else [None]
+        for attr in attrs:
+            rows = t if t.empty else rows_of(t if attr is None else t[t["attribute"] == attr],
+                                             role, temperature)
+            for m in chosen:
+                key = m.key if attr is None else measures.per_attribute_key(m, attr)
+                for st in ("mean", "ci_low", "ci_high"):
+                    col = f"{m.column}_{st}"
+                    cells[f"{key}_{st}"] = float(rows[col].iloc[0]) \
+                        if len(rows) and col in rows else math.nan
+    return cells
 
 
 def _count_text(row: pd.Series, label: str, quantity: str) -> str:
@@ -138,23 +144,32 @@ def summary_display(a: Analysis) -> pd.DataFrame:
                "accuracy (%)": ci_text(r["acc_mean"], r["acc_ci_low"], r["acc_ci_high"])}
         for label in LABELS.values():
             row[label] = _count_text(r, label, a.options.test_on)
-        for attr in a.store.attributes:
-            for m in ("dpd", "eod"):
-                k = f"{m}:{attr}"
-                row[f"{m.upper()} {attr} (%)"] = ci_text(r[f"{k}_mean"], r[f"{k}_ci_low"],
-                                                         r[f"{k}_ci_high"])
-        if "individual_mean" in t:
-            row["I(f)"] = ci_text(r["individual_mean"], r["individual_ci_low"],
-                                  r["individual_ci_high"], 4)
-            row["confidence"] = ci_text(r["confidence_mean"], r["confidence_ci_low"],
-                                        r["confidence_ci_high"], 3)
-        for k in (c[: -len("_mean")] for c in t.columns if c.startswith("cf_flip:")
-                  and c.endswith("_mean")):
-            row[f"cf flips {k.split(':', 1)[1]} (%)"] = ci_text(r[f"{k}_mean"],
-                                                              r[f"{k}_ci_low"],
-                                                              r[f"{k}_ci_high"])
+        for key, heading, m in _display_columns(a, t):
+            row[heading] = ci_text(r[f"{key}_mean"], r[f"{key}_ci_low"], r[f"{key}_ci_high"],
+                                   m.digits)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _display_columns(a: Analysis, summary: pd.DataFrame) -> list[tuple[str, str, Measure]]:
+    """(summary key, column heading, measure) of the headline measures the displayed Summary
+    shows: per attribute 'DPD colour (%)', else 'I(f)'."""
+    out = []
+    for family in ("group", "individual", "counterfactual"):
+        for m in measures.of(family, headline_only=True):
+            if not (m.summary and m.at_a_glance):
+                continue
+            if family == "individual":
+                keys = [(m.key, m.heading())] if f"{m.key}_mean" in summary else []
+            else:
+                attrs = a.store.attributes if family == "group" else dict.fromkeys(
+                    c.split(":", 1)[1][: -len("_mean")] for c in summary.columns
+                    if c.startswith(f"{m.key}:") and c.endswith("_mean"))
+                keys = [(measures.per_attribute_key(m, attr),
+                         f"{m.label} {attr}" + (f" ({m.unit})" if m.unit else ""))
+                        for attr in attrs]
+            out += [(k, h, m) for k, h in keys]
+    return out
 
 
 # --- class-wise sentences ---------------------------------------------------------------------
@@ -474,26 +489,26 @@ def _is_tracking(a: Analysis) -> bool:
 
 
 def metric_sentences(a: Analysis) -> list[str]:
+    """One sentence per headline fairness measure (per attribute where it has one): the
+    teacher's and NDS's values, the fairest DS and how the DS CIs sit beside the teacher's."""
     out = []
-    acc, fair = a.table("accuracy"), a.table("fairness")
-    for attr in a.store.attributes:
-        rows = fair[fair["attribute"] == attr] if not fair.empty else fair
-        for col, name in (("eod", "EOD"), ("dpd", "DPD")):
-            s = metric_finding(rows, col, f"{name} for '{attr}'", " %", 2, acc) \
-                if not rows.empty else None
-            if s:
-                out.append(s)
-    cf = a.table("counterfactual")
-    for attr in (dict.fromkeys(cf["attribute"]) if not cf.empty else ()):
-        s = metric_finding(cf[cf["attribute"] == attr], "cf_flip",
-                           f"Counterfactual flip rate for '{attr}', the share of test inputs "
-                           f"whose predicted class changes when only '{attr}' changes", " %", 2,
-                           acc)
-        if s:
-            out.append(s)
+    acc = a.table("accuracy")
+    for family in ("group", "counterfactual"):
+        t = a.table(measures.of(family)[0].table)
+        attrs = (a.store.attributes if family == "group" else
+                 dict.fromkeys(t["attribute"]) if not t.empty else ())
+        for attr in attrs:
+            rows = t[t["attribute"] == attr] if not t.empty else t
+            for m in measures.of(family, headline_only=True):
+                s = metric_finding(rows, m.column, _measure_name(m, attr), _unit(m), m.digits,
+                                   acc) if not rows.empty and m.fairer == "lower" \
+                    and m.at_a_glance else None
+                if s:
+                    out.append(s)
     ind = a.table("individual")
     if not ind.empty:
-        s = metric_finding(ind, "individual", "Individual unfairness I(f)", "", 4, acc,
+        m = measures.get("individual")
+        s = metric_finding(ind, m.column, "Individual unfairness I(f)", _unit(m), m.digits, acc,
                            rank=not _is_tracking(a))
         if s:
             out.append(s)
@@ -501,6 +516,16 @@ def metric_sentences(a: Analysis) -> list[str]:
         if c:
             out.append(c)
     return out
+
+
+def _unit(m: Measure) -> str:
+    return f" {m.unit}" if m.unit else ""
+
+
+def _measure_name(m: Measure, attr: str) -> str:
+    """'EOD for 'colour'', and what the measure counts where the registry says."""
+    name = f"{m.label[0].upper()}{m.label[1:]} for '{attr}'"
+    return name + (", " + m.meaning.format(attr=attr) if m.meaning else "")
 
 
 def paper_sentence(a: Analysis) -> str | None:
@@ -517,8 +542,9 @@ def paper_sentence(a: Analysis) -> str | None:
 
 def findings(a: Analysis) -> list[str]:
     """Plain-language sentences on the main results, for the terminal and the report; both
-    tests' agreement first, each sentence with its number and test."""
-    out: list[str] = [f"Warning: {w}" for w in a.table("warnings").get("warning", [])]
+    tests' agreement first, each sentence with its number and test (the warnings are their
+    own table)."""
+    out: list[str] = []
     for comparison in LABELS:
         s = _agreement_sentence(a, comparison)
         if s:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kdfair.analysis import measures
 from kdfair.analysis.capability import detectable_difference, pooled_sd
 from kdfair.analysis.seedstats import trend_test
 
@@ -21,32 +22,17 @@ COLUMNS = ["quantity", "label", "unit", "range", "n_points", "n_T", "rho", "p", 
            "significant", "direction", "span", "resolution"]
 
 
-def _series(tables: dict[str, pd.DataFrame], test_on: str) -> list[tuple[str, str, str,
-                                                                          pd.DataFrame]]:
-    """(quantity key, label, unit, frame with columns T and value) for every headline series."""
+def _series(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """(quantity key, label, unit, frame with columns T and value) for every headline series:
+    each headline measure of the registry (per attribute where it has one), disagreement and
+    #SC / #TC."""
     out = []
     runs = tables.get("runs", pd.DataFrame())
     ds = runs[runs["role"] == "ds"] if not runs.empty else runs
-    out.append(("accuracy", "DS accuracy", "%", ds.assign(value=ds.get("accuracy"))))
-    fr = tables.get("fairness_runs", pd.DataFrame())
-    if not fr.empty:
-        for attr in dict.fromkeys(fr["attribute"]):
-            rows = fr[(fr["role"] == "ds") & (fr["attribute"] == attr)]
-            for col in ("dpd", "eod"):
-                out.append((f"{col}:{attr}", f"DS {col.upper()} '{attr}'", "%",
-                            rows.assign(value=rows[col])))
-    if "individual" in tables:
-        for col, label in (("individual", "DS I(f)"), ("consistency", "DS consistency"),
-                           ("confidence", "DS mean confidence")):
-            out.append((col, label, "", ds.assign(value=ds[col])))
-    cf = tables.get("counterfactual_runs", pd.DataFrame())
-    if not cf.empty:
-        for attr in dict.fromkeys(cf["attribute"]):
-            rows = cf[(cf["role"] == "ds") & (cf["attribute"] == attr)]
-            out.append((f"cf_flip:{attr}", f"DS counterfactual flip rate '{attr}'", "%",
-                        rows.assign(value=rows["cf_flip"])))
-            out.append((f"cf_distance:{attr}", f"DS I_cf '{attr}'", "",
-                        rows.assign(value=rows["cf_distance"])))
+    acc = measures.get("accuracy")
+    out.append((acc.key, f"DS {acc.label}", acc.unit, ds.assign(value=ds.get(acc.key))))
+    for family in ("group", "individual", "counterfactual"):
+        out += _measure_series(tables, family, ds)
     dr = tables.get("disagreement_runs", pd.DataFrame())
     for comparison, who in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "NDS")):
         rows = dr[dr["comparison"] == comparison] if not dr.empty else dr
@@ -65,11 +51,32 @@ def _series(tables: dict[str, pd.DataFrame], test_on: str) -> list[tuple[str, st
     return [s for s in out if not s[3].empty and "value" in s[3]]
 
 
+def _measure_series(tables: dict[str, pd.DataFrame], family: measures.Family,
+                    ds: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """The DS series of each headline measure of one family (per attribute where it has one)."""
+    chosen = measures.of(family, headline_only=True)
+    if family == "individual":
+        return [(m.key, f"DS {m.label}", m.unit, ds.assign(value=ds[m.key])) for m in chosen
+                if "individual" in tables]
+    per_run = tables.get(RUN_TABLES[family], pd.DataFrame())
+    if per_run.empty:
+        return []
+    out = []
+    for attr in dict.fromkeys(per_run["attribute"]):
+        rows = per_run[(per_run["role"] == "ds") & (per_run["attribute"] == attr)]
+        out += [(measures.per_attribute_key(m, attr), f"DS {m.label} '{attr}'", m.unit,
+                 rows.assign(value=rows[m.key])) for m in chosen]
+    return out
+
+
+RUN_TABLES = {"group": "fairness_runs", "counterfactual": "counterfactual_runs"}
+
+
 def trend_table(tables: dict[str, pd.DataFrame], significance: float, resamples: int,
-                seed: int = 0, test_on: str = "relative") -> pd.DataFrame:
+                seed: int = 0) -> pd.DataFrame:
     """One row per series and T range: Spearman ρ of the values with T and its permutation p."""
     rows = []
-    for key, label, unit, frame in _series(tables, test_on):
+    for key, label, unit, frame in _series(tables):
         t_all = frame["T"].to_numpy(float)
         ranges = [("all T", np.ones(len(t_all), bool))]
         if np.nanmax(t_all) > LOW_T and (t_all <= LOW_T).sum() >= 3:
