@@ -127,3 +127,44 @@ def test_bootstrap_is_reproducible_and_brackets_the_estimate():
     point = np.mean([_values(y, p, g, 3)["eod"] for p in preds])
     lo, hi = np.percentile(draws["eod"], [2.5, 97.5])
     assert lo < point < hi
+
+
+def test_ratios_by_hand_and_where_fairlearn_and_kdfair_part():
+    # two groups of 4, binary: group 0 selects 2 of 4, group 1 selects 1 of 4 -> ratio 0.5
+    y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    pred = np.array([1, 0, 1, 0, 1, 0, 0, 0])
+    g = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    v = _values(y, pred, g, 2)
+    assert v["dp_ratio"] == pytest.approx(0.5)  # fails the '80 % rule'
+    assert v["eo_ratio"] == pytest.approx(0.0)  # FPR 1/2 vs 0 -> 0; TPR ratio 1
+    assert v["eopp"] == pytest.approx(0.0)  # TPR 1/2 in both groups
+    # no true positive anywhere: the TPR ratio is 0 / 0; Fairlearn then says NaN, kdfair the
+    # FPR ratio (documented in fairness.equalized_odds_ratio)
+    pred = np.array([0, 0, 1, 0, 0, 0, 1, 1])
+    eo = measures.get("eo_ratio")
+    assert np.isnan(_fairlearn(eo, y, pred, g))
+    assert _values(y, pred, g, 2)["eo_ratio"] == pytest.approx(0.5)  # FPR 1/2 vs 2/2
+
+
+@pytest.mark.parametrize("c", [2, 3])
+def test_every_group_measure_of_a_study_equals_fairlearn(tmp_path, c):
+    """fairness_runs.csv's numbers, recomputed run by run with Fairlearn from the stored files
+    (one-vs-rest and averaged for three classes)."""
+    from analysis_fixtures import stored_predictions, write_store
+
+    import kdfair
+    from kdfair.config import AnalysisConfig
+
+    root = write_store(tmp_path / "s", num_classes=c, temperatures=(2.0,), features=False,
+                       attributes={"colour": ["red", "green", "blue"]}, shuffle_index=True)
+    with np.load(root / "attributes.npz") as z:
+        g = z["colour"][np.argsort(z["index"])]
+    runs = kdfair.analyze(root, AnalysisConfig(seed_resamples=0))["fairness_runs"]
+    stored = stored_predictions(root)
+    assert len(runs) == len(stored)
+    for _, row in runs.iterrows():
+        _, pred, y = stored[row["run_id"]]
+        for m in GROUP:
+            expected = (_fairlearn(m, y, pred, g) if c == 2
+                        else np.nanmean(_fairlearn_ovr(m, y, pred, g, c)))
+            assert row[m.key] == pytest.approx(m.scale * expected), (row["run_id"], m.key)

@@ -75,6 +75,36 @@ def equalized_odds_difference(r: GroupRates) -> np.ndarray:
     return np.maximum(_spread(r.tpr), _spread(r.fpr))
 
 
+def demographic_parity_ratio(r: GroupRates) -> np.ndarray:
+    """Per class: the smallest over the largest selection rate over groups (Fairlearn's
+    ``demographic_parity_ratio``; the '80 % rule' asks for at least 0.8); NaN where no group
+    selects the class, as Fairlearn's 0 / 0."""
+    return _ratio(r.selection)
+
+
+def equalized_odds_ratio(r: GroupRates) -> np.ndarray:
+    """Per class: the smaller of the TPR and FPR ratios between groups (Fairlearn's
+    ``equalized_odds_ratio``, worst case). Where one ratio is undefined (0 / 0) the other is
+    taken; Fairlearn does so when the FPR ratio is the undefined one but returns NaN when the
+    TPR ratio is, an order effect of Python's ``min`` that kdfair does not copy."""
+    return np.fmin(_ratio(r.tpr), _ratio(r.fpr))
+
+
+def equal_opportunity_difference(r: GroupRates) -> np.ndarray:
+    """Per class: the TPR difference between groups alone (Fairlearn's
+    ``equal_opportunity_difference``)."""
+    return _spread(r.tpr)
+
+
+def _ratio(rates: np.ndarray) -> np.ndarray:
+    """min / max over groups per class; NaN where the max is 0; 1 with no group."""
+    if not len(rates):
+        return np.ones(rates.shape[1])
+    low, high = rates.min(0), rates.max(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(high > 0, low / np.where(high > 0, high, 1.0), np.nan)
+
+
 def _spread(rates: np.ndarray) -> np.ndarray:
     """max − min over groups per class; 0 with no group (nothing differs)."""
     if not len(rates):
