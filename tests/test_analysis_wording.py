@@ -412,3 +412,24 @@ def test_counts_pooled_over_t_are_corrected_over_the_same_family(tmp_path):
     want = (f"after Benjamini–Hochberg over all {len(p)} tested (class, T) cells {kept} "
             f"{'remains' if kept == 1 else 'remain'}; about {0.05 * len(p):.1f}")
     assert any(want in f for f in r.findings) and any(want in k for k in r.key_results)
+
+
+def test_findings_and_warnings_are_records_written_as_csv(tmp_path):
+    """Every Main-findings bullet is a record with a code; findings.csv and warnings.csv hold
+    them as data (subjects and numbers as JSON) beside the sentence the report shows."""
+    root = write_store(tmp_path / "s", num_classes=3, temperatures=(1.0, 4.0), features=False,
+                       attributes={"colour": ["a", "b"]},
+                       accuracy=lambda role, t, s, c: 0.5 if role == "teacher" else 0.8)
+    r = write_report(root, FAST)
+    out = r.md_path.parent
+    found = pd.read_csv(out / "findings.csv")
+    assert list(found["finding"]) == [f.text for f in r.records]
+    assert {"accuracy", "agreement", "raw_cells", "measure"} <= set(found["code"])
+    subjects = [json.loads(s) for s in found.loc[found["code"] == "measure", "subjects"]]
+    assert {"measure": "eod", "attribute": "colour"} in subjects
+    md = r.md_path.read_text().split("## Main findings")[1].split("\n## ")[0]
+    assert all(f"- {f.text}" in md for f in r.records)
+    warned = pd.read_csv(out / "warnings.csv")
+    weak = warned[warned["code"] == "weak_teacher"]
+    assert len(weak) == 1 and json.loads(weak["numbers"].iloc[0])["teacher_accuracy"] < 60
+    assert r.findings[0] == f"Warning: {warned['warning'].iloc[0]}"

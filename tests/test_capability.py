@@ -118,7 +118,7 @@ def test_span_and_resolution_of_a_trend() -> None:
 
 def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
     from kdfair.analysis.common import Analysis
-    from kdfair.analysis.text import trend_sentences
+    from kdfair.analysis.text import trend_findings
     from kdfair.config import AnalysisConfig
 
     trend = pd.DataFrame([{
@@ -131,7 +131,9 @@ def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
                             cap_row("dpd", "sex", "above chance")])
         a = Analysis(store=None, options=AnalysisConfig(), options_source="test",
                      tables={"trends": trend, "capability": cap}, notes=[])
-        return trend_sentences(a)
+        found = trend_findings(a)
+        assert [f.code for f in found] == ["trend", "trend", "trend_family"]
+        return [f.text for f in found]
 
     noisy = said("noise")
     assert noisy[0].startswith("DS EOD 'sex' rises with T")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kdfair.analysis.individual import NeighbourGraph
+from kdfair.analysis.records import Finding
 from kdfair.analysis.seedstats import seed_ci
 from kdfair.config import AnalysisConfig
 from kdfair.store import ROLE_LABELS
@@ -27,11 +28,12 @@ class Analysis:
     options_source: str
     tables: dict[str, pd.DataFrame]
     notes: list[str]
-    findings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     key_results: list[str] = field(default_factory=list)
     graph: NeighbourGraph | None = None
     norm: str = "tv"
     matrices: dict[tuple[str, float], np.ndarray] = field(default_factory=dict)
+    no_individual: str = ""  # why individual fairness was skipped (a note), if it was
 
     def table(self, name: str) -> pd.DataFrame:
         """A table by name, empty if there is none of that name."""
@@ -87,15 +89,6 @@ def rows_of(table: pd.DataFrame, role: str, temperature: float) -> pd.DataFrame:
     """Rows of one model: role and T (T is NaN for teacher and NDS)."""
     same_t = (table["T"] == temperature) | (table["T"].isna() & pd.isna(temperature))
     return table[(table["role"] == role) & same_t]
-
-
-def pm(mean: float, std: float, digits: int = 2) -> str:
-    """'mean ± std' (just the mean when std is undefined; '–' when the mean is)."""
-    if mean is None or not np.isfinite(mean):
-        return "–"
-    if std is None or not np.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def ci_text(mean: float, low: float, high: float, digits: int = 2, unit: str = "") -> str:

@@ -36,6 +36,15 @@ def warnings_table(found: list[Finding]) -> pd.DataFrame:
                          for f in found], columns=COLUMNS, dtype=object)
 
 
+def findings_table(found: list[Finding]) -> pd.DataFrame:
+    """findings.csv: one row per finding, in the report's order."""
+    return pd.DataFrame([{"code": f.code, "severity": f.severity,
+                          "subjects": json.dumps(f.subjects, sort_keys=True),
+                          "numbers": json.dumps(f.numbers, sort_keys=True), "finding": f.text}
+                         for f in found],
+                        columns=[*COLUMNS[:-1], "finding"], dtype=object)
+
+
 def has(table: pd.DataFrame, code: str, **subjects: str) -> bool:
     """Whether a warnings table holds a record of ``code`` whose subjects include ``subjects``."""
     if table.empty or "code" not in table:

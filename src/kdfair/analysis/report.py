@@ -32,6 +32,7 @@ from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
 from kdfair.analysis.paper import paper_gap, paper_table
+from kdfair.analysis.records import Finding
 from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
 from kdfair.analysis.sections import build_document
 from kdfair.analysis.text import findings, key_results, summary_display, summary_table
@@ -52,9 +53,10 @@ class ReportResult:
     html_path: Path
     csv_paths: list[Path]
     summary: pd.DataFrame  # display strings, as the report's Summary table shows them
-    findings: list[str]
+    findings: list[str]  # the warnings ("Warning: …") then the findings, as sentences
     key_results: list[str] = field(default_factory=list)
     manifest_path: Path | None = None
+    records: list[Finding] = field(default_factory=list)  # the findings as data
 
 
 def resolve_options(store: Store, options: AnalysisConfig | None,
@@ -72,22 +74,21 @@ def resolve_options(store: Store, options: AnalysisConfig | None,
     return AnalysisConfig(), "defaults"
 
 
-def _graph(store: Store, opts: AnalysisConfig, notes: list[str]):
+def _graph(store: Store, opts: AnalysisConfig) -> tuple[individual.NeighbourGraph | None, str]:
+    """(the neighbour graph of the test features, '') or (None, why individual fairness is
+    skipped)."""
     if not store.features_path.exists():
-        notes.append("test_features.npy is missing, so individual fairness (I(f), consistency) "
-                     "is skipped.")
-        return None
+        return None, ("test_features.npy is missing, so individual fairness (I(f), "
+                      "consistency) is skipped.")
     try:
         shape = np.load(store.features_path, mmap_mode="r", allow_pickle=False).shape
         if shape[0] != store.n_test:
-            notes.append(f"test_features.npy has {shape[0]} rows for {store.n_test} test inputs; "
-                         "individual fairness is skipped.")
-            return None
+            return None, (f"test_features.npy has {shape[0]} rows for {store.n_test} test "
+                          "inputs; individual fairness is skipped.")
         return individual.cached_graph(store.root, opts.similarity, opts.similarity_dim,
-                                       opts.individual_k)
+                                       opts.individual_k), ""
     except (OSError, ValueError) as err:
-        notes.append(f"test_features.npy cannot be used ({err}); individual fairness is skipped.")
-        return None
+        return None, f"test_features.npy cannot be used ({err}); individual fairness is skipped."
 
 
 # --- the analysis ----------------------------------------------------------------------------
@@ -351,7 +352,9 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     notes = list(store.notes)
     opts, source = resolve_options(store, options, notes)
     norm = getattr(opts, "individual_norm", "tv")
-    graph = _graph(store, opts, notes)
+    graph, no_individual = _graph(store, opts)
+    if no_individual:
+        notes.append(no_individual)
     results, bad = reduce_runs(store.runs, store.n_test, store.num_classes, graph, norm,
                                counterfactual_targets=store.counterfactual_targets)
     store.skipped.extend(bad)
@@ -404,9 +407,11 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables["failed"] = pd.DataFrame(store.failed, columns=["run_id", "role", "T", "seed",
                                                            "error", "time"])
     analysis = Analysis(store=store, options=opts, options_source=source, tables=tables,
-                        notes=notes, graph=graph, norm=norm, matrices=mats)
+                        notes=notes, graph=graph, norm=norm, matrices=mats,
+                        no_individual=no_individual)
     tables["summary"] = summary_table(analysis)
     analysis.findings = findings(analysis)
+    tables["findings"] = records.findings_table(analysis.findings)
     analysis.key_results = key_results(analysis)
     tables["notes"] = pd.DataFrame({"note": notes}, dtype=object)
     return analysis
@@ -478,5 +483,5 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
                         csv_paths=[out / p.name for p in csv_paths],
                         summary=summary_display(analysis),
                         findings=[f"Warning: {w}" for w in analysis.table("warnings")["warning"]]
-                        + analysis.findings,
+                        + [f.text for f in analysis.findings], records=analysis.findings,
                         key_results=analysis.key_results, manifest_path=out / MANIFEST)

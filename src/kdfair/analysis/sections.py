@@ -103,7 +103,7 @@ def _accuracy_figure(a: Analysis, out: Path) -> Path | None:
 
 def findings_section(a: Analysis, doc: Document) -> None:
     doc.h("Main findings")
-    doc.ul(a.findings or ["Nothing to report: no usable runs."])
+    doc.ul([f.text for f in a.findings] or ["Nothing to report: no usable runs."])
 
 
 def summary_section(a: Analysis, doc: Document) -> None:
@@ -338,7 +338,7 @@ def individual_section(a: Analysis, doc: Document, out: Path) -> None:
     ind = a.table("individual")
     doc.h("Individual fairness")
     if ind.empty:
-        doc.p("Skipped: " + next((n for n in a.notes if "individual" in n), "no features."))
+        doc.p("Skipped: " + (a.no_individual or "no features."))
         return
     doc.p("I(f): lower is fairer. Consistency (Zemel et al.): 1 − the mean share of an input's "
           "k nearest neighbours that get a different predicted class; higher is fairer. "

@@ -21,8 +21,9 @@ from scipy import stats
 
 from kdfair.analysis import capability, measures
 from kdfair.analysis.classwise import COMPARISONS
-from kdfair.analysis.common import Analysis, ci_text, fmt_t, model_label, rows_of
+from kdfair.analysis.common import Analysis, ci_text, model_label, rows_of
 from kdfair.analysis.measures import Measure
+from kdfair.analysis.records import Finding
 from kdfair.analysis.trends import trend_words
 from kdfair.store import ROLE_LABELS
 
@@ -353,8 +354,8 @@ def given_teacher(a: Analysis) -> str | None:
 # --- trends, metrics ---------------------------------------------------------------------------
 
 
-def trend_sentences(a: Analysis) -> list[str]:
-    """Supported trends, one sentence each; the rest in one sentence; each cites its test."""
+def trend_findings(a: Analysis) -> list[Finding]:
+    """Supported trends, one finding each; the rest in one; each sentence cites its test."""
     tr = a.table("trends")
     if tr.empty:
         return []
@@ -369,8 +370,11 @@ def trend_sentences(a: Analysis) -> list[str]:
     cap = a.table("capability")
     noise = ("; the NDS's value lies within what chance gives on this test set, and that floor "
              "rises as accuracy falls, so this trend may follow accuracy, not fairness")
-    out = [f"{r['label']} {trend_words(r, a.options.significance)}"
-           + (noise if capability.within_chance(cap, r["quantity"]) else "") + "."
+    out = [Finding("trend", f"{r['label']} {trend_words(r, a.options.significance)}"
+                   + (noise if capability.within_chance(cap, r["quantity"]) else "") + ".",
+                   subjects={"quantity": r["quantity"], "range": r["range"],
+                             "direction": r["direction"]},
+                   numbers={k: float(r[k]) for k in ("rho", "p", "p_bh", "span", "resolution")})
            for _, r in shown.iterrows()]
     left = len(sig) - len(shown)
     if left:
@@ -379,20 +383,29 @@ def trend_sentences(a: Analysis) -> list[str]:
         if ceiling:
             why += (f", or, the study being at the ceiling, by less than "
                     f"{capability.CEILING_POINTS:g} point")
-        out.append(f"{plural(left, 'significant trend')} in T {'is' if left == 1 else 'are'} "
-                   f"not read as findings: {why}; trends.csv lists them with their span and "
-                   "resolution.")
+        out.append(Finding(
+            "trends_below_resolution",
+            f"{plural(left, 'significant trend')} in T {'is' if left == 1 else 'are'} not read "
+            f"as findings: {why}; trends.csv lists them with their span and resolution.",
+            numbers={"trends": left}))
     tested = int(tr["p"].notna().sum())
     if out and tested:
-        out.append(f"Of the {tested} trend tests, about {a.options.significance * tested:.1f} "
-                   f"are expected at p < {a.options.significance:g} by chance alone; "
-                   f"{int((tr['p_bh'] < a.options.significance).sum())} pass after "
-                   "Benjamini–Hochberg.")
+        passed = int((tr["p_bh"] < a.options.significance).sum())
+        out.append(Finding(
+            "trend_family",
+            f"Of the {tested} trend tests, about {a.options.significance * tested:.1f} are "
+            f"expected at p < {a.options.significance:g} by chance alone; {passed} pass after "
+            "Benjamini–Hochberg.",
+            numbers={"tests": tested, "expected": a.options.significance * tested,
+                     "after_bh": passed}))
     rest = keep[~keep["significant"] & keep["p"].notna()]
     if len(rest):
-        out.append(f"No monotone trend in T at {_level(a)} (Spearman, permutation p) for: "
-                   + "; ".join(f"{r['label']}, {r['range']} (ρ = {r['rho']:.2f}, p = "
-                               f"{r['p']:.3g})" for _, r in rest.iterrows()) + ".")
+        out.append(Finding(
+            "no_trend",
+            f"No monotone trend in T at {_level(a)} (Spearman, permutation p) for: "
+            + "; ".join(f"{r['label']}, {r['range']} (ρ = {r['rho']:.2f}, p = {r['p']:.3g})"
+                        for _, r in rest.iterrows()) + ".",
+            subjects={"quantities": ", ".join(dict.fromkeys(rest["quantity"]))}))
     return out
 
 
@@ -488,8 +501,8 @@ def _is_tracking(a: Analysis) -> bool:
     return bool(not c.empty and c["tracks_confidence"].iloc[0])
 
 
-def metric_sentences(a: Analysis) -> list[str]:
-    """One sentence per headline fairness measure (per attribute where it has one): the
+def metric_findings(a: Analysis) -> list[Finding]:
+    """One finding per headline fairness measure (per attribute where it has one): the
     teacher's and NDS's values, the fairest DS and how the DS CIs sit beside the teacher's."""
     out = []
     acc = a.table("accuracy")
@@ -504,17 +517,19 @@ def metric_sentences(a: Analysis) -> list[str]:
                                    acc) if not rows.empty and m.fairer == "lower" \
                     and m.at_a_glance else None
                 if s:
-                    out.append(s)
+                    out.append(Finding("measure", s,
+                                       subjects={"measure": m.key, "attribute": attr}))
     ind = a.table("individual")
     if not ind.empty:
         m = measures.get("individual")
         s = metric_finding(ind, m.column, "Individual unfairness I(f)", _unit(m), m.digits, acc,
                            rank=not _is_tracking(a))
         if s:
-            out.append(s)
+            out.append(Finding("measure", s, subjects={"measure": m.key}))
         c = confidence_sentence(a)
         if c:
-            out.append(c)
+            out.append(Finding("follows_confidence" if _is_tracking(a) else
+                               "confidence_correlation", c, subjects={"measure": m.key}))
     return out
 
 
@@ -540,41 +555,37 @@ def paper_sentence(a: Analysis) -> str | None:
             "study's 95 % CI (see 'Paper vs this study').")
 
 
-def findings(a: Analysis) -> list[str]:
-    """Plain-language sentences on the main results, for the terminal and the report; both
-    tests' agreement first, each sentence with its number and test (the warnings are their
-    own table)."""
-    out: list[str] = []
+def findings(a: Analysis) -> list[Finding]:
+    """The main results as records, for the terminal, the report and findings.csv; both tests'
+    agreement first, each sentence with its number and test (warnings are their own table)."""
+    out: list[Finding] = []
+
+    def add(code: str, text: str | None, **subjects: str) -> None:
+        if text:
+            out.append(Finding(code, text, subjects=subjects))
+
     for comparison in LABELS:
-        s = _agreement_sentence(a, comparison)
-        if s:
-            out.append(s)
-    out.append(accuracy_sentence(a))
+        add("agreement", _agreement_sentence(a, comparison), comparison=comparison)
+    add("accuracy", accuracy_sentence(a))
     for comparison in LABELS:
-        for fn in (_raw_sentence, _relative_sentence):
-            s = fn(a, comparison)
-            if s:
-                out.append(s)
-    s = _constant_sentence(a)
-    if s:
-        out.append(s)
-    out += no_test_reasons(a)
-    g = given_teacher(a)
-    if g:
-        out.append(g)
-    out += trend_sentences(a)
-    out += metric_sentences(a)
-    p = paper_sentence(a)
-    if p:
-        out.append(p)
+        add("raw_cells", _raw_sentence(a, comparison), comparison=comparison)
+        add("relative_cells", _relative_sentence(a, comparison), comparison=comparison)
+    add("constant_cells", _constant_sentence(a))
+    for s in no_test_reasons(a):
+        add("no_test", s)
+    add("given_teacher", given_teacher(a))
+    out += trend_findings(a)
+    out += metric_findings(a)
+    add("paper", paper_sentence(a))
     skipped, failed = a.table("skipped"), a.table("failed")
     if len(skipped):
-        out.append(f"{len(skipped)} run director{'y was' if len(skipped) == 1 else 'ies were'} "
-                   "skipped as incomplete or corrupt: " + ", ".join(skipped["run"]) + ".")
+        add("skipped_runs", f"{len(skipped)} run director"
+            f"{'y was' if len(skipped) == 1 else 'ies were'} skipped as incomplete or corrupt: "
+            + ", ".join(skipped["run"]) + ".", runs=", ".join(skipped["run"]))
     if len(failed):
-        out.append(f"{plural(len(failed), 'run')} failed in training and "
-                   f"{'is' if len(failed) == 1 else 'are'} missing: "
-                   + ", ".join(failed["run_id"].astype(str)) + ".")
+        ids = ", ".join(failed["run_id"].astype(str))
+        add("failed_runs", f"{plural(len(failed), 'run')} failed in training and "
+            f"{'is' if len(failed) == 1 else 'are'} missing: {ids}.", runs=ids)
     return out
 
 
@@ -598,18 +609,10 @@ def key_results(a: Analysis) -> list[str]:
         if len(sc):
             r = sc.iloc[-1]
             out.append(f"#SC {trend_words(r, a.options.significance)}.")
-    metrics = metric_sentences(a)
+    metrics = metric_findings(a)
     if metrics:
-        out.append(metrics[0])
+        out.append(metrics[0].text)
     p = paper_sentence(a)
     if p:
         out.append(p)
     return out[:5]
-
-
-def fmt_table_t(df: pd.DataFrame) -> pd.DataFrame:
-    """T as text ('' for teacher / NDS) for display."""
-    df = df.copy()
-    if "T" in df:
-        df["T"] = [fmt_t(t) for t in df["T"]]
-    return df
