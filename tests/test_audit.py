@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from kdfair import api
 from kdfair.auditing import audit, detect_kind, load_audit_file, to_logits
 from kdfair.cli import app
+from kdfair.config import Experiment
 from kdfair.errors import ConfigError, StoreError
 from kdfair.store.arrays import load_predictions
 from tests.analysis_fixtures import write_store
@@ -80,17 +81,94 @@ def test_audit_gives_the_same_tables_as_the_store(tmp_path):
     store = write_store(tmp_path / "store", seeds=(0, 1, 2), attributes={"sex": ["f", "m"]})
     where = audit_of_store(store, tmp_path, "toy", distill={"alpha": 0.8, "t2_scaling": True})
     assert where == tmp_path / "toy"
-    recorded = json.loads((where / "experiment.json").read_text())["distill"]
-    assert recorded == {"alpha": 0.8, "t2_scaling": True, "temperatures": [2.0, 4.0]}
+    exp = Experiment.model_validate(json.loads((where / "experiment.json").read_text()))
+    assert (exp.name, exp.seeds, exp.distill.temperatures) == ("toy", (0, 1, 2), (2.0, 4.0))
+    assert (exp.distill.alpha, exp.distill.t2_scaling) == (0.8, True)
     tables = api.analyze(where)
     assert_same_tables(api.analyze(store), tables)
     assert any("Audit of predictions" in n for n in tables["notes"]["note"])
     planned = json.loads((where / "plan.json").read_text())["runs"]
     assert sorted(planned) == sorted(p.name for p in (where / "runs").iterdir())
-    # a second audit of the same predictions resumes (nothing to write), others are refused
+    # a second audit of the same predictions resumes (nothing to write); other predictions are
+    # refused by the study's stale-store check, which names the problem and the fix
     audit_of_store(store, tmp_path, "toy")
-    with pytest.raises(StoreError, match="already holds other runs"):
+    with pytest.raises(StoreError, match="different configuration.*other predictions.*new "
+                                         "directory"):
         audit_of_store(store, tmp_path, "toy", convert=lambda a: a[:, ::-1].copy())
+
+
+def test_an_audit_is_refused_over_a_store_of_other_arrays(tmp_path):
+    """Other labels, groups or features: the same stale check as a study's, data.json kept."""
+    y = np.array([0, 1, 2, 0, 1, 2])
+    nds = [np.eye(3)[y] * 5, np.eye(3)[(y + 1) % 3] * 5]
+    audit(y, nds=nds, out=tmp_path, name="a", write_report=False)
+    before = (tmp_path / "a" / "data.json").read_text()
+    with pytest.raises(StoreError, match="different configuration.*move the old one aside"):
+        audit(y, nds=nds, groups={"g": [0, 1, 0, 1, 0, 1]}, out=tmp_path, name="a",
+              write_report=False)
+    assert (tmp_path / "a" / "data.json").read_text() == before
+
+
+def test_an_audited_store_is_written_as_a_study_s(tmp_path):
+    """experiment.json validates as an Experiment; data.json has a study's keys (input shape and
+    normalisation included); DS pair with teachers by the study's rule."""
+    from kdfair import runner
+    from kdfair.config import experiment_from_dict
+
+    exp = experiment_from_dict({
+        "name": "d", "dataset": {"name": "digits", "size": 16}, "device": "cpu",
+        "teacher": {"model": {"arch": "lenet5"}}, "student": {"model": {"arch": "lenet5"}},
+        "seeds": [0, 1], "distill": {"temperatures": [2]}})
+    runner.prepare(exp, tmp_path / "study", runner.load_data(exp))  # writes no run
+    study = json.loads((tmp_path / "study" / "data.json").read_text())
+    y = np.array([0, 1, 2, 0, 1, 2])
+    logits = {s: np.eye(3)[(y + s) % 3] * 4 for s in range(3)}
+    where = audit(y, teacher=[logits[0], logits[1]], nds=[logits[0], logits[2]],
+                  ds={2: {0: logits[1], 1: logits[2], 2: logits[0]}},
+                  distill={"teacher_policy": "paired"}, dataset="my data",
+                  teacher_arch="resnet8", student_arch="my-net", out=tmp_path, name="a",
+                  write_report=False)
+    audited = json.loads((where / "data.json").read_text())
+    assert set(audited) == set(study)
+    assert (audited["input_shape"], audited["mean"], audited["std"]) == ([], [], [])
+    assert audited["dataset"] == "my data" and audited["n_test"] == 6
+    assert not (where / "test_features.npy").exists()  # no features: I(f) is skipped
+    exp = Experiment.model_validate(json.loads((where / "experiment.json").read_text()))
+    assert (exp.dataset.name, exp.teacher.model.arch, exp.student.model.arch) == \
+        ("my data", "resnet8", "my-net")
+    specs = {(s["role"], s["seed"]): s for s in
+             (json.loads((d / "spec.json").read_text()) for d in (where / "runs").iterdir())}
+    teacher = {s: specs[("teacher", s)]["run_id"] for s in (0, 1)}
+    assert [specs[("ds", s)]["teacher_run_id"] for s in range(3)] == \
+        [teacher[0], teacher[1], teacher[0]]  # paired; seed 2 has no teacher: the first
+    single = audit(y, teacher=[logits[0], logits[1]], ds={2: [logits[1], logits[2]]},
+                   distill={"teacher_policy": "single"}, out=tmp_path, name="b",
+                   write_report=False)
+    ids = {json.loads((d / "spec.json").read_text())["teacher_run_id"]
+           for d in (single / "runs").iterdir()} - {None}
+    assert len(ids) == 1
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a/b", ""])
+def test_an_audit_name_follows_the_study_s_rule(tmp_path, name):
+    with pytest.raises(ConfigError, match=r"invalid audit .*\n  name: .* is not allowed: use "
+                                          "letters, digits"):
+        audit(np.array([0, 1]), nds=[np.array([0, 1])], out=tmp_path, name=name,
+              write_report=False)
+    assert not any(tmp_path.iterdir())
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump({"name": name, "labels": "l.npy", "nds": ["a.npy"]}))
+    with pytest.raises(ConfigError, match=r"\n  name: .* is not allowed"):
+        load_audit_file(p)
+
+
+def test_the_study_s_two_seed_rule(tmp_path):
+    y = np.array([0, 1, 0, 1])
+    where = audit(y, nds=[y], ds={2: [y]}, out=tmp_path, name="one", write_report=False)
+    assert json.loads((where / "experiment.json").read_text())["analysis"]["tests"] is False
+    with pytest.raises(ConfigError, match="seeds: Welch t-tests need at least 2 seeds"):
+        audit(y, nds=[y], analysis={"tests": True}, out=tmp_path, name="two",
+              write_report=False)
 
 
 def test_probabilities_give_the_same_tables_as_logits(tmp_path):

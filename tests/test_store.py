@@ -14,7 +14,7 @@ import pytest
 
 from kdfair.errors import StoreError
 from kdfair.spec import RunSpec
-from kdfair.store import RunStore
+from kdfair.store import ResultsDir
 from tests.toy import toy_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_run_id_is_readable_and_changes_with_the_spec():
 
 
 def test_save_run_round_trip_and_only_complete_runs_are_visible(tmp_path):
-    store = RunStore(tmp_path)
+    store = ResultsDir(tmp_path)
     store.init({"name": "e"})
     spec = _spec()
     logits = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
@@ -59,16 +59,16 @@ def test_save_run_round_trip_and_only_complete_runs_are_visible(tmp_path):
     inode = d.stat().st_ino
     store.save_run(spec, {}, logits, np.zeros(5), np.arange(5))  # a valid twin: a no-op
     assert d.stat().st_ino == inode and store.load_metrics(spec.run_id).get("test_acc") == 0.5
-    RunStore(tmp_path).init({"name": "e"})  # a new run cleans the leftovers of dead writers
+    ResultsDir(tmp_path).init({"name": "e"})  # a new run cleans the leftovers of dead writers
     assert not store.tmp_dir.exists()
     with pytest.raises(StoreError, match="holds experiment 'e', not 'other'"):
-        RunStore(tmp_path).init({"name": "other"})
+        ResultsDir(tmp_path).init({"name": "other"})
 
 
 def test_changed_experiment_is_refused_not_mixed(tmp_path):
     toy_study(tmp_path, temperatures=(2,), seeds=(0, 1))
     toy_study(tmp_path, temperatures=(2, 4), seeds=(0, 1))  # a grid grown: allowed, adds runs
-    assert len(RunStore(tmp_path / "toy").done_ids()) == 2 + 2 + 4
+    assert len(ResultsDir(tmp_path / "toy").done_ids()) == 2 + 2 + 4
     from tests import toy
 
     toy.TRAIN["lr"] = 0.02  # a changed recipe: every stored run is stale
@@ -123,7 +123,7 @@ def test_float16_keeps_each_rows_argmax_and_refuses_out_of_range():
 
 
 def _saved(tmp_path, dtype="float32"):
-    store = RunStore(tmp_path)
+    store = ResultsDir(tmp_path)
     store.init({"name": "e"})
     logits = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
     index = np.array([3, 0, 1, 2, 5, 4])
@@ -162,12 +162,12 @@ def test_a_store_of_the_previous_release_is_still_read(tmp_path):
     for name in ("logits.npy", "labels.npy", "index.npy", "manifest.json"):
         (d / name).unlink()
     np.savez(d / "predictions.npz", **arrays)
-    assert RunStore(tmp_path).check(_spec().run_id).state == "done"
+    assert ResultsDir(tmp_path).check(_spec().run_id).state == "done"
     (run,) = open_store(tmp_path).runs
     got, labels = read_predictions(run, 6)
     assert np.array_equal(got, logits) and np.array_equal(labels, np.arange(6) % 4)
     (d / "predictions.npz").write_bytes((d / "predictions.npz").read_bytes()[:300])
-    chk = RunStore(tmp_path).check(_spec().run_id)
+    chk = ResultsDir(tmp_path).check(_spec().run_id)
     assert chk.state == "damaged" and "not a readable .npz" in chk.reason
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from kdfair.data.registry import register_dataset
 from kdfair.errors import ConfigError, KdfairError
 from kdfair.executors import Executor, execute, local_executor
 from kdfair.export import export_model, load_model
+from kdfair.integrity import digest
 from kdfair.models.registry import register_model
 from kdfair.overrides import Overrides, override_experiment
 from kdfair.progress import study_reporter, warn_if_threads_hurt
@@ -190,10 +190,8 @@ def _part(split: Sequence[Any], name: str) -> Part:
 
 
 def _fingerprint(*arrays: ArrayLike) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
-    return h.hexdigest()[:16]
+    """The data fingerprint of a custom study: the one array digest, over dtypes and shapes too."""
+    return digest(*(np.asarray(a) for a in arrays))[:16]
 
 
 def _as_arch(model: str | Callable[..., nn.Module], name: str) -> str:

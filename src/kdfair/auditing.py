@@ -26,15 +26,21 @@ non-negative and sum to 1 (within 1e-3) are probabilities, anything else is logi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import numpy as np
 
-from kdfair.errors import ConfigError, StoreError
+from kdfair.errors import ConfigError
+from kdfair.integrity import digest
+
+if TYPE_CHECKING:
+    from kdfair.config import Experiment
+    from kdfair.data.base import SplitData
+    from kdfair.spec import RunSpec
 
 Kind = Literal["auto", "logits", "probabilities", "classes"]
 ArrayOrPath = Any  # np.ndarray | torch.Tensor | str | Path | a sequence of numbers
@@ -44,6 +50,7 @@ PROB_FLOOR = 1e-30
 _MEMBERS = ("logits", "probabilities", "probs", "predictions")
 _COLUMNS = ("pred", "prediction", "predicted")
 _LABEL_MEMBERS = ("labels", "label", "y", "target")
+_RECIPE = ("alpha", "t2_scaling", "teacher_policy")  # what `distill` may say of the DS
 
 
 # --- reading arrays ----------------------------------------------------------------------------
@@ -281,14 +288,6 @@ def read_groups(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None,
     return codes, names
 
 
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
-
-
 def audit(
     labels: ArrayOrPath,
     *,
@@ -317,13 +316,12 @@ def audit(
     the inputs in a similarity space for individual fairness (without them I(f) is skipped).
     ``distill`` (``alpha``, ``t2_scaling``, ``teacher_policy``) and the ``*_arch`` / ``dataset``
     names only describe how the models were made, for the report.
-    """
-    from kdfair.config import AnalysisConfig
-    from kdfair.options import validate_options
 
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_.-" for c in name):
-        raise ConfigError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
+    The store is written as a study's (``runner.write_store``): experiment.json is a valid
+    Experiment, and the same name rule, two-seed rule, teacher pairing and stale-store check hold.
+    """
     preds = collect(teacher, nds, ds)
+    exp = audit_experiment(name, preds, teacher_arch, student_arch, dataset, distill, analysis)
     y = read_array(labels, "labels", members=_LABEL_MEMBERS, columns=("label", "labels", "y"))
     if y.ndim != 1 or not len(y):
         raise ConfigError(f"labels: expected one class per test input, got shape {y.shape}")
@@ -349,17 +347,12 @@ def audit(
         if feats.ndim != 2 or len(feats) != n:
             raise ConfigError(f"features: expected [{n}, D] (one row per input), got shape "
                               f"{feats.shape}")
-    opts = validate_options(AnalysisConfig, {"tests": _enough_seeds(preds), **(analysis or {})},
-                            "analysis", "audit(analysis=…)")
-    recipe = _recipe(distill)
     logits = [to_logits(a, kind, k, n, p.what, class_names) for p, a in raw]
-    fingerprint = _digest(y, *(codes[a] for a in sorted(codes)),
-                          *([feats] if feats is not None else []))
-    return _write_store(
-        Path(out) / name, name, preds, logits, y, codes, names, feats, fingerprint,
-        [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)],
-        dict(teacher=teacher_arch, student=student_arch, dataset=dataset),
-        {"distill": recipe, "analysis": opts.model_dump(mode="json")}, write_report)
+    notes = _notes(sorted({kd for _, kd in logits}), distill, any(p.role == "ds" for p in preds))
+    classes = [str(c) for c in (class_names if class_names is not None else range(k))]
+    data = audit_data(exp.dataset.name, y, classes, codes, names, feats, notes)
+    specs = audit_plan(exp, preds, logits, data.fingerprint)
+    return _write_audit(Path(out) / exp.name, exp, specs, logits, data, write_report)
 
 
 def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -368,83 +361,144 @@ def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(distill, Mapping):
         raise ConfigError("distill: give a mapping, e.g. {'alpha': 0.9, 't2_scaling': True}")
-    allowed = ("alpha", "t2_scaling", "teacher_policy")
-    unknown = sorted(set(distill) - set(allowed))
+    unknown = sorted(set(distill) - set(_RECIPE))
     if unknown:
         raise ConfigError(f"distill: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
-                          f"{', '.join(allowed)}")
+                          f"{', '.join(_RECIPE)}")
     return dict(distill)
 
 
-def _enough_seeds(preds: list[Prediction]) -> bool:
-    per_group: dict[tuple[str, float | None], int] = {}
-    for p in preds:
-        per_group[(p.role, p.temperature)] = per_group.get((p.role, p.temperature), 0) + 1
-    return all(v >= 2 for (role, _), v in per_group.items() if role != "teacher")
+def audit_experiment(name: str, preds: list[Prediction], teacher_arch: str, student_arch: str,
+                     dataset: str, distill: Mapping[str, Any] | None,
+                     analysis: Mapping[str, Any] | None) -> Experiment:
+    """The audit as the Experiment of a study: seeds and temperatures from the predictions, the
+    rest as given, else kdfair's defaults. Validated like an experiment file (the study's name
+    rule and two-seed rule); errors name the audit's parameter."""
+    from pydantic import ValidationError
+
+    from kdfair.config import Experiment
+    from kdfair.options import format_errors
+
+    if analysis is not None and not isinstance(analysis, Mapping):
+        raise ConfigError("analysis: give a mapping of analysis options, e.g. {'tests': False}")
+    _register_external(dataset, (teacher_arch, student_arch))
+    seeds = sorted({p.seed for p in preds})
+    temps = sorted({p.temperature for p in preds if p.temperature is not None})
+    spec = {"name": name, "dataset": {"name": dataset},
+            "teacher": {"model": {"arch": teacher_arch}},
+            "student": {"model": {"arch": student_arch}},
+            "distill": {**_recipe(distill), **({"temperatures": temps} if temps else {})},
+            "seeds": seeds, "analysis": {"tests": len(seeds) >= 2, **(analysis or {})}}
+    try:
+        return Experiment.model_validate(spec)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, Experiment, f"invalid audit {name!r}:",
+                                        noun="field")) from None
 
 
-def _write_store(root: Path, name: str, preds: list[Prediction],
-                 logits: list[tuple[np.ndarray, str]], y: np.ndarray,
-                 codes: dict[str, np.ndarray], groups: dict[str, list[str]],
-                 feats: np.ndarray | None, fingerprint: str, class_names: list[str],
-                 archs: dict[str, str], sections: dict[str, Any], write_report: bool) -> Path:
-    from kdfair.spec import RunSpec
-    from kdfair.store import RunStore
+def _register_external(dataset: Any, archs: Sequence[Any]) -> None:
+    """Names of data and models made elsewhere, made valid in an Experiment as ``kdfair.study``
+    makes its own: a name the registries do not know is registered as one that refuses to be
+    loaded or built (there is nothing of it in kdfair)."""
+    from kdfair.data.registry import dataset_names, register_dataset
+    from kdfair.models.registry import get_factory, register_model
 
-    kinds = sorted({kd for _, kd in logits})
+    if isinstance(dataset, str) and dataset not in dataset_names():
+        register_dataset(dataset, partial(_external, f"data set {dataset!r}"))
+    for arch in {a for a in archs if isinstance(a, str)}:
+        try:
+            get_factory(arch)
+        except ConfigError:
+            register_model(arch, partial(_external, f"architecture {arch!r}"))
+
+
+def _external(what: str, *args: Any, **kwargs: Any) -> NoReturn:
+    raise ConfigError(f"{what} only names what made the predictions of an audit (outside "
+                      "kdfair): it cannot be loaded, built or trained")
+
+
+def _notes(kinds: list[str], distill: Mapping[str, Any] | None, has_ds: bool) -> list[str]:
+    """data.json's notes of an audit: how the predictions were given, and what is not known."""
     notes = [f"Audit of predictions made outside kdfair (given as {', '.join(kinds)}); nothing "
              "was trained."]
     if "classes" in kinds:
         notes.append("Some predictions were given as predicted classes: their distributions are "
-                     "one-hot, so I(f) counts changes of the predicted class between neighbours "
-                     "(an approximation); every other metric is exact.")
+                      "one-hot, so I(f) counts changes of the predicted class between neighbours "
+                      "(an approximation); every other metric is exact.")
+    missing = [k for k in _RECIPE if k not in (distill or {})]
+    if has_ds and missing:
+        notes.append(f"The audit was not told the distillation's {', '.join(missing)} "
+                     "(audit(distill=…)): the configuration states kdfair's defaults for them.")
+    return notes
+
+
+def audit_data(dataset: str, y: np.ndarray, class_names: list[str], codes: dict[str, np.ndarray],
+             groups: dict[str, list[str]], features: np.ndarray | None,
+             notes: list[str]) -> SplitData:
+    """The audit's data as a study's: a test set only (no train or val inputs, no input shape
+    or normalisation: kdfair never sees the inputs), fingerprinted by the one array digest over
+    everything data.json states of it."""
+    import torch
+
+    from kdfair.data.base import Part, SplitData
+
+    fingerprint = digest(y, *(codes[a] for a in sorted(codes)),
+                         *([features] if features is not None else []),
+                         dataset, class_names, groups)[:16]
+    nothing = Part(y=torch.zeros(0, dtype=torch.int64), x=torch.zeros(0))  # input shape ()
+    return SplitData(name=dataset, train=nothing, val=nothing,
+                     test=Part(y=torch.from_numpy(y), attributes=codes),
+                     num_classes=len(class_names), class_names=class_names,
+                     fingerprint=fingerprint, attribute_groups=groups, mean=(), std=(),
+                     notes=notes, test_features=features)
+
+
+def audit_plan(exp: Experiment, preds: list[Prediction], logits: list[tuple[np.ndarray, str]],
+               fingerprint: str) -> list[RunSpec]:
+    """One RunSpec per prediction, in the order given (teachers first). Its kind and digest go
+    into ``model_options``, so other predictions make other run ids; each DS distils from the
+    teacher the study's rule pairs it with (``runner.teacher_seed``)."""
+    from kdfair.runner import teacher_seed
+    from kdfair.spec import RunSpec
+
+    dataset = exp.dataset.model_dump(mode="json", exclude={"root", "download"})
+    t_seeds = [p.seed for p in preds if p.role == "teacher"]
     teachers: dict[int, str] = {}
     specs = []
     for p, (lg, kd) in zip(preds, logits, strict=True):
         tid = None
-        if p.role == "ds" and teachers:
-            tid = teachers.get(p.seed, next(iter(teachers.values())))
-        spec = RunSpec(experiment=name, role=p.role,  # type: ignore[arg-type]
-                       arch=archs["teacher" if p.role == "teacher" else "student"], seed=p.seed,
-                       train={}, dataset={"name": archs["dataset"]},
+        if p.role == "ds" and t_seeds:
+            tid = teachers[teacher_seed(p.seed, t_seeds, exp.distill.teacher_policy)]
+        role = exp.teacher if p.role == "teacher" else exp.student
+        spec = RunSpec(experiment=exp.name, role=p.role,  # type: ignore[arg-type]
+                       arch=role.model.arch, seed=p.seed, train={}, dataset=dataset,
                        data_fingerprint=fingerprint,
-                       model_options={"audit": {"kind": kd, "predictions": _digest(lg)}},
+                       model_options={"audit": {"kind": kd, "predictions": digest(lg)[:16]}},
                        temperature=p.temperature, teacher_run_id=tid)
         if p.role == "teacher":
-            teachers.setdefault(p.seed, spec.run_id)
+            teachers[p.seed] = spec.run_id
         specs.append(spec)
     ids = [s.run_id for s in specs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"the same role, temperature and seed is given twice ({dup[0]})")
-    store = RunStore(root)
-    stale = sorted(store.done_ids() - set(ids))
-    if stale:
-        raise StoreError(f"{root} already holds other runs (e.g. {stale[0]}): give another `out` "
-                         "or `name`, or remove the directory, so that results are never mixed")
-    temps = sorted({p.temperature for p in preds if p.temperature is not None})
-    store.init({"name": name, "audit": {"kinds": kinds},
-                "dataset": {"name": archs["dataset"]},
-                "teacher": {"model": {"arch": archs["teacher"]}},
-                "student": {"model": {"arch": archs["student"]}},
-                "distill": {**sections["distill"], "temperatures": temps},
-                "seeds": sorted({p.seed for p in preds}), "analysis": sections["analysis"]})
-    store.write_plan(ids)
-    n = len(y)
-    info = {"dataset": archs["dataset"], "fingerprint": fingerprint,
-            "num_classes": len(class_names), "class_names": class_names, "n_test": n,
-            "attributes": groups, "notes": notes}
-    store.write_data_files(info, codes, np.arange(n), feats if feats is not None
-                           else np.zeros((n, 0), np.float32))
-    if feats is None:  # no similarity space: the analysis skips individual fairness, and says so
-        (root / "test_features.npy").unlink()
-    done = store.done_ids()
+    return specs
+
+
+def _write_audit(root: Path, exp: Experiment, specs: list[RunSpec],
+                 logits: list[tuple[np.ndarray, str]], data: SplitData,
+                 write_report: bool) -> Path:
+    """Write the audit through the study's store writer, then each run it lacks."""
+    from kdfair.runner import write_store
+
+    store = write_store(exp, root, specs, data)
+    y, done = data.test.y.numpy(), store.done_ids()
     for spec, (lg, kd) in zip(specs, logits, strict=True):
         if spec.run_id in done:
             continue
         acc = float(np.mean(lg.argmax(1) == y))
         store.save_run(spec, {"test_acc": acc, "epochs": 0, "history": [], "audit_kind": kd},
-                       lg, y, np.arange(n))
+                       lg, y, np.arange(len(y)))
     if write_report:
         from kdfair.analysis.report import write_report as write_study_report
 
@@ -466,7 +520,9 @@ def _seed_files(v: Any) -> Any:
 
 
 def _file_model():
-    from pydantic import BaseModel, ConfigDict, Field, field_validator
+    from pydantic import BaseModel, ConfigDict, field_validator
+
+    from kdfair.config import check_name
 
     class AuditFile(BaseModel):
         """``kdfair audit PREDICTIONS.yaml``: the arguments of :func:`audit`; paths are relative
@@ -474,7 +530,7 @@ def _file_model():
 
         model_config = ConfigDict(extra="forbid")
 
-        name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+        name: str
         labels: str
         teacher: Any = None
         nds: Any = None
@@ -489,6 +545,11 @@ def _file_model():
         dataset: str = "external"
         distill: dict[str, Any] | None = None
         analysis: dict[str, Any] | None = None
+
+        @field_validator("name")
+        @classmethod
+        def _name(cls, v: str) -> str:
+            return check_name(v)  # the study's rule
 
         @field_validator("teacher", "nds", mode="before")
         @classmethod

@@ -20,7 +20,7 @@ from kdfair.errors import ConfigError, DatasetError, StoreError
 from kdfair.export import stored_model
 from kdfair.method_options import TEACHER_FREE
 from kdfair.paths import cache_dir
-from kdfair.spec import RunSpec
+from kdfair.spec import RunSpec, stored_method
 from kdfair.store import ResultsDir
 from kdfair.store.checkpoint import load_checkpoint
 from kdfair.train.device import prepare_module, resolve_device
@@ -43,6 +43,13 @@ def _model_options(role: RoleConfig) -> dict:
 
 def teacher_is_given(exp: Experiment) -> bool:
     return bool(exp.teacher.model.weights or exp.teacher.model.checkpoint)
+
+
+def teacher_seed(seed: int, teacher_seeds: list[int], policy: str) -> int:
+    """The seed of the teacher a DS of ``seed`` distils from: its own seed's under the
+    ``paired`` policy when there is such a teacher, else the first teacher's (``single``, a
+    given teacher; an audit given no teacher of that seed)."""
+    return seed if policy == "paired" and seed in teacher_seeds else teacher_seeds[0]
 
 
 def plan(exp: Experiment, data_fingerprint: str) -> list[RunSpec]:
@@ -68,10 +75,10 @@ def plan(exp: Experiment, data_fingerprint: str) -> list[RunSpec]:
             specs += [RunSpec(role="nds", seed=s, method=m.name, method_options=m.options,
                               **student) for s in exp.seeds]
             continue
-        method = None if m.name == "kd" else m.name  # kd runs keep the ids they always had
+        method = stored_method(m.name)
         for t in d.temperatures:
             for s in exp.seeds:
-                teacher = teachers[s if d.teacher_policy == "paired" and not given else t_seeds[0]]
+                teacher = teachers[teacher_seed(s, list(t_seeds), d.teacher_policy)]
                 specs.append(RunSpec(role="ds", seed=s, temperature=t, alpha=d.alpha,
                                      t2_scaling=d.t2_scaling, teacher_run_id=teacher.run_id,
                                      method=method, method_options=m.options, **student))
@@ -87,10 +94,13 @@ def bundles(specs: list[RunSpec]) -> list[list[RunSpec]]:
     return [out[k] for k in sorted(out)]
 
 
-def test_features(data: SplitData, max_side: int = 16) -> np.ndarray:
-    """Test inputs in the input-similarity space: pixels in [0, 1], at most 16×16, flattened."""
+def test_features(data: SplitData, max_side: int = 16) -> np.ndarray | None:
+    """Test inputs in the input-similarity space: pixels in [0, 1], at most 16×16, flattened;
+    None for a test set given without inputs (an audit without features)."""
     if data.test_features is not None:
         return np.asarray(data.test_features, dtype=np.float32)
+    if data.test.x is None and data.test.dataset is None:
+        return None
     chunks = []
     if data.test.in_memory:
         it = (data.test.x[i : i + 1024].float() / 255 for i in range(0, len(data.test), 1024))
@@ -131,15 +141,16 @@ class StudyStatus:
 
 
 def check_store(store: ResultsDir, specs: list[RunSpec]) -> None:
-    """Refuse to mix: every stored run must belong to the current plan."""
+    """Refuse to mix: every stored run must belong to the current plan (a study's or an
+    audit's: a run id hashes the settings, the data's fingerprint and an audit's predictions)."""
     planned = {s.run_id for s in specs}
     stale = sorted(store.done_ids() - planned)
     if stale:
         raise StoreError(
             f"{store.root} holds {len(stale)} finished run(s) from a different configuration of "
-            f"this experiment (e.g. {stale[0]}); their specs no longer match the experiment file. "
-            "Write to a new directory (--out), or move the old one aside, so that results are "
-            "never mixed."
+            f"this experiment (e.g. {stale[0]}): other settings, other data or, for an audit, "
+            "other predictions than now. Write to a new directory (--out, or another name), or "
+            "move the old one aside, so that results are never mixed."
         )
 
 
@@ -165,6 +176,14 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{s.role if s.role == 'teacher' else 'student'}.model "
                               f"({s.arch}): {err}; change the model or its options") from None
+    return write_store(exp, out, specs, data, repaired), specs
+
+
+def write_store(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData,
+                repaired: dict[str, str] | None = None) -> ResultsDir:
+    """The store side of :func:`prepare`, which `kdfair audit` shares: move damaged runs to
+    damaged/, refuse a store holding runs of another plan, write experiment.json, plan.json and
+    the test-set files (data.json last). ``repaired`` receives the moved runs (run id -> why)."""
     store = ResultsDir(out)
     if (store.root / "experiment.json").exists():
         moved = store.repair()
@@ -179,7 +198,7 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
         store.write_data_files(data_info(data), data.test.attributes,
                                np.arange(len(data.test)), test_features(data),
                                {a: p.attributes[a] for a, p in data.counterfactuals.items()})
-    return store, specs
+    return store
 
 
 def phases(store: ResultsDir, specs: list[RunSpec]) -> list[list[list[RunSpec]]]:

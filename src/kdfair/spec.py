@@ -15,6 +15,19 @@ def _fmt_t(t: float) -> str:
     return f"{t:g}"
 
 
+def method_name(role: str, method: str | None) -> str | None:
+    """The method a run was made with, from its role and stored ``method``: ``kd`` for a DS run
+    stored without one (kd runs keep the ids made before methods existed), the control's name
+    (``ls``) for an NDS run that is one, else None."""
+    return method or ("kd" if role == "ds" else None)
+
+
+def stored_method(name: str) -> str | None:
+    """What a DS run of method ``name`` stores as its ``method``: None for ``kd`` (the inverse
+    of :func:`method_name`), so that kd run ids stay what they always were."""
+    return None if name == "kd" else name
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run of a study. ``run_id`` is derived from the other fields (see ``docs/store.md``)."""
@@ -47,7 +60,7 @@ class RunSpec:
     @property
     def method_name(self) -> str | None:
         """``kd``, ``dkd``, … for DS runs, ``ls`` for the label-smoothing control, else None."""
-        return self.method or ("kd" if self.role == "ds" else None)
+        return method_name(self.role, self.method)
 
     @property
     def prefix(self) -> str:

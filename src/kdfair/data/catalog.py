@@ -13,8 +13,6 @@ carved from train, and the data fingerprint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kdfair.errors import DatasetError
+from kdfair.integrity import digest
 from kdfair.options import validate_options
 
 if TYPE_CHECKING:
@@ -186,20 +185,7 @@ def carve_val(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarra
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def digest(*items: Any) -> str:
-    """sha256 over arrays (their bytes, dtype, shape) and JSON-able values, in order."""
-    h = hashlib.sha256()
-    for it in items:
-        if isinstance(it, np.ndarray):
-            a = np.ascontiguousarray(it)
-            h.update(f"{a.dtype}{a.shape}".encode())
-            h.update(a.data)
-        else:
-            h.update(json.dumps(it, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def fingerprint(name: str, options: BaseModel, *content: Any, version: int = 1) -> str:
-    """Short id of the exact data: loader, its version and options, and a content digest."""
+    """Short id of the exact data: loader, its version and options, and a content digest
+    (:func:`kdfair.integrity.digest`, also exported here for the loaders)."""
     return f"{name}-{digest(version, options.model_dump(mode='json'), *content)[:16]}"

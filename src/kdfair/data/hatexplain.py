@@ -27,7 +27,6 @@ used as given. Rules (documented in docs/text.md):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -41,6 +40,7 @@ from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
 from kdfair.data.catalog import Requirement, ensure_present, fingerprint, loader_options
 from kdfair.errors import ConfigError, DatasetError
+from kdfair.integrity import sha256_file
 
 # what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
 DATASETS: dict[str, Requirement] = {
@@ -332,10 +332,6 @@ def _group_note(attr: str, names: tuple[str, ...], codes: np.ndarray, several: i
             f"({' and '.join(names) if len(names) == 2 else 'more than one'}).")
 
 
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Read HateXplain, label and group its posts, tokenise them and build the similarity space."""
     opts = loader_options(HateXplainOptions, cfg)
@@ -415,8 +411,8 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     cf_parts, cf_notes = counterfactual_parts(test_tokens, parts["test"].y.numpy(),
                                               opts.sensitive, tokenizer, opts.max_length, pad_id)
     notes += [n for a, n in cf_notes.items() if a not in cf_parts]
-    fp = fingerprint("hatexplain", opts, _file_sha(d / "dataset.json"),
-                     _file_sha(d / "post_id_divisions.json"), *content, version=LOADER_VERSION)
+    fp = fingerprint("hatexplain", opts, sha256_file(d / "dataset.json"),
+                     sha256_file(d / "post_id_divisions.json"), *content, version=LOADER_VERSION)
     return SplitData(
         name="hatexplain", train=parts["train"], val=parts["val"], test=parts["test"],
         num_classes=len(class_names), class_names=list(class_names), fingerprint=fp,

@@ -47,8 +47,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
 from kdfair.data.catalog import Requirement
+from kdfair.integrity import atomic_write
 from kdfair.options import validate_options
 
 # what this module's data sets need on disk (``kdfair datasets``, missing-data errors)
@@ -450,7 +449,11 @@ def options_hash(opts: TrifeatureOptions) -> str:
 
 
 def content_hash(arrays: TrifeatureArrays) -> str:
-    """Short hash of every image, code and split assignment."""
+    """Short hash of every image, code and split assignment.
+
+    Not :func:`kdfair.integrity.digest`: this hash is part of the fingerprint, hence of the id of
+    every stored Trifeature run; hashing other bytes would orphan every store made so far.
+    """
     h = hashlib.sha256()
     for a in (arrays.images, arrays.shape, arrays.texture, arrays.colour, arrays.split, arrays.k):
         h.update(str(a.shape).encode())
@@ -467,16 +470,14 @@ def _save(path: Path, arrays: TrifeatureArrays) -> None:
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """``np.savez`` through :func:`kdfair.integrity.atomic_write`: readers of a shared cache see
+    the old file or the new one, never half of one."""
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
             np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, save)
 
 
 def _read(path: Path) -> TrifeatureArrays | None:

@@ -40,7 +40,7 @@ from kdfair.models import registry as model_registry
 from kdfair.progress import LineReporter
 from kdfair.runner import teacher_finished, train_runs
 from kdfair.spec import RunSpec
-from kdfair.store import RunStore
+from kdfair.store import ResultsDir
 
 log = logging.getLogger("kdfair")
 
@@ -70,7 +70,7 @@ class BundleJob:
         if self.threads:
             torch.set_num_threads(self.threads)
         exp = experiment_from_dict(self.experiment, "(SLURM job)")
-        store = RunStore(self.out)
+        store = ResultsDir(self.out)
         before = {r for r in self.run_ids if store.check(r, deep=False).state == "done"}
 
         def left() -> int:
@@ -226,7 +226,7 @@ class SlurmExecutor:
                   data: SplitData, data_root: Path | None) -> None:
         out = Path(out).resolve()
         self.start(exp, out)
-        store = RunStore(out)
+        store = ResultsDir(out)
         by_id = {s.run_id: s for b in bundles for s in b}
         phase = "teachers" if bundles[0][0].role == "teacher" else "students"
         if self.wait:  # students of a teacher that did not finish: nothing to submit
@@ -317,7 +317,7 @@ class SlurmExecutor:
                       f"`scancel {arrays}` cancels them", file=sys.stderr)
             raise
 
-    def _record_failures(self, store: RunStore, by_id: dict[str, RunSpec],
+    def _record_failures(self, store: ResultsDir, by_id: dict[str, RunSpec],
                          jobs: list[JobState]) -> None:
         failed = store.failed()
         for j in jobs:

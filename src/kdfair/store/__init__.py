@@ -23,9 +23,9 @@ from kdfair.store.index import (
     read_predictions,
 )
 from kdfair.store.lock import StudyLocked, study_lock
-from kdfair.store.results import ResultsDir, RunCheck, RunStore
+from kdfair.store.results import ResultsDir, RunCheck
 
 __all__ = ["CorruptRun", "ROLES", "ROLE_LABELS", "ResultsDir", "RunCheck", "RunInfo",
-           "RunStore", "StudyIndex", "StudyLocked", "failure_records", "open_store",
+           "StudyIndex", "StudyLocked", "failure_records", "open_store",
            "read_counterfactual_logits", "read_labels", "read_logits", "read_predictions",
            "study_lock"]

@@ -1,17 +1,15 @@
-"""File primitives of the run store: atomic writes, checked paths, hashes and run manifests."""
+"""File primitives of the run store: checked paths, JSON files and run manifests (atomic writes
+and file hashes: ``kdfair.integrity``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kdfair.errors import StoreError
+from kdfair.integrity import atomic_write, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -49,31 +47,8 @@ def read_json(path: Path, what: str | None = None) -> Any:
         raise StoreError(f"{path} is corrupt ({err}); {what or 'restore or delete it'}") from None
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary sibling, fsync, rename: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def atomic_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda p: write_json(p, obj))
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_manifest(run_dir: Path) -> dict[str, Any]:

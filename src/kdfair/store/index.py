@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from kdfair.errors import StoreError
+from kdfair.spec import ROLES, method_name
 from kdfair.store.arrays import (
     COUNTERFACTUAL_PREFIX,
     CorruptRun,
@@ -28,7 +29,6 @@ from kdfair.store.arrays import (
 )
 from kdfair.store.results import ResultsDir, failure_records, finite_number
 
-ROLES = ("teacher", "nds", "ds")
 ROLE_LABELS = {"teacher": "teacher", "nds": "NDS", "ds": "DS"}
 
 
@@ -53,8 +53,7 @@ class RunInfo:
     def method(self) -> str | None:
         """``kd``, ``dkd``, … for DS runs (``kd`` for runs made before methods existed), a
         teacher-free control (``ls``) for NDS runs, else None."""
-        m = self.spec.get("method")
-        return m if m else ("kd" if self.role == "ds" else None)
+        return method_name(self.role, self.spec.get("method"))
 
 
 @dataclass

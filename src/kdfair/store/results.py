@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from kdfair.errors import StoreError
+from kdfair.integrity import atomic_write
 from kdfair.spec import RunSpec
 from kdfair.store.arrays import (
     CorruptRun,
@@ -36,7 +37,6 @@ from kdfair.store.arrays import (
 from kdfair.store.files import (
     MANIFEST,
     atomic_json,
-    atomic_write,
     inside,
     manifest_problem,
     read_json,
@@ -130,11 +130,12 @@ class ResultsDir:
                 and feats.shape[0] == n and index.shape == (n,) and all(k in info for k in needs))
 
     def write_data_files(self, data_info: dict[str, Any], attributes: dict[str, np.ndarray],
-                         index: np.ndarray, features: np.ndarray,
+                         index: np.ndarray, features: np.ndarray | None,
                          counterfactual_targets: dict[str, np.ndarray] | None = None) -> None:
         """Per-experiment test-set files: data.json, attributes.npz, test_features.npy and,
         for data with counterfactuals, counterfactuals.npz (attribute -> the group each test
-        input's counterfactual was given, -1 for none)."""
+        input's counterfactual was given, -1 for none). ``features`` None (an audit given no
+        inputs): no test_features.npy, so the analysis skips individual fairness and says so."""
         def codes_writer(arrays: dict[str, np.ndarray]):
             def save(p: Path) -> None:
                 with open(p, "wb") as f:
@@ -146,12 +147,17 @@ class ResultsDir:
         if counterfactual_targets:
             atomic_write(self.root / "counterfactuals.npz", codes_writer(counterfactual_targets))
 
-        def save_feats(p: Path) -> None:
-            with open(p, "wb") as f:
-                np.save(f, features.astype(np.float32), allow_pickle=False)
-
         atomic_write(self.root / "attributes.npz", save_attrs)
-        atomic_write(self.root / "test_features.npy", save_feats)
+        if features is None:
+            (self.root / "test_features.npy").unlink(missing_ok=True)
+        else:
+            feats = features.astype(np.float32)
+
+            def save_feats(p: Path) -> None:
+                with open(p, "wb") as f:
+                    np.save(f, feats, allow_pickle=False)
+
+            atomic_write(self.root / "test_features.npy", save_feats)
         atomic_json(self.root / "data.json", data_info)  # last: it vouches for the other two
 
     def write_plan(self, run_ids: list[str]) -> None:
@@ -426,5 +432,3 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-RunStore = ResultsDir  # the name of releases up to 0.x; kept for callers

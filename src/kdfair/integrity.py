@@ -1,0 +1,61 @@
+"""Content digests and atomic writes, below every other layer.
+
+The store, the data caches and the audit identify bytes one way (:func:`digest`, over the
+arrays' dtype, shape and bytes; :func:`sha256_file`) and replace files all at once
+(:func:`atomic_write`), so that a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def digest(*items: Any) -> str:
+    """SHA-256 (hex) over arrays (their dtype, shape and bytes) and JSON-able values, in order:
+    the one fingerprint of arrays (data sets, audits, custom studies)."""
+    h = hashlib.sha256()
+    for it in items:
+        if isinstance(it, np.ndarray):
+            a = np.ascontiguousarray(it)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.data)
+        else:
+            h.update(json.dumps(it, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary sibling, fsync, rename: readers see the old or the new file.
+
+    ``write(tmp)`` writes the content to ``tmp`` (a name of its own: open it, do not let a
+    library add a suffix).
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
