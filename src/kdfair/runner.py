@@ -149,8 +149,8 @@ def check_store(store: ResultsDir, specs: list[RunSpec]) -> None:
         raise StoreError(
             f"{store.root} holds {len(stale)} finished run(s) from a different configuration of "
             f"this experiment (e.g. {stale[0]}): other settings, other data or, for an audit, "
-            "other predictions than now. Write to a new directory (--out, or another name), or "
-            "move the old one aside, so that results are never mixed."
+            "other predictions than now. Write to a new directory (--out), or move the old one "
+            "aside, so that results are never mixed."
         )
 
 
