@@ -1,21 +1,37 @@
 """Learning curves for the report: one figure per role, train loss and accuracy per epoch (and
 validation accuracy where the runs recorded it), one line per run, from ``metrics.json``'s
-per-epoch ``history``."""
+per-epoch ``history``. DS runs are coloured by temperature (a colour bar, not a legend of ~15
+lines); teacher and NDS runs get a small legend by seed."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
 
 ROLE_TITLES = {"teacher": "teacher", "nds": "NDS", "ds": "DS"}
+NO_T_COLOR = "0.5"  # a DS run without a usable temperature
 
 
 def _label(run: Any) -> str:
-    t = getattr(run, "temperature", None)
+    t = _temperature(run)
     seed = f"seed {run.seed}"
-    return seed if t is None or (isinstance(t, float) and math.isnan(t)) else f"T={t:g}, {seed}"
+    return seed if t is None else f"T={t:g}, {seed}"
+
+
+def _temperature(run: Any) -> float | None:
+    """The run's temperature as a float, None when absent or not finite."""
+    t = getattr(run, "temperature", None)
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        return None
+    return t if math.isfinite(t) else None
 
 
 def curves_by_role(runs: Iterable[Any]) -> dict[str, list[tuple[Any, list[dict]]]]:
@@ -29,38 +45,87 @@ def curves_by_role(runs: Iterable[Any]) -> dict[str, list[tuple[Any, list[dict]]
     return {r: out[r] for r in ROLE_TITLES if r in out}
 
 
-def plot_role(role: str, runs: list[tuple[Any, list[dict]]], path: Path,
-              formats: Iterable[str] = ("png",)) -> list[Path]:
+def temperature_scale(temps: Iterable[float]) -> tuple[Colormap, Normalize]:
+    """A sequential colormap and the norm of T: logarithmic when the positive temperatures
+    span more than 10×, else linear."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.colors import ListedColormap, LogNorm, Normalize
+
+    ts = sorted({float(t) for t in temps if t is not None and math.isfinite(t)})
+    # viridis without its palest yellow, which vanishes on white
+    cmap = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.88, 256)),
+                          name="viridis_dark")
+    if not ts:
+        return cmap, Normalize(0.0, 1.0)
+    lo, hi = ts[0], ts[-1]
+    if lo > 0 and hi / lo > 10:
+        return cmap, LogNorm(lo, hi)
+    return cmap, Normalize(lo, hi if hi > lo else lo + 1.0)
+
+
+def run_colors(runs: Iterable[Any]) -> list[Any]:
+    """One colour per DS run, from its temperature: same T, same colour."""
+    runs = list(runs)
+    cmap, norm = temperature_scale(t for t in map(_temperature, runs) if t is not None)
+    return [NO_T_COLOR if (t := _temperature(r)) is None else cmap(float(norm(t)))
+            for r in runs]
+
+
+def role_figure(role: str, runs: list[tuple[Any, list[dict]]]) -> Figure:
     """One role's learning curves: panels for train loss and accuracy (train solid, validation
-    dashed, in percent); DS lines coloured by temperature."""
+    dashed, in percent). DS: colour = T with a colour bar; others: one colour per run and a
+    legend by seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
 
-    temps = sorted({r.temperature for r, _ in runs if role == "ds"})
-    cmap = plt.get_cmap("viridis")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (run, hist) in enumerate(runs):
-        color = cmap(temps.index(run.temperature) / max(1, len(temps) - 1)) if temps \
-            else f"C{i % 10}"
+    is_ds = role == "ds"
+    colors = run_colors(r for r, _ in runs) if is_ds else \
+        [f"C{i % 10}" for i in range(len(runs))]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10.5 if is_ds else 10, 3.6),
+                                          layout="constrained")
+    for (run, hist), color in zip(runs, colors, strict=True):
         epochs = [h.get("epoch", j + 1) for j, h in enumerate(hist)]
         kw = dict(color=color, lw=1.2, alpha=0.85)
         ax_loss.plot(epochs, [h.get("loss", math.nan) for h in hist], label=_label(run), **kw)
-        ax_acc.plot(epochs, [100 * h.get("train_acc", math.nan) for h in hist], **kw)
+        ax_acc.plot(epochs, [100 * h.get("train_acc", math.nan) for h in hist],
+                    label=f"_{_label(run)}, train", **kw)
         val = [h.get("val_acc") for h in hist]
         if any(v is not None for v in val):
             ax_acc.plot(epochs, [math.nan if v is None else 100 * v for v in val], ls="--",
-                        **kw)
+                        label=f"_{_label(run)}, validation", **kw)
     title = ROLE_TITLES.get(role, role)
     ax_loss.set(xlabel="epoch", ylabel="train loss", title=f"{title}: training loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)",
                title=f"{title}: accuracy (train solid, validation dashed)")
-    if len(runs) <= 12:
-        ax_loss.legend(fontsize=7, ncol=2)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    temps = sorted({t for r, _ in runs if (t := _temperature(r)) is not None})
+    if is_ds and temps:
+        cmap, norm = temperature_scale(temps)
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_loss, ax_acc],
+                           label="temperature T" + (" (log scale)"
+                                                    if isinstance(norm, LogNorm) else ""),
+                           pad=0.02, fraction=0.04)
+        if len(temps) <= 15:
+            bar.set_ticks(temps, labels=[f"{t:g}" for t in temps])
+            bar.minorticks_off()
+    elif not is_ds:
+        ax_loss.legend(fontsize=7, ncol=1 + (len(runs) > 5), handlelength=1.5,
+                       labelspacing=0.3)
+    return fig
+
+
+def plot_role(role: str, runs: list[tuple[Any, list[dict]]], path: Path,
+              formats: Iterable[str] = ("png",)) -> list[Path]:
+    """Write :func:`role_figure` as ``path`` with each suffix of ``formats``."""
+    import matplotlib.pyplot as plt
+
+    fig = role_figure(role, runs)
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")

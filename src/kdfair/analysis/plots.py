@@ -9,8 +9,10 @@ percent units in the axis labels.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -19,6 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+if TYPE_CHECKING:
+    from kdfair.analysis.measures import Measure
 
 REF_STYLE = {"teacher": ("tab:green", "teacher"), "nds": ("tab:red", "NDS (no distillation)")}
 DS_COLOR = "tab:blue"
@@ -89,29 +95,56 @@ def accuracy_vs_t(path: Path, acc: pd.DataFrame, n_seeds: str) -> Path:
     return _save(fig, path)
 
 
+# #SC and #TC: colour, marker, line style, dodge direction; they stay apart when equal
+COUNT_STYLE = {"#SC": ("tab:red", "o", "-", -1), "#TC": ("tab:green", "s", ":", 1)}
+
+
+def _dodge(temps) -> float:
+    """Factor by which to shift markers left / right of T on the log axis: an eighth of the
+    smallest gap between temperatures (in decades), at most 0.04 decades."""
+    ts = np.log10(sorted({float(t) for t in temps if np.isfinite(t) and t > 0}))
+    gap = float(np.diff(ts).min()) if len(ts) > 1 else 0.3
+    return float(10 ** min(gap / 8, 0.04))
+
+
 def counts_vs_t(path: Path, counts: pd.DataFrame, num_classes: int,
                 significance: float) -> Path:
+    """#SC and #TC vs T, raw counts (thick) and after Benjamini–Hochberg (thin, dashed, hollow
+    markers); #SC and #TC differ in marker and line style and sit slightly left / right of
+    their T, so equal counts do not hide one another."""
     tested = counts[counts["test"] != "none"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    dodge = _dodge(tested["T"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True, layout="constrained")
+    top = 0.0
     for ax, q, title in zip(axes, ("relative", "raw"),
                             ("relative accuracy β_c/β (paper)", "raw class accuracy β_c"),
                             strict=True):
-        for label, color in (("#SC", "tab:red"), ("#TC", "tab:green")):
+        for label, (color, marker, ls, side) in COUNT_STYLE.items():
             rows = tested[(tested["quantity"] == q) & (tested["count"] == label)].sort_values("T")
             if rows.empty:
                 continue
+            x = rows["T"].to_numpy(float) * dodge ** side
             who = "NDS" if label == "#SC" else "teacher"
-            ax.plot(rows["T"], rows["n_significant"], marker="o", color=color,
-                    label=f"{label}: DS(T) vs {who}")
-            ax.plot(rows["T"], rows["n_significant_bh"], ls="--", marker=".", color=color,
-                    label=f"{label} after Benjamini–Hochberg")
+            ax.plot(x, rows["n_significant"], marker=marker, ls=ls, color=color,
+                    lw=2.4 if side < 0 else 1.6, ms=6, label=f"{label}: DS(T) vs {who}")
+            ax.plot(x, rows["n_significant_bh"], ls="--", lw=0.8, marker=marker, ms=5,
+                    mfc="white", color=color, label=f"{label} after Benjamini–Hochberg")
+            top = max(top, float(np.nanmax(rows[["n_significant", "n_significant_bh"]])))
         ax.set_title(f"t-test on {title}")
         _t_axis(ax, tested["T"])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylim(-0.5, max(1.0, top) + 0.5)
     axes[0].set_ylabel(f"classes with p < {significance:g} (of {num_classes})")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8,
+                   title="markers of #SC / #TC drawn slightly left / right of their T",
+                   title_fontsize=7, frameon=False)
     fig.suptitle("Classes whose accuracy differs significantly between groups of runs")
-    return _save(fig, path)
+    return _save(fig, path, tight=False)
 
 
 def fairness_vs_t(path: Path, fair: pd.DataFrame, attribute: str, drawn) -> Path:
@@ -129,6 +162,89 @@ def fairness_vs_t(path: Path, fair: pd.DataFrame, attribute: str, drawn) -> Path
         ax.set_title(f"{m.name}, attribute '{attribute}'")
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def _models(accuracy: pd.DataFrame, fairness: pd.DataFrame, attribute: str) -> pd.DataFrame:
+    """One row per model (teacher, NDS, then DS by T) with its accuracy and its fairness for
+    ``attribute`` side by side."""
+    def keyed(t: pd.DataFrame) -> pd.DataFrame:  # teacher / NDS: one model each, T unused
+        return t.assign(_T=np.where(t["role"] == "ds", t["T"].astype(float), -np.inf))
+
+    fair = keyed(fairness[fairness["attribute"] == attribute])
+    fair = fair.drop(columns=[c for c in ("T", "n_runs") if c in fair])
+    models = keyed(accuracy).merge(fair, on=["role", "_T"], how="inner")
+    order = {"teacher": 0, "nds": 1, "ds": 2}
+    models = models[models["role"].isin(order)]
+    return models.assign(_o=models["role"].map(order)).sort_values(["_o", "_T"])
+
+
+def _ci_extent(rows: pd.DataFrame, prefix: str) -> np.ndarray | None:
+    """(below, above) extents of the 95 % seed CI of ``prefix``; None where the table has none."""
+    low, high = f"{prefix}_ci_low", f"{prefix}_ci_high"
+    if low not in rows or not np.isfinite(rows[low].to_numpy(float)).any():
+        return None
+    m = rows[f"{prefix}_mean"].to_numpy(float)
+    return np.clip(np.nan_to_num(np.vstack([m - rows[low].to_numpy(float),
+                                            rows[high].to_numpy(float) - m])), 0, None)
+
+
+TRADEOFF_STYLE = {"teacher": ("tab:green", "*", 13, "teacher"),
+                  "nds": ("tab:red", "s", 8, "NDS (no distillation)")}
+
+
+def tradeoff(path: Path, accuracy: pd.DataFrame, fairness: pd.DataFrame, attribute: str,
+             measures: Sequence[Measure]) -> Path:
+    """Accuracy (x) against each group measure of ``measures`` (y, one panel each) for one
+    attribute, the models as points as Fairlearn's dashboard shows them: teacher and NDS
+    labelled, DS joined in order of T with each T annotated; bars: 95 % seed CIs where the
+    tables have them. Shows whether a fairer model is only a less accurate one."""
+    models = _models(accuracy, fairness, attribute)
+    fig, axes = plt.subplots(1, len(measures), figsize=(5.4 * len(measures), 4.8),
+                             squeeze=False, layout="constrained")
+    for ax, m in zip(axes[0], measures, strict=True):
+        y = f"{m.column}_mean"
+        if y not in models:
+            ax.text(0.5, 0.5, f"{m.label}: not in the table", ha="center", transform=ax.transAxes)
+            continue
+        ok = models[np.isfinite(models["acc_mean"].to_numpy(float))
+                    & np.isfinite(models[y].to_numpy(float))]
+        for role, (color, marker, size, name) in TRADEOFF_STYLE.items():
+            r = ok[ok["role"] == role].iloc[:1]
+            if r.empty:
+                continue
+            ax.errorbar(r["acc_mean"].to_numpy(float), r[y].to_numpy(float),
+                        xerr=_ci_extent(r, "acc"), yerr=_ci_extent(r, m.column), fmt=marker,
+                        ms=size, color=color, capsize=3, elinewidth=1, label=name, zorder=3)
+            ax.annotate(name.split(" ")[0], (r["acc_mean"].iloc[0], r[y].iloc[0]),
+                        xytext=(7, 5), textcoords="offset points", fontsize=8, color=color)
+        ds = ok[ok["role"] == "ds"]
+        if not ds.empty:
+            ax.errorbar(ds["acc_mean"].to_numpy(float), ds[y].to_numpy(float),
+                        xerr=_ci_extent(ds, "acc"), yerr=_ci_extent(ds, m.column), fmt="-o",
+                        ms=5, lw=1.2, color=DS_COLOR, capsize=2, elinewidth=0.7, alpha=0.9,
+                        label="DS (distilled), joined in order of T", zorder=2)
+            for t, xv, yv in zip(ds["T"], ds["acc_mean"], ds[y], strict=True):
+                ax.annotate(f"T={t:g}", (xv, yv), xytext=(4, -10), textcoords="offset points",
+                            fontsize=7, color=DS_COLOR,
+                            bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
+                                  "alpha": 0.7})
+        if m.fairer:
+            top = m.fairer == "higher"
+            ax.text(0.98, 0.98 if top else 0.02, "better " + ("↗" if top else "↘"),
+                    transform=ax.transAxes, ha="right", va="top" if top else "bottom",
+                    fontsize=8, color="0.4")
+        ax.set_xlabel("test accuracy (%), higher is better")
+        ax.set_ylabel(f"{m.heading()}, {m.direction_words()}")
+        ax.set_title(f"{m.name}, attribute '{attribute}'")
+        ax.grid(alpha=0.3)
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes[0]),
+                          key=lambda hl: len(hl[0]))
+    has_ci = any(c.endswith("_ci_low") and models[c].notna().any() for c in models)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8,
+                   title="mean over seeds" + ("; bars: 95% seed CI" if has_ci else ""),
+                   title_fontsize=7, frameon=False)
+    return _save(fig, path, tight=False)
 
 
 def individual_vs_t(path: Path, ind: pd.DataFrame, description: str) -> Path:
