@@ -60,7 +60,8 @@ def test_one_class_drops_and_no_other_class_is_called_improved(drop_store):
 
 def test_findings_lead_with_what_both_tests_agree_on(drop_store):
     r = write_report(drop_store, FAST)
-    first = next(f for f in r.findings if not f.startswith("Warning: "))  # warnings come first
+    first = next(f for f in r.findings  # warnings and verdicts come first
+                 if not f.startswith(("Warning: ", "Verdict, ")))
     assert first.startswith("DS vs NDS (#SC): the raw and the relative test")
     assert "worsened with a smaller share of accuracy: class0 (T = 2)" in first
 

@@ -124,7 +124,8 @@ def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
     trend = pd.DataFrame([{
         "quantity": q, "label": f"DS {q[:3].upper()} 'sex'", "unit": "%", "range": "all T",
         "n_points": 15, "n_T": 5, "rho": 0.9, "p": 0.001, "p_bh": 0.002, "significant": True,
-        "direction": "rises", "span": 5.0, "resolution": 1.0} for q in ("eod:sex", "dpd:sex")])
+        "direction": "rises", "span": 5.0, "resolution": 1.0, "min_p": np.nan,
+        "partial_rho": np.nan, "partial_p": np.nan} for q in ("eod:sex", "dpd:sex")])
 
     def said(eod_verdict: str) -> list[str]:
         cap = pd.DataFrame([cap_row("eod", "sex", eod_verdict),

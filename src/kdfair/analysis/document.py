@@ -31,6 +31,7 @@ h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin:1em 0 .4e
 .beside{display:flex;gap:1.5em;align-items:flex-start}
 .beside ul{flex:2;margin-top:0;font-size:.95em}
 .beside figure{flex:1;margin:0}
+details summary{cursor:pointer}details ul{font-size:.95em;color:#333}
 """
 
 
@@ -48,6 +49,11 @@ class Document:
     def ul(self, items: list[str]) -> None:
         if items:
             self.blocks.append(("ul", list(items)))
+
+    def groups(self, items: list[tuple[str, list[str]]]) -> None:
+        """Bullets, each with its evidence nested under it (collapsed in HTML: <details>)."""
+        if items:
+            self.blocks.append(("groups", [(head, list(ev)) for head, ev in items]))
 
     def table(self, df: pd.DataFrame, caption: str = "") -> None:
         self.blocks.append(("table", df, caption))
@@ -80,6 +86,10 @@ class Document:
                 out += [t(b[1]), ""]
             elif kind == "ul":
                 out += [f"- {t(item)}" for item in b[1]] + [""]
+            elif kind == "groups":
+                for head, evidence in b[1]:
+                    out += [f"- {t(head)}"] + [f"  - {t(item)}" for item in evidence]
+                out += [""]
             elif kind == "table":
                 out += _md_table(b[1]) + [""] + ([f"*{t(b[2])}*", ""] if b[2] else [])
             elif kind == "links":
@@ -108,6 +118,12 @@ class Document:
                 out.append(f"<p>{e(b[1])}</p>")
             elif kind == "ul":
                 out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
+            elif kind == "groups":
+                out.append("<ul>" + "".join(
+                    f"<li>{e(head)}</li>" if not ev else
+                    f"<li><details><summary>{e(head)}</summary><ul>"
+                    + "".join(f"<li>{e(i)}</li>" for i in ev) + "</ul></details></li>"
+                    for head, ev in b[1]) + "</ul>")
             elif kind == "table":
                 out.append(b[1].to_html(index=False, escape=True, na_rep="–", border=0))
                 if b[2]:

@@ -27,6 +27,7 @@ from kdfair.analysis import (
     individual,
     measures,
     records,
+    verdicts,
 )
 from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
@@ -396,6 +397,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables["trends"] = trend_table(tables, opts.significance, opts.permutations,
                                    opts.random_seed)
     tables["capability"] = _capability(store, runs, results, labels, tables, opts)
+    tables["comparisons"] = verdicts.comparison_table(tables, opts.significance)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
     warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()))

@@ -17,6 +17,7 @@ from kdfair.analysis.text import (
     QUANTITY_WORDS,
     REFERENCE,
     TEST_WORDS,
+    finding_groups,
     given_teacher,
     no_test_reasons,
     summary_display,
@@ -103,7 +104,9 @@ def _accuracy_figure(a: Analysis, out: Path) -> Path | None:
 
 def findings_section(a: Analysis, doc: Document) -> None:
     doc.h("Main findings")
-    doc.ul([f.text for f in a.findings] or ["Nothing to report: no usable runs."])
+    if not a.findings:
+        doc.ul(["Nothing to report: no usable runs."])
+    doc.groups(finding_groups(a.findings))
 
 
 def summary_section(a: Analysis, doc: Document) -> None:
@@ -324,6 +327,11 @@ def fairness_section(a: Analysis, doc: Document, out: Path) -> None:
         plot(a, doc, out / f"fairness_{_safe(attr)}_vs_T.png",
              f"{' and '.join(m.label for m in drawn)} vs T for '{attr}'; teacher and NDS as "
              "reference bands.", plots.fairness_vs_t, fair, attr, drawn)
+        plot(a, doc, out / f"tradeoff_{_safe(attr)}.png",
+             f"Accuracy vs {' and '.join(m.label for m in drawn)} for '{attr}': teacher, NDS "
+             "and the DS at each T (error bars: 95 % seed CIs), as Fairlearn's dashboard shows "
+             "models — down and to the right is better.", plots.tradeoff, a.table("accuracy"),
+             fair, attr, drawn)
         grp = a.table("fairness_groups")
         grp = grp[grp["attribute"] == attr]
         if not grp.empty:

@@ -25,6 +25,7 @@ from kdfair.analysis.common import Analysis, ci_text, model_label, rows_of
 from kdfair.analysis.measures import Measure
 from kdfair.analysis.records import Finding
 from kdfair.analysis.trends import trend_words
+from kdfair.analysis.verdicts import verdict
 from kdfair.store import ROLE_LABELS
 
 QUANTITY_WORDS = {"relative": "relative accuracy β_c/β", "raw": "raw class accuracy β_c"}
@@ -370,12 +371,38 @@ def trend_findings(a: Analysis) -> list[Finding]:
     cap = a.table("capability")
     noise = ("; the NDS's value lies within what chance gives on this test set, and that floor "
              "rises as accuracy falls, so this trend may follow accuracy, not fairness")
-    out = [Finding("trend", f"{r['label']} {trend_words(r, a.options.significance)}"
-                   + (noise if capability.within_chance(cap, r["quantity"]) else "") + ".",
-                   subjects={"quantity": r["quantity"], "range": r["range"],
-                             "direction": r["direction"]},
-                   numbers={k: float(r[k]) for k in ("rho", "p", "p_bh", "span", "resolution")})
-           for _, r in shown.iterrows()]
+    out, follow = [], []
+    for _, rows in shown.groupby("quantity", sort=False):
+        r = rows.iloc[-1]  # all T when both ranges are shown
+        if _follows_accuracy(r, a.options.significance):
+            follow.append(r)
+            continue
+        text = f"{r['label']} {trend_words(r, a.options.significance)}"
+        if len(rows) == 2 and rows["direction"].nunique() == 1:
+            o = rows.iloc[0]
+            text += (f"; the same over {o['range']} (ρ = {o['rho']:.2f}, permutation p = "
+                     f"{o['p']:.3g})")
+        elif len(rows) == 2:
+            text += "; " + trend_words(rows.iloc[0], a.options.significance)
+        if capability.within_chance(cap, r["quantity"]):
+            text += noise
+        out.append(Finding(
+            "trend", text + ".",
+            subjects={"quantity": r["quantity"], "range": ", ".join(rows["range"]),
+                      "direction": r["direction"]},
+            numbers={k: float(r.get(k, math.nan)) for k in (
+                "rho", "p", "p_bh", "span", "resolution", "partial_rho", "partial_p")}))
+    if follow:
+        out.append(Finding(
+            "follows_accuracy",
+            "These move with T only as accuracy does — controlling for each run's accuracy "
+            f"(partial Spearman, {_level(a)}) no trend in T remains, so they are one effect, "
+            "not separate findings: "
+            + "; ".join(f"{r['label']} {r['direction']} (ρ = {r['rho']:.2f}, {r['range']}; "
+                        f"partial ρ = {r['partial_rho']:.2f}, p = {r['partial_p']:.3g})"
+                        for r in follow) + ".",
+            subjects={"quantities": ", ".join(r["quantity"] for r in follow)},
+            numbers={"trends": len(follow)}))
     left = len(sig) - len(shown)
     if left:
         why = ("each moves less over T than the seeds resolve (its span of per-T means is "
@@ -399,6 +426,17 @@ def trend_findings(a: Analysis) -> list[Finding]:
             numbers={"tests": tested, "expected": a.options.significance * tested,
                      "after_bh": passed}))
     rest = keep[~keep["significant"] & keep["p"].notna()]
+    untestable = rest["min_p"] >= a.options.significance
+    if untestable.any():
+        u = rest[untestable]
+        out.append(Finding(
+            "untestable_trend",
+            "Untestable with so few temperatures (one value per T; the smallest p an exact "
+            f"permutation test can give is not below {a.options.significance:g}): "
+            + "; ".join(f"{r['label']}, {r['range']} ({int(r['n_points'])} points, smallest "
+                        f"p {r['min_p']:.2g})" for _, r in u.iterrows()) + ".",
+            subjects={"quantities": ", ".join(dict.fromkeys(u["quantity"]))}))
+    rest = rest[~untestable]
     if len(rest):
         out.append(Finding(
             "no_trend",
@@ -407,6 +445,16 @@ def trend_findings(a: Analysis) -> list[Finding]:
                         for _, r in rest.iterrows()) + ".",
             subjects={"quantities": ", ".join(dict.fromkeys(rest["quantity"]))}))
     return out
+
+
+def _follows_accuracy(row: pd.Series, level: float) -> str:
+    """'; controlling for accuracy … it follows accuracy' when the trend's partial Spearman
+    (trends.partial_spearman) is not significant; '' otherwise or when it was not computed."""
+    p = row.get("partial_p", math.nan)
+    if not np.isfinite(p) or p < level:
+        return ""
+    return (f"; controlling for accuracy no trend in T remains (partial Spearman ρ = "
+            f"{row['partial_rho']:.2f}, p = {p:.3g}): it follows accuracy, not T")
 
 
 def _value(table: pd.DataFrame, role: str, col: str, temp: float = math.nan) -> pd.Series | None:
@@ -574,8 +622,13 @@ def findings(a: Analysis) -> list[Finding]:
     for s in no_test_reasons(a):
         add("no_test", s)
     add("given_teacher", given_teacher(a))
-    out += trend_findings(a)
+    trends = trend_findings(a)
+    out += trends
     out += metric_findings(a)
+    comparisons = a.table("comparisons")
+    verdicts = [v for v in (verdict(comparisons, c, trends, a.table("capability"),
+                                    a.options.significance) for c in LABELS) if v]
+    out[:0] = verdicts
     add("paper", paper_sentence(a))
     skipped, failed = a.table("skipped"), a.table("failed")
     if len(skipped):
@@ -589,9 +642,48 @@ def findings(a: Analysis) -> list[Finding]:
     return out
 
 
+TREND_CODES = ("trend", "follows_accuracy", "trends_below_resolution", "trend_family",
+               "untestable_trend", "no_trend")
+MEASURE_CODES = ("measure", "follows_confidence", "confidence_correlation")
+
+
+def finding_groups(found: list[Finding]) -> list[tuple[str, list[str]]]:
+    """Main findings as (headline, evidence) pairs: each verdict over the findings of its
+    comparison, the trends under one line, the per-measure findings under one line, and the
+    rest as lines of their own (no evidence)."""
+    by_comparison = {f.subjects["comparison"]: f for f in found if f.code == "verdict"}
+    used = set(map(id, by_comparison.values()))
+    groups = []
+    for comparison, v in by_comparison.items():
+        ev = [f for f in found if id(f) not in used and (
+            f.subjects.get("comparison") == comparison
+            or (f.code == "accuracy" and comparison == "nds_vs_ds"))]
+        used |= set(map(id, ev))
+        groups.append((v.text, [f.text for f in ev]))
+    trends = [f for f in found if f.code in TREND_CODES]
+    if trends:
+        stated = [f for f in trends if f.code == "trend"]
+        follow = next((f for f in trends if f.code == "follows_accuracy"), None)
+        own = "its" if len(stated) == 1 else "their"
+        head = (f"Trends in T: {plural(len(stated), 'trend')} on {own} own"
+                + (f", {int(follow.numbers['trends'])} more that only follow accuracy"
+                   if follow else "") + " (Spearman with a permutation p; the evidence below).")
+        groups.append((head, [f.text for f in trends]))
+        used |= set(map(id, trends))
+    per_measure = [f for f in found if f.code in MEASURE_CODES]
+    if per_measure:
+        groups.append(("Fairness measure by measure: teacher, NDS and the fairest DS, with "
+                       "seed CIs.", [f.text for f in per_measure]))
+        used |= set(map(id, per_measure))
+    rest = [(f.text, []) for f in found if id(f) not in used]
+    return groups + rest
+
+
 def key_results(a: Analysis) -> list[str]:
-    """At most five sentences, each with its number and test, for the top of the report."""
-    out = [accuracy_sentence(a)]
+    """At most five sentences, each with its number and test, for the top of the report: the
+    verdicts first."""
+    out = [f.subjects["headline"] for f in a.findings if f.code == "verdict"] \
+        + [accuracy_sentence(a)]
     for comparison in LABELS:
         both = agreement(a, comparison)
         raw = _cells(a, comparison, "raw")

@@ -19,7 +19,8 @@ from kdfair.analysis.seedstats import trend_test
 
 LOW_T = 10.0
 COLUMNS = ["quantity", "label", "unit", "range", "n_points", "n_T", "rho", "p", "p_bh",
-           "significant", "direction", "span", "resolution"]
+           "significant", "direction", "span", "resolution", "min_p", "partial_rho",
+           "partial_p"]
 
 
 def _series(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, str, pd.DataFrame]]:
@@ -37,8 +38,9 @@ def _series(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, str, pd.Dat
     for comparison, who in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "NDS")):
         rows = dr[dr["comparison"] == comparison] if not dr.empty else dr
         if not rows.empty:
+            run_acc = rows["ds_run"].map(dict(zip(ds["run_id"], ds["accuracy"], strict=True)))
             out.append((f"disagreement:{comparison}", f"disagreement DS vs {who}", "%",
-                        rows.assign(value=rows["disagreement"])))
+                        rows.assign(value=rows["disagreement"], run_acc=run_acc)))
     counts = tables.get("classwise_counts", pd.DataFrame())
     if not counts.empty:
         for q in ("relative", "raw"):
@@ -56,8 +58,9 @@ def _measure_series(tables: dict[str, pd.DataFrame], family: measures.Family,
     """The DS series of each headline measure of one family (per attribute where it has one)."""
     chosen = measures.of(family, headline_only=True)
     if family == "individual":
-        return [(m.key, f"DS {m.label}", m.unit, ds.assign(value=ds[m.key])) for m in chosen
-                if "individual" in tables]
+        return [(m.key, f"DS {m.label}", m.unit, ds.assign(value=ds[m.key], run_acc=ds[
+            "accuracy"])) for m in chosen if "individual" in tables]
+    acc = dict(zip(ds["run_id"], ds["accuracy"], strict=True)) if "run_id" in ds else {}
     per_run = tables.get(RUN_TABLES[family], pd.DataFrame())
     if per_run.empty:
         return []
@@ -65,7 +68,8 @@ def _measure_series(tables: dict[str, pd.DataFrame], family: measures.Family,
     for attr in dict.fromkeys(per_run["attribute"]):
         rows = per_run[(per_run["role"] == "ds") & (per_run["attribute"] == attr)]
         out += [(measures.per_attribute_key(m, attr), f"DS {m.label} '{attr}'", m.unit,
-                 rows.assign(value=rows[m.key])) for m in chosen]
+                 rows.assign(value=rows[m.key], run_acc=rows["run_id"].map(acc)))
+                for m in chosen]
     return out
 
 
@@ -86,11 +90,16 @@ def trend_table(tables: dict[str, pd.DataFrame], significance: float, resamples:
             rho, p, n = trend_test(t, v, resamples, seed)
             sig = bool(np.isfinite(p) and p < significance)
             span, resolution = span_and_resolution(t, v, significance)
+            acc = frame["run_acc"].to_numpy(float)[keep] if "run_acc" in frame else None
+            partial = partial_spearman(t, v, acc) if acc is not None else (math.nan, math.nan)
+            n_t = len(np.unique(t))
             rows.append({"quantity": key, "label": label, "unit": unit, "range": name,
-                         "n_points": n, "n_T": len(np.unique(t)), "rho": rho, "p": p,
+                         "n_points": n, "n_T": n_t, "rho": rho, "p": p,
                          "significant": sig,
                          "direction": ("rises" if rho > 0 else "falls") if sig else "",
-                         "span": span, "resolution": resolution})
+                         "span": span, "resolution": resolution,
+                         "min_p": smallest_p(n_t) if n_t == n else math.nan,
+                         "partial_rho": partial[0], "partial_p": partial[1]})
     out = pd.DataFrame(rows, columns=COLUMNS)
     ok = out["p"].notna()
     if ok.any():  # many trend tests: Benjamini–Hochberg over all of them, reported beside p
@@ -130,6 +139,29 @@ def trend_words(row: pd.Series, significance: float) -> str:
     limit = (f"; with {int(row['n_points'])} points no p below {floor:.2g} is possible"
              if floor >= significance else "")
     return f"shows no monotone trend in T at p < {significance:g} ({test}{limit})"
+
+
+def partial_spearman(temps: np.ndarray, values: np.ndarray, accuracy: np.ndarray
+                     ) -> tuple[float, float]:
+    """(ρ, two-sided p) of values with T controlling for accuracy: the Pearson correlation of
+    the rank residuals of values and of T after a linear fit on the ranks of accuracy, p from
+    the t distribution with n − 3 degrees of freedom. A fairness trend that vanishes here
+    follows accuracy rather than T. NaN with fewer than 5 points or no variation left."""
+    frame = pd.DataFrame({"t": temps, "v": values, "a": accuracy}).dropna()
+    n = len(frame)
+    if n < 5 or frame.nunique().min() < 2:
+        return math.nan, math.nan
+    ranks = frame.rank().to_numpy(float)
+    a = np.column_stack([np.ones(n), ranks[:, 2]])
+    res = ranks[:, :2] - a @ np.linalg.lstsq(a, ranks[:, :2], rcond=None)[0]
+    scale = np.sqrt((res**2).sum(0))
+    if (scale < 1e-12 * n).any():
+        return math.nan, math.nan
+    r = float(np.clip((res[:, 0] @ res[:, 1]) / (scale[0] * scale[1]), -1.0, 1.0))
+    if abs(r) == 1.0:
+        return r, 0.0
+    tstat = r * math.sqrt((n - 3) / (1 - r * r))
+    return r, float(2 * stats.t.sf(abs(tstat), n - 3))
 
 
 def smallest_p(n: int) -> float:

@@ -1,0 +1,100 @@
+"""The plain verdicts, the per-T comparisons behind them, and trends grouped by cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kdfair.analysis.records import Finding
+from kdfair.analysis.report import analyze, write_report
+from kdfair.analysis.text import finding_groups
+from kdfair.analysis.trends import partial_spearman
+from kdfair.config import AnalysisConfig
+from tests.analysis_fixtures import write_store
+
+FAST = AnalysisConfig(vector_figures=False, seed_resamples=200, permutations=999)
+
+
+def _store(tmp_path, ds_accuracy, seeds=(0, 1, 2, 3, 4)):
+    def acc(role, t, seed, c):
+        base = {"teacher": 0.95, "nds": 0.70}.get(role, ds_accuracy)
+        return base + 0.01 * ((seed * 7 + c) % 3)  # a small seed spread
+
+    return write_store(tmp_path / "s", num_classes=4, n_per_class=150, seeds=seeds,
+                       temperatures=(1.0, 4.0), features=False,
+                       attributes={"colour": ["a", "b"]}, accuracy=acc)
+
+
+def test_comparisons_are_welch_tests_of_the_seed_accuracies_with_bh_over_t(tmp_path):
+    tables = analyze(_store(tmp_path, 0.85), FAST)
+    comp, runs = tables["comparisons"], tables["runs"]
+    acc = comp[(comp["comparison"] == "nds_vs_ds") & (comp["measure"] == "accuracy")]
+    nds = runs.loc[runs["role"] == "nds", "accuracy"].to_numpy()
+    ps = []
+    for _, r in acc.iterrows():
+        ds = runs.loc[(runs["role"] == "ds") & (runs["T"] == r["T"]), "accuracy"].to_numpy()
+        assert r["diff"] == pytest.approx(ds.mean() - nds.mean())
+        p = stats.ttest_ind(ds, nds, equal_var=False).pvalue
+        assert r["p"] == pytest.approx(p) and r["test"] == "welch"
+        ps.append(p)
+    np.testing.assert_allclose(acc["p_bh"], stats.false_discovery_control(ps))
+    fair = comp[comp["measure"] == "eod"]
+    assert set(fair["attribute"]) == {"colour"} and len(fair) == 4  # 2 comparisons × 2 T
+
+
+def test_a_student_better_than_the_nds_gets_that_verdict(tmp_path):
+    r = write_report(_store(tmp_path, 0.85), FAST)
+    nds = next(f for f in r.records if f.code == "verdict"
+               and f.subjects["comparison"] == "nds_vs_ds")
+    assert nds.text.startswith("Verdict, DS vs NDS: every DS's mean accuracy is above the "
+                               "NDS's (significantly at T = 1, 4)")
+    assert nds.numbers["accuracy:better"] == 2 and nds.numbers["accuracy:significant"] == 2
+    teacher = next(f for f in r.records if f.code == "verdict"
+                   and f.subjects["comparison"] == "teacher_vs_ds")
+    assert "every DS's mean accuracy is below the teacher's (significantly at T = 1, 4)" \
+        in teacher.text
+    assert r.key_results[:2] == [nds.subjects["headline"], teacher.subjects["headline"]]
+    assert nds.text.startswith("Verdict, " + nds.subjects["headline"][:-1])
+    html = r.html_path.read_text()
+    assert "<details><summary>Verdict, DS vs NDS" in html  # its evidence one click away
+
+
+def test_a_student_no_different_from_the_nds_is_said_so(tmp_path):
+    r = write_report(_store(tmp_path, 0.70, seeds=(0, 1, 2)), FAST)
+    nds = next(f for f in r.records if f.code == "verdict"
+               and f.subjects["comparison"] == "nds_vs_ds")
+    assert "significantly at no temperature" in nds.text
+
+
+def test_partial_spearman_equals_the_textbook_formula():
+    rng = np.random.default_rng(0)
+    t = np.repeat([1.0, 2.0, 4.0, 8.0, 20.0], 4)
+    acc = 90 - t + rng.normal(0, 2, len(t))
+    v = -0.5 * acc + rng.normal(0, 1, len(t))  # follows accuracy, not T
+    rho, p = partial_spearman(t, v, acc)
+    r_vt = stats.spearmanr(v, t).statistic
+    r_va, r_ta = stats.spearmanr(v, acc).statistic, stats.spearmanr(t, acc).statistic
+    expected = (r_vt - r_va * r_ta) / np.sqrt((1 - r_va**2) * (1 - r_ta**2))
+    assert rho == pytest.approx(expected)
+    n = len(t)
+    tstat = expected * np.sqrt((n - 3) / (1 - expected**2))
+    assert p == pytest.approx(2 * stats.t.sf(abs(tstat), n - 3))
+    assert np.isnan(partial_spearman(t[:4], v[:4], acc[:4])[0])  # too few points
+
+
+def test_findings_are_grouped_under_their_verdict_and_cause():
+    found = [Finding("verdict", "V nds", subjects={"comparison": "nds_vs_ds"}),
+             Finding("verdict", "V teacher", subjects={"comparison": "teacher_vs_ds"}),
+             Finding("accuracy", "acc"),
+             Finding("raw_cells", "raw nds", subjects={"comparison": "nds_vs_ds"}),
+             Finding("raw_cells", "raw teacher", subjects={"comparison": "teacher_vs_ds"}),
+             Finding("trend", "t1"), Finding("follows_accuracy", "f", numbers={"trends": 3}),
+             Finding("measure", "m1"), Finding("paper", "paper")]
+    groups = finding_groups(found)
+    assert groups == [("V nds", ["acc", "raw nds"]), ("V teacher", ["raw teacher"]),
+                      ("Trends in T: 1 trend on its own, 3 more that only follow accuracy "
+                       "(Spearman with a permutation p; the evidence below).", ["t1", "f"]),
+                      ("Fairness measure by measure: teacher, NDS and the fairest DS, with "
+                       "seed CIs.", ["m1"]),
+                      ("paper", [])]
