@@ -75,9 +75,9 @@ def test_presets_lists_names_first():
 def test_status_shows_runs_whose_slurm_job_is_still_queued(tmp_path, monkeypatch):
     from kdfair import executors
     from kdfair.executors import JobState
-    from kdfair.store import RunStore
+    from kdfair.store import ResultsDir
 
-    store = RunStore(tmp_path)
+    store = ResultsDir(tmp_path)
     store.init({"name": "q"})
     store.write_plan(["teacher-s0-aaaaaaaa", "nds-s0-bbbbbbbb", "ds-T2-s0-cccccccc"])
     jobs = [JobState("41", ["nds-s0-bbbbbbbb"], "x.err", state="PENDING"),
@@ -118,3 +118,88 @@ def test_trifeature_command_writes_pngs_and_an_index(tmp_path):
     assert len(rows) == 1000 and {r["split"] for r in rows} >= {"train", "test"}
     img = Image.open(tmp_path / rows[0]["file"])
     assert img.size == (16, 16)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["run", "--help"]])
+def test_help_and_version_do_not_import_torch(args):
+    code = ("import sys\nfrom kdfair.cli import app\ntry:\n    app(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch', file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "no torch", proc.stderr
+    assert "kdfair" in proc.stdout
+
+
+def _stopped_run(monkeypatch):
+    """api.execute replaced by one that records the experiment it gets and stops."""
+    from kdfair import api
+    from kdfair.errors import KdfairError
+
+    seen = {}
+
+    def stop(exp, *args, **kwargs):
+        seen["exp"] = exp
+        raise KdfairError("stopped before training")
+
+    monkeypatch.setattr(api, "execute", stop)
+    return seen
+
+
+def test_flags_are_overrides_of_one_load_validated_once(tmp_path, monkeypatch):
+    from kdfair import config
+
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(EXPERIMENT + "slurm: {partition: cpu, options: {qos: low}}\n")
+    seen = _stopped_run(monkeypatch)
+    validations = []
+    real = config.experiment_from_dict
+    monkeypatch.setattr(config, "experiment_from_dict",
+                        lambda *a, **k: validations.append(a[1]) or real(*a, **k))
+    res = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path), "--device", "auto",
+                                   "--set", "distill.alpha=0.5", "--set", "device=cpu"])
+    assert res.exit_code == 1 and "stopped before training" in res.output, res.output
+    assert seen["exp"].device == "auto" and seen["exp"].distill.alpha == 0.5  # the flag wins
+    assert len(validations) == 1
+    assert validations[0].endswith("with --set distill.alpha=0.5 --set device=cpu --device auto")
+
+
+def test_slurm_flags_are_overrides_of_the_slurm_section(tmp_path, monkeypatch):
+    from kdfair import api
+    from kdfair.errors import KdfairError
+
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(EXPERIMENT + "slurm: {partition: cpu, options: {qos: low}}\n")
+    seen = {}
+
+    def stop(name, exp, out, **kwargs):  # the API builds the executor
+        seen.update(name=name, exp=exp, **kwargs)
+        raise KdfairError("stopped before submitting")
+
+    monkeypatch.setattr(api, "make_executor", stop)
+    res = CliRunner().invoke(app, [
+        "run", str(exp), "--out", str(tmp_path), "--executor", "slurm", "--no-wait",
+        "--set", "slurm.partition=debug", "--slurm-partition", "gpu", "--slurm-time", "1:30:00",
+        "--slurm-mem", "4", "--slurm-runs-per-job", "2", "--slurm-option", "constraint=a100",
+        "--slurm-option", "exclusive"])
+    assert res.exit_code == 1 and "stopped before submitting" in res.output, res.output
+    slurm = seen["exp"].slurm
+    assert seen["name"] == "slurm" and seen["wait"] is False
+    assert slurm.partition == "gpu" and slurm.time == 90 and slurm.mem_gb == 4
+    assert slurm.runs_per_job == 2
+    assert slurm.options == {"qos": "low", "constraint": "a100", "exclusive": True}
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--device", "gpu"], ["with --device gpu:", "device: must be one of auto, cpu, cuda"]),
+    (["--executor", "slurm", "--slurm-time", "soon"],
+     ["with --slurm-time soon:", "slurm.time: not a SLURM time: 'soon'"]),
+    (["--executor", "slurm", "--slurm-option", "=x"], ["--slurm-option '=x': give KEY=VALUE"]),
+])
+def test_a_bad_flag_value_names_the_flag_and_the_field(tmp_path, flags, expected):
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(EXPERIMENT)
+    res = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path), *flags])
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert all(e in text for e in expected), text
+    assert not (tmp_path / "tiny").exists()

@@ -1,5 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 
+import kdfair.data.registry  # noqa: F401 - the registries add their name checks to config
+import kdfair.models.registry  # noqa: F401
 from kdfair.config import experiment_from_dict, load_experiment
 from kdfair.errors import ConfigError
 
@@ -74,3 +79,25 @@ def test_yaml_file_and_errors(tmp_path):
         load_experiment(p)
     with pytest.raises(ConfigError, match="no experiment file 'nope.yaml'.*kdfair presets"):
         load_experiment("nope.yaml")
+
+
+def test_config_loads_no_registry():
+    """Data set and model names are checked by the registries, which add their checks."""
+    code = ("import sys; from kdfair.config import experiment_from_dict as f; "
+            f"f({BASE!r}); print(sorted(m for m in sys.modules "
+            "if m.startswith(('kdfair.data', 'kdfair.models', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_one_way_in_takes_a_file_a_mapping_or_an_experiment_and_overrides(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text("name: x\ndataset: {name: digits}\nteacher: {model: {arch: resnet8}}\n"
+                 "student: {model: {arch: lenet5}}\nseeds: [0, 1]\n")
+    exp = load_experiment(p, ["distill.alpha=0.5"])
+    assert exp.distill.alpha == 0.5
+    assert load_experiment(BASE, {"distill.alpha": 0.5}) == exp
+    assert load_experiment(exp) is exp  # nothing to apply: validated once, not again
+    assert load_experiment(exp, {"seeds": [4, 5]}).seeds == (4, 5)
+    with pytest.raises(ConfigError, match=r"invalid experiment 'x' with overrides seeds=\[\]"):
+        load_experiment(exp, {"seeds": []})

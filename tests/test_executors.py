@@ -216,3 +216,108 @@ def test_cli_slurm_flags_need_the_slurm_executor(tmp_path):
     assert not (tmp_path / "tiny").exists()
     env_path = os.environ.get("PATH", "")
     assert env_path  # the CLI left the environment alone
+
+
+# --- data sets and models registered at run time, on every path of the local executors --------
+
+
+def tiny_model(num_classes, input_shape, members=1):
+    """A module-level factory: picklable, so spawned workers can build it."""
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), num_classes))
+
+
+def _registered(name, arch):
+    """A data set of float features registered in this process, and an experiment on it."""
+    from kdfair.api import _part
+    from kdfair.data.base import SplitData
+    from kdfair.data.registry import register_dataset
+
+    def split(n, seed):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(n, 4)).astype(np.float32)
+        return x, (x[:, 0] > 0).astype(int), {"grp": rng.integers(0, 2, n)}
+
+    parts = {k: _part(split(n, i), k) for i, (k, n) in enumerate((("train", 64), ("val", 16),
+                                                                  ("test", 32)))}
+    data = SplitData(name=name, num_classes=2, class_names=["a", "b"], fingerprint=name,
+                     attribute_groups={"grp": ["0", "1"]}, mean=(0.0,), std=(1.0,), **parts)
+    register_dataset(name, lambda cfg, cache: data)
+    train = {"epochs": 1, "batch_size": 32, "augment": "none"}
+    return {"name": name, "dataset": {"name": name}, "device": "cpu", "seeds": [0, 1],
+            "teacher": {"model": {"arch": arch}, "train": train},
+            "student": {"model": {"arch": arch}, "train": train},
+            "distill": {"temperatures": [2]}, "engine": {"threads": 1}}
+
+
+def _pool(start_method):
+    return LocalPoolExecutor(["cpu", "cpu"], threads=1, start_method=start_method)
+
+
+def test_a_registered_data_set_and_model_train_in_process_and_in_forked_workers(tmp_path):
+    from kdfair import api
+    from kdfair.models.registry import register_model
+
+    register_model("registered-tiny", tiny_model)
+    exp = _registered("registered-fork", "registered-tiny")
+    here = api.run(exp, out=tmp_path / "here", progress=False, write_report=False)
+    forked = api.run(exp, out=tmp_path / "fork", executor=_pool("fork"), write_report=False)
+    assert here.complete and forked.complete and len(forked.done) == 6
+    a, b = _logits(tmp_path / "here" / exp["name"]), _logits(tmp_path / "fork" / exp["name"])
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_registrations_reach_spawned_workers(tmp_path):
+    """Spawned workers import kdfair afresh: the registered data and factory are sent along."""
+    from kdfair import api
+    from kdfair.models.registry import register_model
+
+    register_model("registered-tiny", tiny_model)
+    exp = _registered("registered-spawn", "registered-tiny")
+    here = api.run(exp, out=tmp_path / "here", progress=False, write_report=False)
+    spawned = api.run(exp, out=tmp_path / "spawn", executor=_pool("spawn"), write_report=False)
+    assert spawned.complete and sorted(spawned.done) == sorted(here.done)
+    a, b = _logits(tmp_path / "here" / exp["name"]), _logits(tmp_path / "spawn" / exp["name"])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_model_spawned_workers_cannot_build_is_refused_naming_the_fix(tmp_path):
+    from kdfair import api
+    from kdfair.models.registry import register_model
+
+    register_model("registered-lambda", lambda num_classes, input_shape, members=1:
+                   tiny_model(num_classes, input_shape))
+    exp = _registered("registered-refused", "registered-lambda")
+    with pytest.raises(ConfigError) as err:
+        api.run(exp, out=tmp_path, executor=_pool("spawn"), write_report=False)
+    text = str(err.value)
+    assert "model 'registered-lambda', registered in this Python process" in text
+    assert "cannot be sent to worker processes started by spawn" in text
+    assert "module-level function or class" in text and "engine.workers: 1" in text
+    assert not (tmp_path / exp["name"]).exists()  # refused before the store was touched
+    forked = api.run(exp, out=tmp_path, executor=_pool("fork"), write_report=False)
+    assert forked.complete  # a forked worker inherits it
+
+
+def test_kdfair_study_models_pickle_when_the_callers_function_does():
+    import pickle
+
+    from kdfair.api import _UserModel
+
+    model = pickle.loads(pickle.dumps(_UserModel(tiny_model, "custom-x-teacher")))
+    assert model(3, (4,)).__class__.__name__ == "Sequential"
+    with pytest.raises(ConfigError, match="one member at a time"):
+        model(3, (4,), members=2)
+
+
+def test_workers_receive_the_validated_experiment(tmp_path, monkeypatch):
+    """Nothing validates the experiment again on its way to a worker."""
+    from kdfair import api, config
+    from kdfair.models.registry import register_model
+
+    register_model("registered-tiny", tiny_model)
+    exp = api.load_experiment(_registered("registered-once", "registered-tiny"))
+    monkeypatch.setattr(config.Experiment, "model_validate", None)  # any validation fails
+    assert api.run(exp, out=tmp_path, executor=_pool("fork"), write_report=False).complete

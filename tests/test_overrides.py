@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from kdfair import api
 from kdfair.cli import app
 from kdfair.errors import ConfigError
-from kdfair.overrides import apply_overrides, describe, parse_override
+from kdfair.overrides import Override, apply_overrides, describe, parse_override
 
 EXPERIMENT = """
 name: tiny-set
@@ -58,8 +58,11 @@ def test_apply_changes_only_the_named_field_and_creates_sections():
 ])
 def test_malformed_overrides_name_the_path(bad, message):
     with pytest.raises(ConfigError) as err:
-        apply_overrides({"seeds": [0, 1]}, [bad])
+        apply_overrides({"seeds": [0, 1]}, [bad], label="--set")  # the command line's word
     assert message in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        apply_overrides({"seeds": [0, 1]}, [bad])  # Python's: no flag
+    assert message.replace("--set", "overrides") in str(err.value)
 
 
 def test_load_experiment_with_overrides_validates_like_the_file(tmp_path):
@@ -78,8 +81,11 @@ def test_load_experiment_with_overrides_validates_like_the_file(tmp_path):
         api.load_experiment(path, overrides=["distill.alpah=0.5"])
 
 
-def test_describe_reads_back_as_flags():
-    assert describe(["a.b=0.5", "seeds=[0, 1]"]) == "--set a.b=0.5 --set seeds=[0, 1]"
+def test_describe_reads_back_as_given():
+    given = describe(["a.b=0.5", "seeds=[0, 1]"], label="--set")
+    assert given == "--set a.b=0.5 --set seeds=[0, 1]"
+    assert describe({"a.b": 0.5}) == "overrides a.b=0.5"
+    assert describe([Override(("device",), "cpu", "--device cpu")]) == "--device cpu"
 
 
 def test_cli_wrong_path_or_value_is_one_message(tmp_path):

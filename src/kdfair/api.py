@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,21 @@ import torch.nn as nn
 
 from kdfair import tracking
 from kdfair.auditing import audit
-from kdfair.config import Experiment, cpu_workers, engine_threads, experiment_from_dict
-from kdfair.config import load_experiment as _load_file
+from kdfair.config import (
+    Experiment,
+    SlurmConfig,
+    cpu_workers,
+    engine_threads,
+    load_experiment,
+)
 from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
-from kdfair.errors import ConfigError, KdfairError
-from kdfair.executors import Executor, execute, local_executor
+from kdfair.errors import ConfigError
+from kdfair.executors import EXECUTORS, Executor, SlurmExecutor, SlurmView, execute, local_executor
 from kdfair.export import export_model, load_model
 from kdfair.integrity import digest
 from kdfair.models.registry import register_model
-from kdfair.overrides import Overrides, override_experiment
+from kdfair.overrides import Overrides
 from kdfair.progress import study_reporter, warn_if_threads_hurt
 from kdfair.runner import StudyStatus
 from kdfair.spec import RunSpec
@@ -30,44 +36,10 @@ from kdfair.train.device import resolve_device
 from kdfair.train.engine import Reporter
 
 __all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir",
-           "load_model", "export_model"]
+           "load_model", "export_model", "make_executor"]
 
-
-# how messages written for the command line read to a Python caller
-API_WORDS = (
-    ("Write to a new directory (--out)", "Write to a new directory (the `out` argument)"),
-    ("choose another --out directory", "choose another `out` directory"),
-    ("no longer match the experiment file", "no longer match the experiment"),
-    ("(`--data-root DIR` on the command line)", "(the `data_root` argument)"),
-    ("with --device cpu", "with device='cpu'"),
-)
-# the experiment's field paths as kdfair.study's parameters
-STUDY_WORDS = (
-    ("teacher.train.", "teacher_train."), ("student.train.", "student_train."),
-    ("distill.temperatures:", "temperatures:"),
-)
-
-
-@contextlib.contextmanager
-def api_errors(words: Sequence[tuple[str, str]] = API_WORDS):
-    """Re-raise a KdfairError with its command-line wording (``--out``, field paths) replaced
-    by the Python API's parameter names."""
-    try:
-        yield
-    except KdfairError as err:
-        msg = str(err)
-        for old, new in words:
-            msg = msg.replace(old, new)
-        if msg == str(err):
-            raise
-        raise type(err)(msg) from None
-
-
-def load_experiment(path: str | Path, overrides: Overrides | None = None) -> Experiment:
-    """An experiment from a YAML file or a preset name, with optional ``overrides``:
-    ``["distill.alpha=0.5", "seeds=[0,1,2]"]`` (values parsed as YAML) or
-    ``{"distill.alpha": 0.5}``, validated like the file."""
-    return override_experiment(_load_file(path), overrides or [], str(path), label="overrides")
+# load_experiment is kdfair.config's, the one way in; the registries imported above add their
+# checks of data set and model names to it
 
 
 def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
@@ -75,44 +47,55 @@ def results_dir(exp: Experiment, out: str | Path = "results") -> Path:
     return Path(out) / exp.name
 
 
+def make_executor(name: str, exp: Experiment, out: str | Path = "results", *, wait: bool = True,
+                  reporter: Reporter | None = None,
+                  on_run: Callable[[RunSpec, str], None] | None = None,
+                  view: SlurmView | None = None) -> Executor:
+    """The executor ``name`` for ``exp``, its checks made before anything is written.
+
+    ``local``: this process, or one worker per GPU (``engine.workers`` processes on a CPU);
+    ``reporter`` and ``on_run`` follow its runs. ``slurm``: one job per bundle with the
+    experiment's ``slurm`` settings; the cluster's partition, limits and earlier jobs are checked
+    now; ``wait``: return when the jobs have ended (else submit and return); ``view`` shows them.
+    """
+    if name == "local":
+        return local_executor(exp, reporter, on_run)
+    if name == "slurm":
+        ex = SlurmExecutor(exp.slurm or SlurmConfig(), wait=wait, view=view)
+        ex.start(exp, results_dir(exp, out).resolve())
+        return ex
+    raise ConfigError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+
+
 def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
         data_root: str | Path | None = None, overrides: Overrides | None = None,
-        executor: Executor | None = None, progress: bool | None = None,
+        executor: Executor | str | None = None, wait: bool = True,
+        progress: bool | None = None,
         reporter: Reporter | None = None,
         on_run: Callable[[RunSpec, str], None] | None = None,
         on_plan: Callable[[list[RunSpec], set[str]], None] | None = None,
-        data: SplitData | None = None, write_report: bool = True,
-        messages: str = "api") -> StudyStatus:
+        data: SplitData | None = None, write_report: bool = True) -> StudyStatus:
     """Run a study (an Experiment, a YAML path or a preset name) into ``<out>/<name>``.
 
     Finished runs already in the store are not trained again. ``overrides`` change fields
-    first (see :func:`load_experiment`). ``executor``: where bundles train (default: this
-    process, or one worker per GPU). ``progress``: None (default) shows a live view in a terminal
-    or notebook and time-stamped lines (at most every 30 s) elsewhere; False is silent; a
-    ``reporter`` given replaces it. ``on_run(spec, state)``: each run as it ends;
-    ``on_plan(specs, done_ids)``: the plan, once, before training; ``data``: the loaded data
-    set, if already in memory. Ends by writing the report unless ``write_report`` is false.
-    ``messages="cli"`` keeps errors in command-line wording (``--out``); by default they name
-    this function's arguments.
+    first (see :func:`load_experiment`). ``executor``: where bundles train, by name (see
+    :func:`make_executor`, default ``local``; ``wait`` is the SLURM executor's) or one made.
+    ``progress``: None (default) shows a live view in a terminal or notebook and time-stamped
+    lines (at most every 30 s) elsewhere; False is silent; a ``reporter`` given replaces it.
+    ``on_run(spec, state)``: each run as it ends; ``on_plan(specs, done_ids)``: the plan, once,
+    before training; ``data``: the loaded data set, if already in memory. Ends by writing the
+    report unless ``write_report`` is false.
     """
-    words = API_WORDS if messages == "api" else ()
-    with api_errors(words):
-        return _run(experiment, out, data_root, overrides, executor, progress, reporter, on_run,
-                    on_plan, data, write_report)
-
-
-def _run(experiment, out, data_root, overrides, executor, progress, reporter, on_run, on_plan,
-         data, write_report) -> StudyStatus:
-    if isinstance(experiment, Experiment):
-        exp = override_experiment(experiment, overrides or [], "experiment", label="overrides")
-    else:
-        exp = load_experiment(experiment, overrides)
+    exp = load_experiment(experiment, overrides or ())
     where = results_dir(exp, out)
     root = Path(data_root) if data_root else None
     if tracking.enabled(exp):
         tracking.check_available()  # before anything trains
-    own = study_reporter(progress) if reporter is None and executor is None else None
-    rep = reporter or own
+    by_name = executor is None or isinstance(executor, str)
+    own = study_reporter(progress) if reporter is None and executor in (None, "local") else None
+    if by_name:
+        executor = make_executor(executor or "local", exp, out, wait=wait,
+                                 reporter=reporter or own, on_run=on_run)
 
     def planned(specs: list[RunSpec], done: set[str]) -> None:
         if own is not None:
@@ -124,8 +107,7 @@ def _run(experiment, out, data_root, overrides, executor, progress, reporter, on
             on_plan(specs, done)
 
     with own if own is not None else contextlib.nullcontext():
-        st = execute(exp, where, executor or local_executor(exp, rep, on_run), data=data,
-                     data_root=root, on_plan=planned)
+        st = execute(exp, where, executor, data=data, data_root=root, on_plan=planned)
     if tracking.enabled(exp) and where.is_dir():
         tracking.sync(where)  # runs trained before tracking was set
     if write_report:
@@ -157,7 +139,7 @@ def _analysis_options(options: Any):
     from pydantic import ValidationError
 
     from kdfair.config import AnalysisConfig
-    from kdfair.options import format_errors
+    from kdfair.options import invalid
 
     if options is None or isinstance(options, AnalysisConfig):
         return options
@@ -165,8 +147,7 @@ def _analysis_options(options: Any):
         try:
             return AnalysisConfig.model_validate(dict(options))
         except ValidationError as err:
-            raise ConfigError(format_errors(err, AnalysisConfig, "invalid analysis options:",
-                                            "options")) from None
+            raise invalid(err, AnalysisConfig, "invalid analysis options:", "options") from None
     raise ConfigError(f"options must be an AnalysisConfig or a dict, got {type(options).__name__}")
 
 
@@ -194,17 +175,43 @@ def _fingerprint(*arrays: ArrayLike) -> str:
     return digest(*(np.asarray(a) for a in arrays))[:16]
 
 
+@dataclass(frozen=True)
+class _UserModel:
+    """A caller's ``build(num_classes, input_shape) -> nn.Module`` as a registry factory.
+
+    Picklable when ``build`` is (a module-level function or class), so that worker processes
+    started by spawn can build it too.
+    """
+
+    build: Callable[..., nn.Module]
+    name: str
+
+    def __call__(self, num_classes: int, input_shape: tuple[int, ...],
+                 members: int = 1) -> nn.Module:
+        if members != 1:
+            raise ConfigError(f"{self.name}: a custom model trains one member at a time")
+        return self.build(num_classes, input_shape)
+
+
 def _as_arch(model: str | Callable[..., nn.Module], name: str) -> str:
     if isinstance(model, str):
         return model
-
-    def factory(num_classes: int, input_shape: tuple[int, ...], members: int = 1) -> nn.Module:
-        if members != 1:
-            raise ConfigError(f"{name}: a custom model trains one member at a time")
-        return model(num_classes, input_shape)
-
-    register_model(name, factory)
+    register_model(name, _UserModel(model, name))
     return name
+
+
+# the experiment's field paths as kdfair.study's parameters (longest first; others unchanged)
+_STUDY_PARAMETERS = (("teacher.model.arch", "teacher"), ("student.model.arch", "student"),
+                    ("teacher.train", "teacher_train"), ("student.train", "student_train"),
+                    ("distill.temperatures", "temperatures"))
+
+
+def _study_parameter(path: str) -> str:
+    """The parameter of :func:`study` that sets the experiment field ``path``."""
+    for field, parameter in _STUDY_PARAMETERS:
+        if path == field or path.startswith(field + "."):
+            return parameter + path[len(field):]
+    return path
 
 
 def study(
@@ -255,10 +262,15 @@ def study(
     dataset_name = f"custom-{name}"
     register_dataset(dataset_name, lambda cfg, cache: data)
     no_aug = {} if data.in_memory else {"augment": "none"}
-    with api_errors(STUDY_WORDS + ((f"invalid experiment study {name!r}:",
-                                    f"invalid arguments of kdfair.study({name!r}, …):"),)):
+    try:
         exp = _study_experiment(name, dataset_name, teacher, student, temperatures, seeds,
                                 teacher_train, student_train, distill, device, no_aug)
+    except ConfigError as err:
+        if not err.problems:
+            raise
+        raise ConfigError.listing(f"invalid arguments of kdfair.study({name!r}, …):",
+                                  [(_study_parameter(p), what) for p, what in err.problems]
+                                  ) from None
     return run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
                progress=progress)
 
@@ -269,7 +281,7 @@ def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,
                       student_train: Mapping[str, Any] | None,
                       distill: Mapping[str, Any] | None, device: str,
                       no_aug: dict[str, str]) -> Experiment:
-    return experiment_from_dict({
+    return load_experiment({
         "name": name,
         "dataset": {"name": dataset_name},
         "teacher": {"model": {"arch": _as_arch(teacher, f"custom-{name}-teacher")},
@@ -279,4 +291,4 @@ def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,
         "distill": {"temperatures": list(temperatures), **(distill or {})},
         "seeds": list(seeds), "device": device,
         "analysis": {"tests": len(seeds) >= 2},
-    }, source=f"study {name!r}")
+    })

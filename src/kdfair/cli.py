@@ -5,12 +5,17 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from kdfair.errors import KdfairError
+from kdfair.errors import ConfigError, KdfairError
+
+if TYPE_CHECKING:
+    from kdfair.config import Experiment
+    from kdfair.overrides import Override
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="kdfair: what knowledge distillation leaves behind — class-wise bias, "
@@ -23,6 +28,21 @@ _STATE = {"quiet": False}
 # missing runs; 130 interrupted.
 EXIT_ERROR, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 1, 3, 130
 _DEBUG = {"on": False}
+# flag -> the experiment field it sets (as an override, after --set) or the argument of
+# kdfair.run it gives; an error names its setting by the flag (else as --set PATH=…)
+FLAGS = {
+    "--device": "device", "--slurm-partition": "slurm.partition", "--slurm-time": "slurm.time",
+    "--slurm-gpus": "slurm.gpus", "--slurm-cpus": "slurm.cpus", "--slurm-mem": "slurm.mem_gb",
+    "--slurm-account": "slurm.account", "--slurm-runs-per-job": "slurm.runs_per_job",
+    "--slurm-option": "slurm.options", "--out": "out", "--data-root": "data_root",
+    "--executor": "executor",
+}
+_FLAG_OF = {setting: flag for flag, setting in FLAGS.items()}
+
+
+def flag_for(setting: str) -> str:
+    """How the command line sets ``setting``: its flag, else ``--set <path>=…``."""
+    return _FLAG_OF.get(setting) or f"--set {setting}=…"
 
 
 def _version(value: bool) -> None:
@@ -65,7 +85,7 @@ def _friendly(f):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        from kdfair.errors import os_error_message
+        from kdfair.errors import os_error
 
         try:
             return f(*args, **kwargs)
@@ -74,11 +94,11 @@ def _friendly(f):
         except KdfairError as err:
             if _DEBUG["on"]:
                 raise
-            _fail(str(err))
+            _fail(err.worded(flag_for))
         except OSError as err:
             if _DEBUG["on"]:
                 raise
-            _fail(os_error_message(err))
+            _fail(os_error(err).worded(flag_for))
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again "
                               "to resume")
@@ -126,7 +146,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
     with _locked(where, wait):
         t0 = time.perf_counter()
         st = api.run(exp, out=out, data_root=data_root, write_report=False,
-                     progress=not _STATE["quiet"], messages="cli", on_plan=on_plan)
+                     progress=not _STATE["quiet"], on_plan=on_plan)
         _print_repaired(st)
         console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                       f"{len(st.failed)} failed, {len(st.missing)} missing")
@@ -184,39 +204,80 @@ def run(
                                                   "KEY=VALUE (repeatable), e.g. qos=high"),
 ) -> None:
     """Run a study (only what the results directory lacks), then write its report."""
-    from kdfair.config import load_experiment
-    from kdfair.errors import ConfigError
-    from kdfair.executors import EXECUTORS, parse_sbatch_options
+    from kdfair.executors import EXECUTORS
 
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    exp = _with(load_experiment(experiment), experiment, set_, device)
-    flags = dict(partition=slurm_partition, time=slurm_time, gpus=slurm_gpus, cpus=slurm_cpus,
-                 mem_gb=slurm_mem, account=slurm_account, runs_per_job=slurm_runs_per_job,
-                 options=parse_sbatch_options(slurm_option) if slurm_option else None)
+    slurm = {"--slurm-partition": slurm_partition, "--slurm-time": slurm_time,
+             "--slurm-gpus": slurm_gpus, "--slurm-cpus": slurm_cpus, "--slurm-mem": slurm_mem,
+             "--slurm-account": slurm_account, "--slurm-runs-per-job": slurm_runs_per_job}
+    given = [f for f, v in slurm.items() if v is not None]
+    given += ["--slurm-option"] if slurm_option else []
+    if executor == "local" and given:
+        raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
+    flags = [*_flag_overrides({"--device": device, **slurm}),
+             *(_sbatch_option(text) for text in slurm_option or [])]
+    exp = _load(experiment, set_, flags)
     if executor == "local":
-        given = [f"--slurm-{k.replace('_gb', '').replace('_', '-')}"
-                 for k, v in flags.items() if v is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
         _run_and_report(exp, out, data_root, report, wait)
-        return
+    else:
+        _run_on_slurm(exp, out, data_root, report, wait)
 
+
+def _load(experiment: str, sets: list[str] | None, flags: list[Override]) -> Experiment:
+    """The experiment with every override: ``--set`` first, then the flags of its fields."""
     from kdfair import api
-    from kdfair.executors import RichSlurmView, SlurmExecutor, slurm_config
 
-    cfg = slurm_config(exp.slurm, **flags)
+    return api.load_experiment(experiment, [*map(_set_override, sets or []), *flags],
+                               label="--set")
+
+
+def _set_override(text: str) -> Override:
+    """``--set DOTTED.PATH=VALUE`` as an override (the value read as YAML)."""
+    from kdfair.overrides import Override, parse_override
+
+    keys, value = parse_override(text, "--set")
+    return Override(tuple(keys), value, f"--set {text}")
+
+
+def _flag_overrides(values: dict[str, Any]) -> list[Override]:
+    """Flags of experiment fields (flag -> value, None: not given) as overrides."""
+    from kdfair.overrides import Override
+
+    return [Override(tuple(FLAGS[f].split(".")), v, f"{f} {v}")
+            for f, v in values.items() if v is not None]
+
+
+def _sbatch_option(text: str) -> Override:
+    """``--slurm-option KEY=VALUE`` as an override of ``slurm.options.KEY`` (a bare KEY is a
+    flag: ``exclusive``)."""
+    from kdfair.overrides import Override
+
+    key, eq, value = text.partition("=")
+    key = key.strip().lstrip("-")
+    if not key:
+        raise ConfigError(f"--slurm-option {text!r}: give KEY=VALUE, e.g. qos=high")
+    return Override(("slurm", "options", key), value if eq else True, f"--slurm-option {text}")
+
+
+def _run_on_slurm(exp: Experiment, out: Path, data_root: Path | None, report: bool,
+                  wait: bool) -> None:
+    """Run on SLURM (the API makes the executor and checks the cluster), then print the jobs."""
+    from kdfair import api
+    from kdfair.executors import RichSlurmView
+
+    view = RichSlurmView(err_console)
+    # partition, limits, earlier jobs: checked before anything is written
+    ex = api.make_executor("slurm", exp, out, wait=wait, view=view)
+    cfg = ex.config
     where = api.results_dir(exp, out).resolve()
-    ex = SlurmExecutor(cfg, wait=wait)
-    ex.start(exp, where)  # partition, limits, earlier jobs: before anything is written
     part = ex.partition.name if ex.partition else cfg.partition
     console.print(f"[bold]{exp.name}[/]: SLURM partition {part}, {cfg.gpus_for(exp)} GPU(s) "
                   f"and {cfg.cpus} CPU(s) per job → {where}", highlight=False)
     t0 = time.perf_counter()
-    with _locked(where, wait), RichSlurmView(err_console) as view:
-        ex.view = view
+    with _locked(where, wait), view:
         st = api.run(exp, out=where.parent, data_root=data_root, executor=ex,
-                     write_report=False, messages="cli")
+                     write_report=False)
     _print_repaired(st)
     n_runs = sum(len(j.runs) for j in ex.jobs)
     if not wait:
@@ -250,15 +311,6 @@ def run(
     _end_of_study(st)
 
 
-
-def _with(exp, source: str, overrides: list[str] | None, device: str | None):
-    """The experiment with ``--set`` overrides (and ``--device``, the same as --set device=…)."""
-    from kdfair.overrides import override_experiment
-
-    given = list(overrides or []) + ([f"device={device}"] if device else [])
-    return override_experiment(exp, given, source)
-
-
 @app.command()
 @_friendly
 def demo(out: Path = typer.Option(Path("results"), help="results root; the demo goes to OUT/demo"),
@@ -266,10 +318,7 @@ def demo(out: Path = typer.Option(Path("results"), help="results root; the demo 
          set_: list[str] | None = typer.Option(None, "--set", help="override a field, "
                                                "DOTTED.PATH=VALUE (repeatable)")) -> None:
     """The embedded demo: Trifeature, ResNet teacher → LeNet-5 student, 3 seeds, T from 1 to 20."""
-    from kdfair.config import load_experiment
-
-    exp = _with(load_experiment("demo"), "demo", set_, device)
-    _run_and_report(exp, out, None, True)
+    _run_and_report(_load("demo", set_, _flag_overrides({"--device": device})), out, None, True)
 
 
 @app.command()

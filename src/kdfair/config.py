@@ -1,21 +1,26 @@
-"""Experiment configuration: pydantic models, YAML loading, and errors that name the bad field."""
+"""Experiment configuration: pydantic models, YAML loading with overrides (``load_experiment``,
+the one way in), and errors that name the bad field.
+
+Config imports no registry: the data set and model registries add their name checks here when
+they are imported (``register_name_check``), so that a name is checked where it is known.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdfair.data.registry import dataset_names
 from kdfair.errors import ConfigError
 from kdfair.method_options import method_options
-from kdfair.models.registry import get_factory
-from kdfair.options import format_errors
+from kdfair.options import invalid
+from kdfair.overrides import Overrides, apply_overrides, describe
 
 
 class _Strict(BaseModel):
@@ -29,8 +34,28 @@ def _finite(v: float, what: str) -> float:
     return v
 
 
-NAME_RULE = ("letters, digits, '_', '-' and '.', not starting with a dot (it becomes one "
-             "directory name under --out)")
+NAME_RULE = ("letters, digits, '_', '-' and '.', not starting with a dot (it becomes the "
+             "name of the study's directory)")
+
+# kind ("dataset", "arch") -> check(name), raising ConfigError naming the known names; added by
+# the registries (data.registry, models.registry) when imported
+_NAME_CHECKS: dict[str, Callable[[str], object]] = {}
+
+
+def register_name_check(kind: str, check: Callable[[str], object]) -> None:
+    """Let the registry of ``kind`` ("dataset" or "arch") check the names an experiment gives."""
+    _NAME_CHECKS[kind] = check
+
+
+def _known(kind: str, name: str) -> str:
+    """``name`` if the registry of ``kind`` knows it (or is not loaded); else a ValueError."""
+    check = _NAME_CHECKS.get(kind)
+    if check is not None:
+        try:
+            check(name)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+    return name
 
 
 def check_name(v: str) -> str:
@@ -56,9 +81,7 @@ class DatasetConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in dataset_names():
-            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(dataset_names())}")
-        return v
+        return _known("dataset", v)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -78,11 +101,7 @@ class ModelConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known(cls, v: str) -> str:
-        try:
-            get_factory(v)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-        return v
+        return _known("arch", v)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -290,10 +309,8 @@ def parse_minutes(value: str | int | float) -> int:
 
 
 class SlurmConfig(BaseModel):
-    """Where and how the jobs of a study run: the ``slurm:`` section of an experiment file.
-
-    Every field can be overridden on the command line (``--slurm-partition`` …).
-    """
+    """Where and how the jobs of a study run: the ``slurm:`` section of an experiment file
+    (overridden like any field: ``slurm.partition=gpu``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -351,7 +368,7 @@ class Experiment(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine: EngineConfig = EngineConfig()
     store: StoreConfig = StoreConfig()
-    slurm: SlurmConfig | None = None  # defaults for `kdfair run --executor slurm`
+    slurm: SlurmConfig | None = None  # the SLURM executor's settings
     analysis: AnalysisConfig = AnalysisConfig()
     # per-epoch curves of every run as TensorBoard event files (kdfair.tracking)
     tracking: Literal["none", "tensorboard"] = "none"
@@ -382,19 +399,43 @@ class Experiment(_Strict):
         return self
 
 
-def experiment_from_dict(data: dict[str, Any], source: str = "(dict)") -> Experiment:
-    """Validate a plain mapping into an Experiment, raising ConfigError naming each bad field."""
-    if not isinstance(data, dict):
+def experiment_from_dict(data: Mapping[str, Any], source: str = "(dict)") -> Experiment:
+    """Validate a plain mapping into an Experiment, raising ConfigError naming each bad field
+    (``ConfigError.problems``: (field path, what is wrong))."""
+    if not isinstance(data, Mapping):
         raise ConfigError(f"invalid experiment {source}: expected a mapping at the top level")
     try:
-        return Experiment.model_validate(data)
+        return Experiment.model_validate(dict(data))
     except ValidationError as err:
-        raise ConfigError(format_errors(err, Experiment, f"invalid experiment {source}:",
-                                        noun="field")) from None
+        raise invalid(err, Experiment, f"invalid experiment {source}:", noun="field") from None
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read an experiment YAML file (``yaml.safe_load``) or a preset name."""
+def load_experiment(source: Experiment | Mapping[str, Any] | str | Path,
+                    overrides: Overrides = (), label: str = "overrides") -> Experiment:
+    """The one way in: an experiment from a YAML file, a preset name, a mapping or an
+    Experiment, with every override applied to it as written (``["distill.alpha=0.5"]``,
+    ``{"distill.alpha": 0.5}`` or ``overrides.Override``s), validated once. ``label`` names the
+    overrides in messages."""
+    if isinstance(source, Experiment) and not overrides:
+        return source
+    data, where = _experiment_data(source)
+    if overrides:
+        data = apply_overrides(data, overrides, label)
+        where = f"{where} with {describe(overrides, label)}"
+    return experiment_from_dict(data, where)
+
+
+def _experiment_data(source: Experiment | Mapping[str, Any] | str | Path) -> tuple[Any, str]:
+    """The experiment as a plain mapping, and how messages name it."""
+    if isinstance(source, Experiment):
+        return source.model_dump(mode="json"), repr(source.name)
+    if isinstance(source, Mapping):
+        return dict(source), "(dict)"
+    return read_experiment_file(source)
+
+
+def read_experiment_file(path: str | Path) -> tuple[Any, str]:
+    """The YAML of an experiment file or a preset (``yaml.safe_load``), and its path."""
     from kdfair.presets import preset_path
 
     p = Path(path)
@@ -407,7 +448,6 @@ def load_experiment(path: str | Path) -> Experiment:
             )
         p = found
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text()), str(p)
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
-    return experiment_from_dict(data, str(p))

@@ -44,24 +44,33 @@ def validate_options(
     try:
         return model.model_validate(dict(options or {}))
     except ValidationError as err:
-        raise ConfigError(format_errors(err, model, f"invalid options for {owner}:", prefix)) \
-            from None
+        raise invalid(err, model, f"invalid options for {owner}:", prefix) from None
+
+
+def problems(err: ValidationError, model: type[BaseModel], prefix: str = "",
+             noun: str = "option") -> list[tuple[str, str]]:
+    """(``<prefix>.<loc>``, message) per error of ``model``'s validation; "" is the whole model.
+
+    ``noun`` names an unknown key (``unknown option`` / ``unknown field``).
+    """
+    return [(".".join([prefix, *map(str, e["loc"])] if prefix else map(str, e["loc"])),
+             error_message(e, model, noun)) for e in err.errors()]
+
+
+def invalid(err: ValidationError, model: type[BaseModel], header: str, prefix: str = "",
+            noun: str = "option") -> ConfigError:
+    """The ConfigError for a failed validation: ``header`` and a line per problem, the
+    problems kept as data (``ConfigError.problems``)."""
+    return ConfigError.listing(header, problems(err, model, prefix, noun))
 
 
 def format_errors(
     err: ValidationError, model: type[BaseModel], header: str, prefix: str = "",
     noun: str = "option",
 ) -> str:
-    """``header`` and a line ``  <prefix>.<loc>: <message>`` per error of ``model``'s validation.
-
-    ``noun`` names an unknown key (``unknown option`` / ``unknown field``). Without a prefix an
-    error of the whole model is placed at ``(top level)``.
-    """
-    lines = [header]
-    for e in err.errors():
-        where = ".".join([prefix, *map(str, e["loc"])] if prefix else map(str, e["loc"]))
-        lines.append(f"  {where or '(top level)'}: {error_message(e, model, noun)}")
-    return "\n".join(lines)
+    """``header`` and a line ``  <prefix>.<loc>: <message>`` per error of ``model``'s validation
+    (``(top level)`` for an error of the whole model)."""
+    return str(invalid(err, model, header, prefix, noun))
 
 
 def error_message(e: Mapping[str, Any], model: type[BaseModel], noun: str = "option") -> str:

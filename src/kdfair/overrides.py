@@ -1,9 +1,13 @@
-"""Command-line overrides of an experiment: ``--set distill.alpha=0.5 --set seeds=[0,1,2]``.
+"""Overrides of an experiment's fields: ``distill.alpha=0.5``, ``seeds=[0,1,2]``.
 
 An override is ``DOTTED.PATH=VALUE``; the value is parsed with ``yaml.safe_load`` (so ``0.5`` is a
-number, ``[0,1,2]`` a list, ``true`` a bool, ``cpu`` a string). Overrides are applied, in order, to
-the experiment as a plain mapping, and the result is validated exactly like an experiment file:
-the experiment a study records in its store is the effective one.
+number, ``[0,1,2]`` a list, ``true`` a bool, ``cpu`` a string). An ``Override`` holds one already
+parsed (path, value) and how its caller wrote it (``given_as``), so that a message can quote what
+the user typed. Overrides are applied, in order, to the experiment as a plain mapping, which is
+then validated once, like a file (``config.load_experiment``): the experiment a study records in
+its store is the effective one.
+
+``label`` names the overrides in messages; each caller passes its own word for them.
 """
 
 from __future__ import annotations
@@ -11,18 +15,39 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from kdfair.errors import ConfigError
 
-Overrides = Sequence[str] | Mapping[str, Any]
-
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+LABEL = "overrides"  # what the overrides are called where the caller gives no word
 
 
-def parse_override(text: str, label: str = "--set") -> tuple[list[str], Any]:
+@dataclass(frozen=True)
+class Override:
+    """One field set: its keys, its value, and how the caller wrote it ("" = ``path=value``)."""
+
+    keys: tuple[str, ...]
+    value: Any
+    given_as: str = ""
+
+    @property
+    def path(self) -> str:
+        return ".".join(self.keys)
+
+    def text(self) -> str:
+        """``path=value``, the value as YAML."""
+        value = yaml.safe_dump(self.value, default_flow_style=True).strip()
+        return f"{self.path}={value.removesuffix('...').strip()}"
+
+
+Overrides = Sequence[str | Override] | Mapping[str, Any]
+
+
+def parse_override(text: str, label: str = LABEL) -> tuple[list[str], Any]:
     """``"distill.alpha=0.5"`` → ``(["distill", "alpha"], 0.5)``; a ConfigError says what is off."""
     path, sep, raw = text.partition("=")
     path = path.strip()
@@ -36,7 +61,7 @@ def parse_override(text: str, label: str = "--set") -> tuple[list[str], Any]:
     return split_path(path, label), value
 
 
-def split_path(path: str, label: str = "--set") -> list[str]:
+def split_path(path: str, label: str = LABEL) -> list[str]:
     """A dotted path as its keys; every key is a plain identifier."""
     keys = path.split(".")
     bad = [k for k in keys if not _KEY.match(k)]
@@ -46,50 +71,42 @@ def split_path(path: str, label: str = "--set") -> list[str]:
     return keys
 
 
-def as_pairs(overrides: Overrides, label: str = "--set") -> list[tuple[list[str], Any]]:
-    """Overrides given as ``["a.b=1", …]`` or ``{"a.b": 1, …}`` as (keys, value) pairs."""
+def as_overrides(overrides: Overrides, label: str = LABEL) -> list[Override]:
+    """Overrides given as ``["a.b=1", Override(…), …]`` or ``{"a.b": 1, …}``, parsed."""
     if isinstance(overrides, Mapping):
-        return [(split_path(str(k), label), v) for k, v in overrides.items()]
+        return [Override(tuple(split_path(str(k), label)), v) for k, v in overrides.items()]
     if isinstance(overrides, str):
         raise ConfigError(f"{label}: give a list of 'path=value' strings or a mapping "
                           f"{{path: value}}, not one string ({overrides!r})")
-    return [parse_override(o, label) for o in overrides]
+    return [o if isinstance(o, Override) else _parsed(o, label) for o in overrides]
+
+
+def _parsed(text: str, label: str) -> Override:
+    keys, value = parse_override(text, label)
+    return Override(tuple(keys), value)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Overrides,
-                    label: str = "--set") -> dict[str, Any]:
+                    label: str = LABEL) -> dict[str, Any]:
     """A copy of ``data`` with every override set; missing (or null) mappings on the way are
     created, a non-mapping on the way is an error naming the path."""
     out = copy.deepcopy(dict(data))
-    for keys, value in as_pairs(overrides, label):
+    for o in as_overrides(overrides, label):
         node: dict[str, Any] = out
-        for depth, key in enumerate(keys[:-1]):
+        for depth, key in enumerate(o.keys[:-1]):
             child = node.get(key)
             if child is None:
                 child = node[key] = {}
             if not isinstance(child, dict):
-                where = ".".join(keys[: depth + 1])
-                raise ConfigError(f"{label} {'.'.join(keys)}: {where} is a {type(child).__name__} "
-                                  f"({child!r}), not a section with fields")
+                where = ".".join(o.keys[: depth + 1])
+                raise ConfigError(f"{o.given_as or f'{label} {o.path}'}: {where} is a "
+                                  f"{type(child).__name__} ({child!r}), not a section with fields")
             node = child
-        node[keys[-1]] = value
+        node[o.keys[-1]] = o.value
     return out
 
 
-def describe(overrides: Overrides, label: str = "--set") -> str:
-    """``"--set a.b=1 --set c=2"``: how the overrides read in an error's source (``label``:
-    the flag or parameter they came from)."""
-    return " ".join(f"{label} {'.'.join(k)}={yaml.safe_dump(v, default_flow_style=True).strip()}"
-                    .replace("\n...", "") for k, v in as_pairs(overrides, label))
-
-
-def override_experiment(exp: Any, overrides: Overrides, source: str = "(experiment)",
-                        label: str = "--set") -> Any:
-    """``exp`` (an Experiment) with the overrides applied, validated like an experiment file;
-    a bad value is reported by its dotted path, headed by the overrides given."""
-    from kdfair.config import experiment_from_dict
-
-    if not overrides:
-        return exp
-    data = apply_overrides(exp.model_dump(mode="json"), overrides, label)
-    return experiment_from_dict(data, f"{source} with {describe(overrides, label)}")
+def describe(overrides: Overrides, label: str = LABEL) -> str:
+    """How the overrides read in an error's source: each as its caller wrote it
+    (``given_as``), else ``<label> a.b=1``."""
+    return " ".join(o.given_as or f"{label} {o.text()}" for o in as_overrides(overrides, label))

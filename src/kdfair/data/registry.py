@@ -2,7 +2,9 @@
 
 A module of ``kdfair.data`` that declares ``DATASETS`` (name -> ``catalog.Requirement``) and
 ``load(cfg, cache_dir) -> SplitData`` is a built-in data set family: adding one file adds a data
-set. The modules are imported on the first lookup, not when kdfair is imported.
+set. The modules are imported on the first lookup, not when kdfair is imported. The registry
+checks the data set an experiment names (``config.register_name_check``): config imports no
+registry.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import kdfair.data
+from kdfair.config import DatasetConfig, register_name_check
 from kdfair.data.catalog import Requirement, default_data_root
 from kdfair.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kdfair.config import DatasetConfig
     from kdfair.data.base import SplitData
 
-Loader = Callable[["DatasetConfig", Path], "SplitData"]
+Loader = Callable[[DatasetConfig, Path], "SplitData"]
 _CUSTOM: dict[str, Loader] = {}
 
 
@@ -47,6 +49,16 @@ def dataset_names() -> list[str]:
     return sorted(set(_builtin()) | set(_CUSTOM))
 
 
+def check_dataset(name: str) -> str:
+    """``name`` if it is a data set; else a ConfigError listing those there are."""
+    if name not in dataset_names():
+        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(dataset_names())}")
+    return name
+
+
+register_name_check("dataset", check_dataset)
+
+
 def is_builtin(name: str) -> bool:
     """Whether ``name`` is a data set every process knows (not one registered at run time)."""
     return name in _builtin() and name not in _CUSTOM
@@ -68,9 +80,7 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     """Load (or generate) the data set ``cfg`` names."""
     if cfg.name in _CUSTOM:
         return _CUSTOM[cfg.name](cfg, cache_dir)
-    if cfg.name not in _builtin():
-        raise ConfigError(f"unknown dataset {cfg.name!r}; allowed: {', '.join(dataset_names())}")
-    return builtin_module(cfg.name).load(cfg, cache_dir)
+    return builtin_module(check_dataset(cfg.name)).load(cfg, cache_dir)
 
 
 def dataset_catalog(root: Path | None = None) -> list[dict[str, Any]]:

@@ -17,13 +17,14 @@ The modules:
 - ``base``: the ``Executor`` protocol and ``execute``;
 - ``local``: the local executors (``local_executor``, ``LocalExecutor``, ``LocalPoolExecutor``);
 - ``split``: splitting a phase's bundles into jobs;
-- ``slurm_config``: the ``--slurm-*`` flags over the experiment's ``slurm:`` section;
+- ``slurm_config``: the experiment's ``slurm:`` section as ``SlurmConfig``;
 - ``slurm_queue``: the cluster's commands, partitions and the state of submitted jobs;
 - ``slurm_view``: progress while waiting for jobs;
 - ``slurm``: the SLURM executor and the job each node runs (``BundleJob``).
 
 Everything public is importable from ``kdfair.executors``. Executors sit above the runner and
-below the API: they import ``runner``, never the reverse; submitit and rich stay lazy.
+below the API, which chooses and builds them (``api.make_executor``): they import ``runner``,
+never the reverse; submitit and rich stay lazy.
 """
 
 from __future__ import annotations

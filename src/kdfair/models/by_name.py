@@ -24,7 +24,7 @@ import torch.nn as nn
 from torchvision import models as tvm
 
 from kdfair.errors import ConfigError
-from kdfair.models.registry import Factory, register_prefix
+from kdfair.models.factories import Factory, register_prefix
 from kdfair.models.text import _factory as text_factory
 from kdfair.models.torchvision_models import pretrained_state
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdfair.models.bank import BankBatchNorm2d, BankConv2d, BankLinear, pad_channels
-from kdfair.models.registry import register_model
+from kdfair.models.factories import register_model
 
 DEPTHS = (8, 14, 20, 32, 56, 110)
 

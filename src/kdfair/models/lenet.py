@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdfair.models.bank import BankConv2d, BankLinear, split_members
-from kdfair.models.registry import register_model
+from kdfair.models.factories import register_model
 
 
 class LeNet5(nn.Module):

@@ -4,8 +4,9 @@ A factory is called as ``factory(num_classes=..., input_shape=(C, H, W), members
 and returns an ``nn.Module``. Small models support ``members`` > 1: one module holding G independent
 members (see ``kdfair.models.bank``); others accept only ``members=1``.
 
-Every module of ``kdfair.models`` registers its family with ``register_model`` when imported, so
-adding one file adds a model family. The modules are imported on the first lookup.
+Every module of ``kdfair.models`` registers its family with ``factories.register_model`` when
+imported, so adding one file adds a model family. The modules are imported on the first lookup.
+The registry checks the architectures an experiment names (``config.register_name_check``).
 """
 
 from __future__ import annotations
@@ -14,33 +15,18 @@ import difflib
 import functools
 import importlib
 import pkgutil
-from collections.abc import Callable
 
 import torch.nn as nn
 
 import kdfair.models
+from kdfair.config import register_name_check
 from kdfair.errors import ConfigError
+from kdfair.models.factories import FACTORIES as _FACTORIES
+from kdfair.models.factories import PREFIXES as _PREFIXES
+from kdfair.models.factories import Factory, register_model, register_prefix
 
-Factory = Callable[..., nn.Module]
-_FACTORIES: dict[str, Factory] = {}
-# "family:" prefix -> resolve(name after the colon) -> factory, e.g. torchvision:resnet18
-_PREFIXES: dict[str, Callable[[str], Factory]] = {}
-
-
-def register_model(name: str, factory: Factory | None = None):
-    """Register ``factory`` under ``name``; usable as a decorator."""
-
-    def deco(f: Factory) -> Factory:
-        _FACTORIES[name] = f
-        return f
-
-    return deco(factory) if factory is not None else deco
-
-
-def register_prefix(prefix: str, resolve: Callable[[str], Factory]) -> None:
-    """Architectures ``<prefix>:<name>``: ``resolve(name)`` returns the factory, or raises a
-    ConfigError naming close names when there is no such model."""
-    _PREFIXES[prefix] = resolve
+__all__ = ["Factory", "bankable", "build_model", "get_factory", "is_builtin", "model_names",
+           "register_model", "register_prefix"]
 
 
 @functools.cache
@@ -82,6 +68,9 @@ def get_factory(name: str) -> Factory:
     raise ConfigError(f"unknown architecture {name!r}{hint}; built in: "
                       f"{', '.join(model_names())}; or any model by name as "
                       f"{', '.join(p + ':<name>' for p in _prefixes())}")
+
+
+register_name_check("arch", get_factory)
 
 
 def build_model(

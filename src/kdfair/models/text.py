@@ -29,7 +29,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict
 
 from kdfair.errors import ConfigError
-from kdfair.models.registry import register_model
+from kdfair.models.factories import register_model
 from kdfair.options import validate_options
 
 DEFAULTS: dict[str, str | None] = {

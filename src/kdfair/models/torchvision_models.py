@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torchvision import models as tvm
 
 from kdfair.errors import ConfigError
-from kdfair.models.registry import register_model
+from kdfair.models.factories import register_model
 from kdfair.options import validate_options
 
 
