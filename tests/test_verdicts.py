@@ -98,3 +98,36 @@ def test_findings_are_grouped_under_their_verdict_and_cause():
                       ("Fairness measure by measure: teacher, NDS and the fairest DS, with "
                        "seed CIs.", ["m1"]),
                       ("paper", [])]
+
+
+def test_neighbour_share_by_hand():
+    from kdfair.analysis.individual import neighbour_share
+
+    neighbours = np.array([[1, 2], [0, 2], [0, 1], [0, 1]])
+    values = np.array([0, 0, 1, -1])  # input 3 has no group
+    # pairs with both valid: (0,1) same, (0,2) diff, (1,0) same, (1,2) diff, (2,0), (2,1) diff
+    assert neighbour_share(values, neighbours) == pytest.approx(2 / 6)
+
+
+def test_a_similarity_space_grouped_by_the_attribute_is_not_read_as_fairness(tmp_path):
+    """Features that cluster by colour, not by class: the report says consistency and I(f)
+    are not read as fairer, and ranks no model by I(f)."""
+    root = write_store(tmp_path / "s", num_classes=3, n_per_class=80, seeds=(0, 1, 2),
+                       temperatures=(1.0, 4.0), attributes={"colour": ["a", "b", "c"]})
+    with np.load(root / "attributes.npz") as z:
+        colour = z["colour"]
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (4, 12))
+    np.save(root / "test_features.npy",
+            (centres[colour + 1] + rng.normal(0, 0.3, (len(colour), 12))).astype(np.float32))
+    tables = analyze(root, FAST)
+    n = tables["neighbours"].set_index("by")
+    assert n.loc["colour", "share"] > 0.9 > n.loc["label", "share"]
+    assert bool(n.loc["colour", "groups_more_than_label"])
+    r = write_report(root, FAST)
+    md = r.md_path.read_text()
+    assert "neither higher consistency nor lower I(f) is read as fairer here" in md
+    ind = next(f for f in r.records if f.code == "measure"
+               and f.subjects["measure"] == "individual")
+    assert "its neighbours share a sensitive attribute more than a label" in ind.text
+    assert "lower is fairer" not in ind.text

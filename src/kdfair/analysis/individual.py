@@ -201,6 +201,20 @@ def consistency(pred: np.ndarray, neighbours: np.ndarray) -> float:
     return float(1.0 - np.mean(pred[neighbours] != pred[:, None]))
 
 
+def neighbour_share(values: np.ndarray, neighbours: np.ndarray) -> float:
+    """The share of (test input, neighbour) pairs with the same value (a label, or a group
+    code; pairs where either has a negative code, no group, are left out): how far
+    the similarity space groups inputs by that value. When it groups them by a sensitive
+    attribute more than by the label, agreement between neighbours (consistency) rewards
+    following the attribute, and higher is not fairer."""
+    values = np.asarray(values)
+    own, near = values[:, None], values[neighbours]
+    valid = (own >= 0) & (near >= 0)
+    if not valid.any():
+        return float("nan")
+    return float(((own == near) & valid).sum() / valid.sum())
+
+
 def softmax(logits: np.ndarray, out: np.ndarray | None = None,
             row_max: np.ndarray | None = None) -> np.ndarray:
     """Row-wise softmax in float32, into ``out`` when given (saves a 200 MB allocation per run);

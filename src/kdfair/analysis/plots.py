@@ -247,13 +247,16 @@ def tradeoff(path: Path, accuracy: pd.DataFrame, fairness: pd.DataFrame, attribu
     return _save(fig, path, tight=False)
 
 
-def individual_vs_t(path: Path, ind: pd.DataFrame, description: str) -> Path:
+def individual_vs_t(path: Path, ind: pd.DataFrame, directions: bool, description: str) -> Path:
+    """I(f), consistency and confidence vs T; ``directions``: say which way is fairer (not when
+    the similarity space groups inputs by a sensitive attribute more than by label)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     _ref_and_ds(axes[0], ind, "individual_mean", "individual_std")
-    axes[0].set_ylabel("I(f) (prob. distance per unit input distance), lower is fairer")
+    axes[0].set_ylabel("I(f) (prob. distance per unit input distance)"
+                       + (", lower is fairer" if directions else ""))
     axes[0].set_title("Individual unfairness I(f)")
     _ref_and_ds(axes[1], ind, "consistency_mean", "consistency_std")
-    axes[1].set_ylabel("k-NN consistency (0–1), higher is fairer")
+    axes[1].set_ylabel("k-NN consistency (0–1)" + (", higher is fairer" if directions else ""))
     axes[1].set_title("Consistency (Zemel et al.)")
     _ref_and_ds(axes[2], ind, "confidence_mean", "confidence_std")
     axes[2].set_ylabel("mean max-probability (0–1)")

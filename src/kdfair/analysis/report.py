@@ -280,6 +280,19 @@ def _individual(runs: pd.DataFrame, opts: AnalysisConfig) -> dict[str, pd.DataFr
     return {"individual": ind, "individual_vs_confidence": corr}
 
 
+def _neighbours(graph: individual.NeighbourGraph, labels: np.ndarray,
+                attributes: dict[str, np.ndarray]) -> pd.DataFrame:
+    """How the similarity space groups the test inputs: the share of neighbour pairs with the
+    same label, and with the same group of each attribute (``groups_more_than_label``: the
+    attribute wins, so higher consistency is not read as fairer)."""
+    label = individual.neighbour_share(labels, graph.neighbours)
+    rows = [{"by": "label", "share": label, "groups_more_than_label": False}]
+    for attr, codes in attributes.items():
+        share = individual.neighbour_share(codes, graph.neighbours)
+        rows.append({"by": attr, "share": share, "groups_more_than_label": bool(share > label)})
+    return pd.DataFrame(rows)
+
+
 CONFIDENCE_LIMIT = 0.9  # |r(I(f), confidence)| above which I(f) is not read as fairness
 
 
@@ -388,6 +401,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables.update(_counterfactual(store, runs, results, opts, notes))
     if graph is not None:
         tables.update(_individual(runs, opts))
+        tables["neighbours"] = _neighbours(graph, labels, store.attributes)
         zero = int((graph.distances == 0).sum())
         if zero:
             notes.append(f"{zero} of {graph.distances.size} neighbour pairs are exact duplicates "

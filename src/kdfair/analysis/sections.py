@@ -17,6 +17,7 @@ from kdfair.analysis.text import (
     QUANTITY_WORDS,
     REFERENCE,
     TEST_WORDS,
+    consistency_misleads,
     finding_groups,
     given_teacher,
     no_test_reasons,
@@ -348,13 +349,18 @@ def individual_section(a: Analysis, doc: Document, out: Path) -> None:
     if ind.empty:
         doc.p("Skipped: " + (a.no_individual or "no features."))
         return
+    biased = consistency_misleads(a)
     doc.p("I(f): lower is fairer. Consistency (Zemel et al.): 1 − the mean share of an input's "
-          "k nearest neighbours that get a different predicted class; higher is fairer. "
+          "k nearest neighbours that get a different predicted class; "
+          + ("higher is fairer only where neighbours share a label more than a group (below). "
+             if biased else "higher is fairer. ") +
           "Confidence: mean max-probability. I(f) is read beside confidence: a model with "
           "softer outputs scores a lower I(f) without treating similar inputs more alike, and a "
           "constant model scores I(f) = 0. Definitions: docs/analysis.md.")
     doc.table(_metric_display(ind, {m.column: m.heading() for m in measures.of("individual")},
                               4))
+    if biased:
+        doc.p(biased)
     c = a.table("individual_vs_confidence")
     if not c.empty:
         r = c.iloc[0]
@@ -363,7 +369,7 @@ def individual_section(a: Analysis, doc: Document, out: Path) -> None:
               + ("|r| > 0.9: I(f) follows confidence here; the report does not rank models "
                  "by it." if r["tracks_confidence"] else "|r| ≤ 0.9."))
     plot(a, doc, out / "individual_vs_T.png", "I(f), consistency and confidence vs T.",
-         plots.individual_vs_t, ind,
+         plots.individual_vs_t, ind, not biased,
          f"k = {a.graph.k} nearest, Euclidean in {a.graph.description}")
 
 

@@ -470,7 +470,8 @@ def _ci(r: pd.Series | None, col: str, digits: int, unit: str) -> str:
 
 
 def metric_finding(table: pd.DataFrame, col: str, name: str, unit: str, digits: int,
-                   accuracy: pd.DataFrame, rank: bool = True) -> str | None:
+                   accuracy: pd.DataFrame, rank: bool = True,
+                   why: str = "it follows confidence here") -> str | None:
     """'<name> (mean [95 % seed CI], lower is fairer): NDS x, teacher y; DS lowest at T = t
     (z, at a % accuracy); DS's CI lies below the teacher's at k of m T.' With ``rank`` False
     (the measure is not read as fairness) only the values, no 'fairer', 'lowest' or ranking."""
@@ -481,8 +482,8 @@ def metric_finding(table: pd.DataFrame, col: str, name: str, unit: str, digits: 
             for role in ("nds", "teacher") if _value(table, role, col) is not None]
     if not rank:
         lo, hi = ds.loc[ds[f"{col}_mean"].idxmin()], ds.loc[ds[f"{col}_mean"].idxmax()]
-        return (f"{name} (seed mean [95 % CI]; it follows confidence here, so it is not read "
-                "as fairness): " + ", ".join(refs) + ("; " if refs else "")
+        return (f"{name} (seed mean [95 % CI]; {why}, so it is not read as fairness): "
+                + ", ".join(refs) + ("; " if refs else "")
                 + f"DS from {lo[f'{col}_mean']:.{digits}f}{unit} (T = {lo['T']:g}) to "
                 f"{hi[f'{col}_mean']:.{digits}f}{unit} (T = {hi['T']:g}).")
     best = ds.loc[ds[f"{col}_mean"].idxmin()]
@@ -544,6 +545,23 @@ def accuracy_sentence(a: Analysis) -> str:
     return s + ("; " + ", ".join(refs) if refs else "") + "."
 
 
+def consistency_misleads(a: Analysis) -> str:
+    """A sentence when the similarity space groups test inputs by a sensitive attribute more
+    than by their label (then rising consistency means predictions follow the attribute);
+    '' otherwise."""
+    n = a.table("neighbours")
+    if n.empty or not n["groups_more_than_label"].any():
+        return ""
+    label = float(n.loc[n["by"] == "label", "share"].iloc[0])
+    worse = n[n["groups_more_than_label"]]
+    return ("In this similarity space a test input's neighbours share its label "
+            f"{100 * label:.1f} % of the time but its "
+            + ", its ".join(f"'{b}' {100 * s:.1f} %" for b, s in zip(
+                worse["by"], worse["share"], strict=True))
+            + ": agreement between neighbours rewards following the attribute, so neither "
+            "higher consistency nor lower I(f) is read as fairer here.")
+
+
 def _is_tracking(a: Analysis) -> bool:
     c = a.table("individual_vs_confidence")
     return bool(not c.empty and c["tracks_confidence"].iloc[0])
@@ -571,7 +589,9 @@ def metric_findings(a: Analysis) -> list[Finding]:
     if not ind.empty:
         m = measures.get("individual")
         s = metric_finding(ind, m.column, "Individual unfairness I(f)", _unit(m), m.digits, acc,
-                           rank=not _is_tracking(a))
+                           rank=not (_is_tracking(a) or consistency_misleads(a)),
+                           why="it follows confidence here" if _is_tracking(a) else
+                           "its neighbours share a sensitive attribute more than a label")
         if s:
             out.append(Finding("measure", s, subjects={"measure": m.key}))
         c = confidence_sentence(a)
