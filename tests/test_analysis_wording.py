@@ -410,7 +410,7 @@ def test_counts_pooled_over_t_are_corrected_over_the_same_family(tmp_path):
     raw = d[(d["comparison"] == "nds_vs_ds") & (d["quantity"] == "raw")]
     p = raw["p"].dropna().to_numpy()
     kept = int((stats.false_discovery_control(p) < 0.05).sum())
-    want = (f"after Benjamini–Hochberg over all {len(p)} tested (class, T) cells {kept} "
+    want = (f"after Benjamini–Hochberg over all {len(p)} distinct tested (class, T) cells {kept} "
             f"{'remains' if kept == 1 else 'remain'}; about {0.05 * len(p):.1f}")
     assert any(want in f for f in r.findings) and any(want in k for k in r.key_results)
 
@@ -434,3 +434,25 @@ def test_findings_and_warnings_are_records_written_as_csv(tmp_path):
     weak = warned[warned["code"] == "weak_teacher"]
     assert len(weak) == 1 and json.loads(weak["numbers"].iloc[0])["teacher_accuracy"] < 60
     assert r.findings[0] == f"Warning: {warned['warning'].iloc[0]}"
+
+
+def test_repeats_of_one_test_at_the_ceiling_are_counted_once(tmp_path):
+    """Classes at 100 % in every run have β_c/β = 1/β: the relative test gives them all the
+    same p. The family counts that test once and says how many cells repeat it."""
+    def acc(role, t, seed, c):
+        if c == 0:
+            return {"teacher": 0.95, "nds": 0.8}.get(role, 0.6)
+        return 1.0
+
+    root = write_store(tmp_path / "s", num_classes=5, n_per_class=200,
+                       temperatures=(2.0, 4.0), accuracy=acc, features=False)
+    d = analyze(root, FAST)["classwise"]
+    rel = d[(d["comparison"] == "nds_vs_ds") & (d["quantity"] == "relative")]
+    assert rel["p"].notna().sum() == 10  # 5 classes × 2 T
+    distinct = rel.drop_duplicates(["T", "p"])["p"].to_numpy()
+    assert len(distinct) == 4  # per T: class 0, and one test for the four classes at 100 %
+    kept = int((stats.false_discovery_control(distinct) < 0.05).sum())
+    r = write_report(root, FAST)
+    want = (f"after Benjamini–Hochberg over all 4 distinct tested (class, T) cells (6 more "
+            f"cells repeat another class's test exactly and count once) {kept} ")
+    assert any(want in f and f.startswith("#SC") for f in r.findings)

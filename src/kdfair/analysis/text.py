@@ -241,11 +241,20 @@ def _raw_sentence(a: Analysis, comparison: str) -> str | None:
     return s + "; " + family_words(a, raw) + "."
 
 
+def distinct_tests(cells: pd.DataFrame) -> pd.DataFrame:
+    """The tested cells with repeats of one test dropped: at the ceiling every class at 100 % in
+    every run has the same β_c/β in every run (1/β), so the relative test repeats one p-value
+    across those classes — one test, not one per class. Repeats are cells of the same T with
+    the same statistic, p and difference."""
+    tested = cells[np.isfinite(cells["p"].to_numpy(float))] if "p" in cells else cells.iloc[:0]
+    return tested.drop_duplicates(["T", "t", "p", "diff"]) if len(tested) else tested
+
+
 def pooled_bh(cells: pd.DataFrame, level: float) -> tuple[int, int]:
-    """(cells significant after Benjamini–Hochberg over every tested (class, T) cell of the
-    table, number tested): the family a count pooled over T is read against."""
-    p = cells["p"].to_numpy(float) if "p" in cells else np.array([])
-    p = p[np.isfinite(p)]
+    """(distinct tests significant after Benjamini–Hochberg over every distinct tested
+    (class, T) cell of the table, number of distinct tests): the family a count pooled over T
+    is read against (:func:`distinct_tests`)."""
+    p = distinct_tests(cells)["p"].to_numpy(float) if len(cells) else np.array([])
     if not len(p):
         return 0, 0
     return int((stats.false_discovery_control(p) < level).sum()), len(p)
@@ -253,13 +262,16 @@ def pooled_bh(cells: pd.DataFrame, level: float) -> tuple[int, int]:
 
 def family_words(a: Analysis, cells: pd.DataFrame) -> str:
     """'after Benjamini–Hochberg over all 130 tested (class, T) cells 12 remain; about 6.5 are
-    expected at p < 0.05 by chance alone'."""
+    expected at p < 0.05 by chance alone' (repeats of one test counted once, and said)."""
     level = a.options.significance
     kept, n = pooled_bh(cells, level)
     if not n:
         return "no cell was testable"
-    return (f"after Benjamini–Hochberg over all {n} tested (class, T) cells {kept} "
-            f"{'remains' if kept == 1 else 'remain'}; about {level * n:.1f} "
+    tested = int(np.isfinite(cells["p"].to_numpy(float)).sum())
+    repeats = (f" ({tested - n} more cells repeat another class's test exactly and count "
+               "once)" if tested > n else "")
+    return (f"after Benjamini–Hochberg over all {n} distinct tested (class, T) cells{repeats} "
+            f"{kept} {'remains' if kept == 1 else 'remain'}; about {level * n:.1f} "
             f"{'is' if level * n == 1 else 'are'} expected at p < {level:g} by chance alone")
 
 
@@ -276,8 +288,9 @@ def _relative_sentence(a: Analysis, comparison: str) -> str | None:
     per_t = sig.groupby("T").size()
     return (f"{LABELS[comparison]} (the paper's count, {test}): {len(sig)} (class, T) cells "
             f"shift the class's share of accuracy ({up} up, {down} down; most at T = "
-            f"{per_t.idxmax():g}: {int(per_t.max())}). A shift in share is not an improvement: "
-            "when one class drops, every other class's share rises.")
+            f"{per_t.idxmax():g}: {int(per_t.max())}; {family_words(a, rel)}). A shift in "
+            "share is not an improvement: when one class drops, every other class's share "
+            "rises.")
 
 
 def _constant_sentence(a: Analysis) -> str | None:
