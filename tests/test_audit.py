@@ -103,7 +103,8 @@ def test_an_audit_is_refused_over_a_store_of_other_arrays(tmp_path):
     nds = [np.eye(3)[y] * 5, np.eye(3)[(y + 1) % 3] * 5]
     audit(y, nds=nds, out=tmp_path, name="a", write_report=False)
     before = (tmp_path / "a" / "data.json").read_text()
-    with pytest.raises(StoreError, match="different configuration.*move the old one aside"):
+    with pytest.raises(StoreError, match=r"different configuration.*new directory \(`out`\), or "
+                                         "move the old one aside"):
         audit(y, nds=nds, groups={"g": [0, 1, 0, 1, 0, 1]}, out=tmp_path, name="a",
               write_report=False)
     assert (tmp_path / "a" / "data.json").read_text() == before

@@ -16,7 +16,7 @@ from kdfair import tracking
 from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
 from kdfair.data.registry import load_dataset
-from kdfair.errors import ConfigError, DatasetError, StoreError
+from kdfair.errors import SETTING, ConfigError, DatasetError, StoreError
 from kdfair.export import stored_model
 from kdfair.method_options import TEACHER_FREE
 from kdfair.paths import cache_dir
@@ -149,8 +149,8 @@ def check_store(store: ResultsDir, specs: list[RunSpec]) -> None:
         raise StoreError(
             f"{store.root} holds {len(stale)} finished run(s) from a different configuration of "
             f"this experiment (e.g. {stale[0]}): other settings, other data or, for an audit, "
-            "other predictions than now. Write to a new directory (--out), or move the old one "
-            "aside, so that results are never mixed."
+            f"other predictions than now. Write to a new directory ({SETTING}), or move the old "
+            "one aside, so that results are never mixed.", setting="out"
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kdfair.errors import StoreError
+from kdfair.errors import SETTING, StoreError
 from kdfair.integrity import atomic_write
 from kdfair.spec import RunSpec
 from kdfair.store.arrays import (
@@ -95,8 +95,8 @@ class ResultsDir:
             if old.get("name") != experiment.get("name"):
                 raise StoreError(
                     f"{self.root} holds experiment {old.get('name')!r}, not "
-                    f"{experiment.get('name')!r}; choose another --out directory"
-                )
+                    f"{experiment.get('name')!r}; choose another {SETTING} directory",
+                    setting="out")
         atomic_json(path, experiment)
         tmp = inside(self.root, ".tmp")
         if tmp.is_dir() and not tmp.is_symlink():  # runs in progress when a writer died
