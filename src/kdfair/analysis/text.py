@@ -46,6 +46,11 @@ TEST_WORDS = {
                           "scipy.stats.permutation_test)",
     "one-sample permutation": "sign-flip permutation test against the single teacher",
 }
+TEST_SHORT = {  # the names sentences use; the full ones (TEST_WORDS) are in Configuration
+    "welch": "Welch", "paired t": "paired t", "one-sample": "one-sample t",
+    "permutation": "permutation", "paired permutation": "paired permutation",
+    "one-sample permutation": "one-sample permutation",
+}
 MAX_NAMED = 8  # classes named in one sentence
 
 
@@ -63,15 +68,18 @@ def _level(a: Analysis) -> str:
     return f"p < {a.options.significance:g}"
 
 
-def tests_used(a: Analysis, comparison: str | None = None) -> str:
-    """The tests that made the class-wise numbers (of one comparison), in words."""
+def tests_used(a: Analysis, comparison: str | None = None, short: bool = False) -> str:
+    """The tests that made the class-wise numbers (of one comparison), in words: in full
+    (with the scipy function, said once, in Configuration and the class-wise section) or by
+    their short name (in sentences)."""
     c = a.table("classwise_counts")
     if c.empty:
         return "no test"
     if comparison:
         c = c[c["comparison"] == comparison]
     names = [n for n in dict.fromkeys(c["test"]) if n != "none"]
-    return "; ".join(TEST_WORDS.get(n, n) for n in names) or "no test"
+    words = TEST_SHORT if short else TEST_WORDS
+    return "; ".join(words.get(n, n) for n in names) or "no test"
 
 
 # --- the summary -----------------------------------------------------------------------------
@@ -210,7 +218,7 @@ def _agreement_sentence(a: Analysis, comparison: str) -> str | None:
     who = REFERENCE[comparison]
     n_raw, n_rel = int(raw["significant"].sum()), int(rel["significant"].sum())
     head = (f"DS vs {who} ({LABELS[comparison]}): the raw and the relative test "
-            f"({tests_used(a, comparison)}, {_level(a)}) ")
+            f"({tests_used(a, comparison, short=True)}, {_level(a)}) ")
     if both.empty:
         return head + (f"agree on no (class, T) cell (raw flags {n_raw}, relative {n_rel}); "
                        "no class is called improved or worsened by both.")
@@ -230,7 +238,7 @@ def _raw_sentence(a: Analysis, comparison: str) -> str | None:
         return None
     sig = raw[raw["significant"]]
     who = COMPARISON_WORDS[comparison]
-    test = f"{tests_used(a, comparison)} on raw class accuracy, {_level(a)}"
+    test = f"{tests_used(a, comparison, short=True)} on raw class accuracy, {_level(a)}"
     if sig.empty:
         return f"No class's own accuracy differs significantly from {who} at any T ({test})."
     up, down = sig[sig["diff"] > 0], sig[sig["diff"] < 0]
@@ -280,7 +288,7 @@ def _relative_sentence(a: Analysis, comparison: str) -> str | None:
     if rel.empty:
         return None
     sig = rel[rel["significant"]]
-    test = f"{tests_used(a, comparison)} on β_c/β, {_level(a)}"
+    test = f"{tests_used(a, comparison, short=True)} on β_c/β, {_level(a)}"
     if sig.empty:
         return (f"{LABELS[comparison]} (the paper's count, {test}) is 0 at every T: no class's "
                 "share of accuracy shifts significantly.")
@@ -722,9 +730,10 @@ def key_results(a: Analysis) -> list[str]:
         raw = _cells(a, comparison, "raw")
         if raw.empty:
             continue
+        test = tests_used(a, comparison, short=True)
         out.append(f"DS vs {REFERENCE[comparison]}: {plural(len(both), '(class, T) cell')} "
-                   f"significant on both raw and relative accuracy ({tests_used(a, comparison)}"
-                   f", {_level(a)}); raw accuracy alone: "
+                   f"significant on both raw and relative accuracy ({test}, {_level(a)}); raw "
+                   "accuracy alone: "
                    f"{int((raw['significant'] & (raw['diff'] > 0)).sum())} improved, "
                    f"{int((raw['significant'] & (raw['diff'] < 0)).sum())} worsened ("
                    + family_words(a, raw) + ").")
