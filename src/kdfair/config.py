@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kdfair.errors import ConfigError
 from kdfair.method_options import method_options
 from kdfair.options import invalid
-from kdfair.overrides import Overrides, apply_overrides, describe
+from kdfair.overrides import LABEL, Overrides, apply_overrides, describe
 
 
 class _Strict(BaseModel):
@@ -47,7 +47,7 @@ def register_name_check(kind: str, check: Callable[[str], object]) -> None:
     _NAME_CHECKS[kind] = check
 
 
-def _known(kind: str, name: str) -> str:
+def _checked_name(kind: str, name: str) -> str:
     """``name`` if the registry of ``kind`` knows it (or is not loaded); else a ValueError."""
     check = _NAME_CHECKS.get(kind)
     if check is not None:
@@ -81,7 +81,7 @@ class DatasetConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        return _known("dataset", v)
+        return _checked_name("dataset", v)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class ModelConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known(cls, v: str) -> str:
-        return _known("arch", v)
+        return _checked_name("arch", v)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -411,7 +411,7 @@ def experiment_from_dict(data: Mapping[str, Any], source: str = "(dict)") -> Exp
 
 
 def load_experiment(source: Experiment | Mapping[str, Any] | str | Path,
-                    overrides: Overrides = (), label: str = "overrides") -> Experiment:
+                    overrides: Overrides = (), label: str = LABEL) -> Experiment:
     """The one way in: an experiment from a YAML file, a preset name, a mapping or an
     Experiment, with every override applied to it as written (``["distill.alpha=0.5"]``,
     ``{"distill.alpha": 0.5}`` or ``overrides.Override``s), validated once. ``label`` names the
