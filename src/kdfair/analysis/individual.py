@@ -34,15 +34,14 @@ The neighbour graph is computed once per experiment and cached in ``<results>/an
 
 from __future__ import annotations
 
-import hashlib
-import os
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from kdfair.integrity import atomic_write, digest
 
 Norm = Literal["tv", "l1", "l2"]
 GRAPH_VERSION = 1
@@ -124,8 +123,7 @@ def visiting_order(neighbours: np.ndarray) -> np.ndarray:
 
 def _features_key(path: Path, similarity: str, dim: int, k: int) -> str:
     st = path.stat()
-    raw = f"v{GRAPH_VERSION}|{st.st_size}|{st.st_mtime_ns}|{similarity}|{dim}|{k}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return digest(GRAPH_VERSION, st.st_size, st.st_mtime_ns, similarity, dim, k)[:16]
 
 
 def cached_graph(results_dir: Path, similarity: str, dim: int, k: int) -> NeighbourGraph:
@@ -145,10 +143,12 @@ def cached_graph(results_dir: Path, similarity: str, dim: int, k: int) -> Neighb
     nb, dist = knn_graph(x, k)
     graph = NeighbourGraph(nb, dist, visiting_order(nb), desc)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, key=np.str_(key), neighbours=nb, distances=dist, order=graph.order)
-    os.replace(tmp, cache)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, key=np.str_(key), neighbours=nb, distances=dist, order=graph.order)
+
+    atomic_write(cache, write)
     return graph
 
 

@@ -8,7 +8,6 @@ NumPy work releases the GIL, and each thread reuses one probability buffer.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from kdfair.analysis.individual import (
     pair_distances,
     softmax,
 )
+from kdfair.integrity import digest
 from kdfair.store import (
     CorruptRun,
     RunInfo,
@@ -145,8 +145,7 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
             cf = reduce_counterfactuals(logits, read_counterfactual_logits(run, n_test), norm,
                                         counterfactual_targets)
             r = reduce_logits(logits, labels, num_classes, graph, norm, in_place=True)
-            digest = hashlib.sha1(np.ascontiguousarray(labels).tobytes()).hexdigest()
-            return ReducedRun(info=run, labels_digest=digest, counterfactual=cf, **r)
+            return ReducedRun(info=run, labels_digest=digest(labels), counterfactual=cf, **r)
         except CorruptRun as err:
             return run.run_id, str(err)
         except (OSError, ValueError) as err:  # e.g. a file truncated after it was indexed
