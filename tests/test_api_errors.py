@@ -70,15 +70,14 @@ def test_a_stale_store_on_the_command_line_names_out(tmp_path):
     path.write_text(EXPERIMENT)
     _stale_store(tmp_path / "out")
     res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
-    assert res.exit_code == 1 and "(--out" in res.output
+    assert res.exit_code == 1 and "Write to a new directory (--out)" in res.output
 
 
-@pytest.mark.xfail(reason="runner.check_store still words its fix as the flag --out; it should "
-                          "raise StoreError(... SETTING ..., setting='out')", strict=False)
 def test_a_stale_store_in_python_names_no_flag(tmp_path):
     path = tmp_path / "e.yaml"
     path.write_text(EXPERIMENT)
     _stale_store(tmp_path / "out")
     with pytest.raises(StoreError) as err:
         api.run(path, out=tmp_path / "out", progress=False)
-    assert "`out`" in str(err.value) and "--out" not in str(err.value)
+    text = str(err.value)
+    assert "Write to a new directory (`out`)" in text and "--out" not in text
