@@ -21,6 +21,7 @@ from kdfair.errors import ConfigError
 from kdfair.method_options import method_options
 from kdfair.options import invalid
 from kdfair.overrides import LABEL, Overrides, apply_overrides, describe
+from kdfair.paths import is_safe_name
 
 
 class _Strict(BaseModel):
@@ -60,7 +61,7 @@ def _checked_name(kind: str, name: str) -> str:
 
 def check_name(v: str) -> str:
     """An experiment name is one safe path component: no separators, not '.', '..' or hidden."""
-    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", v or ""):
+    if not is_safe_name(v):
         raise ValueError(f"name {v!r} is not allowed: use {NAME_RULE}")
     return v
 

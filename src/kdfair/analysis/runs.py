@@ -8,7 +8,6 @@ NumPy work releases the GIL, and each thread reuses one probability buffer.
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from kdfair.analysis.individual import (
     pair_distances,
     softmax,
 )
+from kdfair.config import available_cores
 from kdfair.integrity import digest
 from kdfair.store import (
     CorruptRun,
@@ -119,13 +119,6 @@ def mean_confidence(logits: np.ndarray, row_max: np.ndarray, block: int = 4096) 
     return total / max(len(logits), 1)
 
 
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
                 graph: NeighbourGraph | None = None, norm: Norm = "tv",
                 workers: int | None = None,
@@ -151,7 +144,7 @@ def reduce_runs(runs: list[RunInfo], n_test: int, num_classes: int,
         except (OSError, ValueError) as err:  # e.g. a file truncated after it was indexed
             return run.run_id, f"predictions.npz cannot be read ({err})"
 
-    workers = workers or default_workers()
+    workers = workers or available_cores()
     if workers == 1 or len(runs) == 1:
         outs = [one(r) for r in runs]
     else:

@@ -4,21 +4,18 @@ and file hashes: ``kdfair.integrity``)."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from kdfair.errors import StoreError
 from kdfair.integrity import atomic_write, sha256_file
+from kdfair.paths import is_safe_name
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
-
 def safe_component(name: str, what: str = "name") -> str:
     """``name`` if it is one harmless path component (no separator, not '.', '..', hidden)."""
-    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
+    if not is_safe_name(name):
         raise StoreError(f"{what} {name!r} cannot be used as a file name: use letters, digits, "
                          "'_', '-' and '.', not starting with a dot")
     return name
