@@ -87,7 +87,7 @@ def test_constant_but_different_classes_are_counted_not_silently_null():
 
 def test_bootstrap_ci_of_two_values_is_the_hand_worked_distribution():
     # resampling [0, 10]: mean 0 (p 1/4), 5 (p 1/2), 10 (p 1/4) -> 2.5 % and 97.5 % points 0, 10
-    low, high = seed_ci(np.array([0.0, 10.0]), 4000, seed=0, label="x")
+    low, high = seed_ci(np.array([0.0, 10.0]), 4000, seed=0, label="x", method="bootstrap")
     assert (low[0], high[0]) == (0.0, 10.0)
 
 
@@ -95,21 +95,37 @@ def test_bootstrap_ci_matches_the_enumerated_bootstrap():
     v = np.array([1.0, 2.0, 6.0])
     means = [np.mean(c) for c in itertools.product(v, repeat=3)]  # 27 equally likely
     exact = np.percentile(means, [2.5, 97.5], method="inverted_cdf")  # 1 and 6 (1/27 each)
-    low, high = seed_ci(v, 40000, seed=3, label="m")
+    low, high = seed_ci(v, 40000, seed=3, label="m", method="bootstrap")
     assert (low[0], high[0]) == (exact[0], exact[1]) == (1.0, 6.0)
     # 256 resamples: mean 1 once, 1.25 four, 1.5 six times -> the 2.5 % point (7th) is 1.5
     w = np.array([1.0, 2.0, 6.0, 7.0])
     means = np.sort([np.mean(c) for c in itertools.product(w, repeat=4)])
     assert np.percentile(means, 2.5, method="inverted_cdf") == 1.5
-    assert seed_ci(w, 40000, seed=3, label="m")[0][0] == pytest.approx(1.5, abs=0.25)
+    assert seed_ci(w, 40000, seed=3, label="m", method="bootstrap")[0][0] == pytest.approx(
+        1.5, abs=0.25)
 
 
 def test_bootstrap_ci_is_reproducible_and_undefined_for_one_seed():
     v = np.random.default_rng(0).normal(size=(5, 3))
-    a, b = seed_ci(v, 500, seed=1, label="ds 2"), seed_ci(v, 500, seed=1, label="ds 2")
+    def boot(x, seed):
+        return seed_ci(x, 500, seed=seed, label="ds 2", method="bootstrap")
+
+    a, b = boot(v, 1), boot(v, 1)
     np.testing.assert_array_equal(a[0], b[0])
-    assert not np.array_equal(seed_ci(v, 500, seed=2, label="ds 2")[0], a[0])
-    assert np.isnan(seed_ci(v[:1], 500)[0]).all()
+    assert not np.array_equal(boot(v, 2)[0], a[0])
+    assert np.isnan(boot(v[:1], 1)[0]).all()
+
+
+def test_t_interval_is_scipys_interval_of_the_mean():
+    v = np.random.default_rng(0).normal(size=(3, 4))
+    low, high = seed_ci(v, 1, method="t")
+    for j in range(4):
+        ref = stats.t.interval(0.95, 2, loc=v[:, j].mean(), scale=stats.sem(v[:, j]))
+        assert (low[j], high[j]) == pytest.approx(ref)
+    same = seed_ci(np.array([[2.0], [2.0], [2.0]]), 1)  # no spread: zero width
+    assert same[0][0] == same[1][0] == 2.0
+    assert np.isnan(seed_ci(v[:1], 1)[0]).all()  # one seed: no interval
+    assert np.isnan(seed_ci(v, 0)[0]).all()  # seed_resamples 0: no intervals asked for
 
 
 def test_trend_test_equals_spearman_and_the_exact_permutation_p():

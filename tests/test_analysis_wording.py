@@ -105,11 +105,11 @@ def test_every_headline_table_has_seed_cis(tmp_path):
     t = analyze(root)
     runs = t["runs"]
     acc = t["accuracy"]
-    for _, row in acc.iterrows():  # the CI brackets the seed mean, inside the seeds' range
+    for _, row in acc.iterrows():  # the t-interval of the seed mean, as scipy gives it
         vals = runs.loc[(runs["role"] == row["role"]) & (
             (runs["T"] == row["T"]) | (runs["T"].isna() & np.isnan(row["T"]))), "accuracy"]
-        assert vals.min() - 1e-9 <= row["acc_ci_low"] <= row["acc_mean"] <= row["acc_ci_high"] \
-            <= vals.max() + 1e-9
+        ref = stats.t.interval(0.95, len(vals) - 1, loc=vals.mean(), scale=stats.sem(vals))
+        assert (row["acc_ci_low"], row["acc_ci_high"]) == pytest.approx(ref)
     for name, cols in (("fairness", ("dpd", "eod")), ("individual", ("individual",
                                                                        "consistency",
                                                                        "confidence")),
@@ -456,3 +456,13 @@ def test_repeats_of_one_test_at_the_ceiling_are_counted_once(tmp_path):
     want = (f"after Benjamini–Hochberg over all 4 distinct tested (class, T) cells (6 more "
             f"cells repeat another class's test exactly and count once) {kept} ")
     assert any(want in f and f.startswith("#SC") for f in r.findings)
+
+
+def test_the_report_names_its_interval_and_its_n(tmp_path):
+    root = write_store(tmp_path / "s", num_classes=3, temperatures=(2.0,), features=False,
+                       seeds=(0, 1, 2))
+    md = write_report(root, FAST).md_path.read_text()
+    assert ("95 % t-interval of the seed mean, 3 seeds per model; with fewer than 5 seeds its "
+            "coverage rests on normally spread seeds") in md
+    boot = write_report(root, AnalysisConfig(vector_figures=False, seed_ci="bootstrap"))
+    assert "95 % percentile bootstrap over seeds, 3 seeds per model" in boot.md_path.read_text()

@@ -52,10 +52,10 @@ def sort_roles(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
-             resamples: int = 0, seed: int = 0) -> pd.DataFrame:
+             resamples: int = 0, seed: int = 0, ci: str = "t") -> pd.DataFrame:
     """Mean and sample std (ddof 1; NaN for one run) of ``cols`` per role, T (and ``extra``);
-    with ``resamples`` also the 95 % bootstrap CI over the group's runs (``<col>_ci_low/high``,
-    see :func:`seedstats.seed_ci`)."""
+    with ``resamples`` also the 95 % interval of the mean over the group's runs
+    (``<col>_ci_low/high``; ``ci``: "t" or "bootstrap", see :func:`seedstats.seed_ci`)."""
     keys = ["role", "T", *extra]
     stats_ = ("mean", "std", "ci_low", "ci_high") if resamples else ("mean", "std")
     if df.empty:
@@ -67,8 +67,8 @@ def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
     out.insert(0, "n_runs", g.size())
     if resamples:
         # groups come in the order of ``out`` (both sort=False); NaN keys cannot be looked up
-        cis = [seed_ci(sub[cols].to_numpy(float), resamples, seed, label=key_label(key))
-               for key, sub in g]
+        cis = [seed_ci(sub[cols].to_numpy(float), resamples, seed, label=key_label(key),
+                       method=ci) for key, sub in g]
         for j, c in enumerate(cols):
             out.insert(out.columns.get_loc(f"{c}_std") + 1, f"{c}_ci_low",
                        [ci[0][j] for ci in cis])

@@ -160,7 +160,7 @@ def _fairness(store: Store, runs: pd.DataFrame, results: list[ReducedRun], label
                          "which can inflate EOD.")
     runs_df = pd.DataFrame(per_run)
     summary = by_group(runs_df, keys, ("attribute",), opts.seed_resamples,
-                       opts.random_seed) if per_run else pd.DataFrame()
+                       opts.random_seed, opts.seed_ci) if per_run else pd.DataFrame()
     if per_run and opts.bootstrap > 0:
         summary = _bootstrap(summary, runs, results, labels, store, opts.bootstrap)
     groups = pd.DataFrame()
@@ -249,7 +249,8 @@ def _disagreement(store: Store, results: list[ReducedRun], labels: np.ndarray,
                                            "disagreement"])
     tables = {
         "disagreement_summary": by_group(pair_df, ["disagreement"], ("comparison",),
-                                         opts.seed_resamples, opts.random_seed).rename(
+                                         opts.seed_resamples, opts.random_seed,
+                                         opts.seed_ci).rename(
             columns={"n_runs": "n_pairs"}),
         "disagreement_runs": pair_df,
         "disagreement": pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols),
@@ -269,7 +270,7 @@ def _percent_detail(detail: pd.DataFrame) -> pd.DataFrame:
 def _individual(runs: pd.DataFrame, opts: AnalysisConfig) -> dict[str, pd.DataFrame]:
     """I(f), consistency and confidence per model, and how closely I(f) follows confidence."""
     ind = by_group(runs, [m.key for m in measures.of("individual")],
-                   resamples=opts.seed_resamples, seed=opts.random_seed)
+                   resamples=opts.seed_resamples, seed=opts.random_seed, ci=opts.seed_ci)
     ok = runs[["individual", "confidence"]].dropna()
     pearson = spearman = float("nan")
     if len(ok) >= 3 and ok["individual"].std() > 0 and ok["confidence"].std() > 0:
@@ -319,7 +320,7 @@ def _counterfactual(store: Store, runs: pd.DataFrame, results: list[ReducedRun],
             notes.append(f"Counterfactuals for '{attr}' ({n} of {store.n_test} test inputs "
                          f"have one): {how[attr]}.")
     summary = by_group(per_run, [m.key for m in measures.of("counterfactual")], ("attribute",),
-                       opts.seed_resamples, opts.random_seed)
+                       opts.seed_resamples, opts.random_seed, opts.seed_ci)
     return {"counterfactual": summary, "counterfactual_runs": per_run}
 
 
@@ -381,7 +382,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     results = sorted(results, key=lambda r: order[r.info.run_id])
     class_acc = np.stack([r.class_acc for r in results])
     temps = sorted(set(runs.loc[runs["role"] == "ds", "T"]))
-    boot = {"resamples": opts.seed_resamples, "seed": opts.random_seed}
+    boot = {"resamples": opts.seed_resamples, "seed": opts.random_seed, "ci": opts.seed_ci}
 
     tables: dict[str, pd.DataFrame] = {"runs": runs}
     acc = by_group(runs, ["accuracy"], **boot)

@@ -17,6 +17,7 @@ from kdfair.analysis.text import (
     QUANTITY_WORDS,
     REFERENCE,
     TEST_WORDS,
+    ci_words,
     consistency_misleads,
     finding_groups,
     given_teacher,
@@ -115,7 +116,7 @@ def summary_section(a: Analysis, doc: Document) -> None:
     up, down = DIRECTION_WORDS[o.test_on]
     doc.h("Summary")
     doc.table(summary_display(a),
-              f"Seed mean [95 % bootstrap CI over seeds]. #SC / #TC: classes significant vs "
+              f"Seed mean [{ci_words(a)}]. #SC / #TC: classes significant vs "
               f"NDS / teacher on {QUANTITY_WORDS[o.test_on]} ({tests_used(a)}, p < "
               f"{o.significance:g}); in brackets DS higher ({up}) / lower ({down}); 'in every "
               "seed': constant-but-different classes, untestable by Welch. All accuracies, DPD "
@@ -139,9 +140,7 @@ def config_section(a: Analysis, doc: Document) -> None:
             ("multiple comparisons", "none for #SC/#TC (as the paper); Benjamini–Hochberg "
                                      "counts beside them"),
             ("headline quantity", QUANTITY_WORDS[o.test_on]),
-            ("confidence intervals", f"95 % percentile bootstrap over seeds, each model "
-                                     f"resampled on its own, {o.seed_resamples} resamples, RNG "
-                                     f"seed {o.random_seed}"),
+            ("confidence intervals", ci_words(a, detail=True)),
             ("trend tests", f"Spearman ρ of run-level values with T, permutation p "
                             f"({o.permutations} permutations, exact when fewer), over T ≤ 10 "
                             "and over all T"),
@@ -183,7 +182,7 @@ def accuracy_section(a: Analysis, doc: Document, out: Path) -> None:
     acc = a.table("accuracy")
     doc.h("Accuracy")
     doc.table(_metric_display(acc, {"acc": "accuracy (%)"}),
-              "Test accuracy per model: mean [95 % bootstrap CI over seeds] and std.")
+              f"Test accuracy per model: mean [{ci_words(a)}] and std.")
     path = _accuracy_figure(a, out)
     if path is not None:
         doc.image(path, ACCURACY_CAPTION)
@@ -318,7 +317,7 @@ def fairness_section(a: Analysis, doc: Document, out: Path) -> None:
           "lower is fairer; " + ("binary task: Fairlearn's demographic_parity_difference and "
                                  "equalized_odds_difference." if s.num_classes == 2 else
                                  "multi-class: one-vs-rest per class, averaged over classes.")
-          + " Mean [95 % bootstrap CI over seeds]."
+          + f" Mean [{ci_words(a)}]."
           + (f" The plot's shaded band: 95 % bootstrap over the test set ({o.bootstrap} "
              "resamples)." if o.bootstrap else ""))
     for attr in s.attributes:
@@ -382,8 +381,8 @@ def counterfactual_section(a: Analysis, doc: Document, out: Path) -> None:
           "attribute changed and nothing else (how each is drawn: Notes). I_cf = mean over test "
           f"inputs of D(f(x), f(x′)), D = {_norm_words(a.norm)}; flip rate = share of test "
           "inputs whose predicted class changes (%). Both are 0 for a model that ignores the "
-          "attribute, whatever its confidence; lower is fairer. Mean [95 % bootstrap CI over "
-          "seeds]. Definitions: docs/analysis.md.")
+          f"attribute, whatever its confidence; lower is fairer. Mean [{ci_words(a)}]. "
+          "Definitions: docs/analysis.md.")
     for attr in dict.fromkeys(cf["attribute"]):
         doc.table(_metric_display(cf[cf["attribute"] == attr],
                                   {m.column: m.heading() for m in measures.of("counterfactual")},
@@ -411,8 +410,8 @@ def disagreement_section(a: Analysis, doc: Document, out: Path) -> None:
     shown.insert(1, "partner", [REFERENCE[c] for c in summ["comparison"]])
     doc.table(shown.rename(columns={"runs": "pairs"}),
               "Share of test inputs on which the DS run and its partner (the teacher it "
-              "distilled from; the NDS of the same seed) predict differently: mean [95 % "
-              "bootstrap CI over pairs] and std.")
+              "distilled from; the NDS of the same seed) predict differently: mean ["
+              + ci_words(a).replace("seed", "pair") + "] and std.")
     temps = sorted(set(dis["T"]))
     shares = {}
     for comparison in ("teacher_vs_ds", "nds_vs_ds"):

@@ -2,9 +2,10 @@
 
 Both are pure functions of run-level values with a fixed RNG seed, so a report is reproducible.
 
-- :func:`seed_ci`: 95 % percentile bootstrap CI of a model's seed mean. The runs of one model
-  (role, T) are resampled with replacement; each model is resampled on its own (stratified by
-  model, as rliable does for tasks), with its own stream derived from the seed and its label.
+- :func:`seed_ci`: 95 % interval of a model's seed mean: Student's t (mean ± t_{n−1} s/√n, the
+  default), or the percentile bootstrap — the runs of one model (role, T) resampled with
+  replacement, each model on its own (stratified by model, as rliable does for tasks), with its
+  own stream derived from the seed and its label.
 - :func:`trend_test`: Spearman's ρ between T and the values, with a permutation p-value (the
   values are shuffled over the T they belong to; exact when there are few enough orderings).
 """
@@ -34,20 +35,26 @@ def stream(seed: int, label: str) -> np.random.Generator:
 
 
 def seed_ci(values: np.ndarray, resamples: int, seed: int = 0, label: str = "",
-            level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) percentile bootstrap CI of the column means of ``values`` [n runs, Q].
+            level: float = LEVEL, method: str = "t") -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) interval of the column means of ``values`` [n runs, Q]: Student's t
+    (``method`` "t") or the percentile bootstrap ("bootstrap", ``resamples`` draws).
 
     NaN where there are fewer than 2 runs (one seed says nothing about the seed spread), where
-    ``resamples`` is 0, or where a column has a NaN.
+    ``resamples`` is 0 (no intervals asked for), or where a column has a NaN.
     """
     v = np.asarray(values, float)
     v = v.reshape(len(v), -1)
     nan = np.full(v.shape[1], np.nan)
     if len(v) < 2 or resamples <= 0:
         return nan, nan.copy()
-    means = resample_means(v, resamples, stream(seed, label))
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    if method == "t":
+        mean, sd = v.mean(0), v.std(0, ddof=1)
+        half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v))
+        low, high = mean - half, mean + half
+    else:
+        means = resample_means(v, resamples, stream(seed, label))
+        tail = 100 * (1 - level) / 2
+        low, high = np.percentile(means, [tail, 100 - tail], axis=0)
     bad = ~np.isfinite(v).all(0)
     low[bad], high[bad] = np.nan, np.nan
     return low, high

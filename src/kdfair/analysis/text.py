@@ -54,6 +54,33 @@ TEST_SHORT = {  # the names sentences use; the full ones (TEST_WORDS) are in Con
 MAX_NAMED = 8  # classes named in one sentence
 
 
+FEW_SEEDS = 5  # below this many runs per model an interval's coverage is approximate
+
+
+def ci_words(a: Analysis, detail: bool = False) -> str:
+    """How the report's intervals were made, with n: '95 % t-interval of the seed mean, 3
+    seeds per model (with fewer than 5, its coverage rests on normally spread seeds)'."""
+    o = a.options
+    acc = a.table("accuracy")
+    n = acc["n_runs"] if "n_runs" in acc else pd.Series(dtype=float)
+    lo, hi = (int(n.min()), int(n.max())) if len(n) else (0, 0)
+    seeds = f"{lo if lo == hi else f'{lo}–{hi}'} seed{'s' if hi != 1 else ''} per model"
+    if o.seed_resamples == 0:
+        return "no intervals (analysis.seed_resamples: 0)"
+    if o.seed_ci == "t":
+        s = f"95 % t-interval of the seed mean, {seeds}"
+        few = "its coverage rests on normally spread seeds"
+    else:
+        s = f"95 % percentile bootstrap over seeds, {seeds}"
+        few = "it is narrower than 95 % (at 3 seeds about the min–max)"
+        if detail:
+            s += (f"; each model resampled on its own, {o.seed_resamples} resamples, RNG seed "
+                  f"{o.random_seed}")
+    if detail:
+        s += " (analysis.seed_ci: " + o.seed_ci + ")"
+    return s + (f"; with fewer than {FEW_SEEDS} seeds {few}" if 0 < lo < FEW_SEEDS else "")
+
+
 def plural(n: int, one: str, many: str | None = None) -> str:
     """'1 class', '3 classes'; 'remains' / 'remain' style agreement via ``many``."""
     return f"{n} {one if n == 1 else (many or one + 's')}"
