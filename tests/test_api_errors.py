@@ -81,3 +81,91 @@ def test_a_stale_store_in_python_names_no_flag(tmp_path):
         api.run(path, out=tmp_path / "out", progress=False)
     text = str(err.value)
     assert "Write to a new directory (`out`)" in text and "--out" not in text
+
+
+# --- the settings that fix an error, named by each layer ---------------------------------------
+
+
+def test_missing_data_names_data_root_in_python_and_data_root_flag_on_the_command_line(tmp_path):
+    from kdfair.errors import DatasetError
+
+    path = tmp_path / "e.yaml"
+    path.write_text(EXPERIMENT.replace("name: digits, size: 16", "name: cifar10"))
+    with pytest.raises(DatasetError) as err:
+        api.run(path, out=tmp_path / "out", data_root=tmp_path / "data", progress=False)
+    text = str(err.value)
+    assert "the data root is `data_root` if given" in text and "--data-root" not in text
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"),
+                                   "--data-root", str(tmp_path / "data")])
+    assert res.exit_code == 1 and "the data root is --data-root if given" in res.output
+    assert "`data_root`" not in res.output
+
+
+@pytest.fixture
+def one_partition(monkeypatch):
+    """A cluster, as sinfo would list it, with one partition (the default): no cluster needed."""
+    from kdfair.executors import slurm
+    from kdfair.executors.slurm_queue import Partition
+
+    monkeypatch.setattr(slurm, "partitions",
+                        lambda: {"cpu": Partition("cpu", True, True, 60, "")})
+
+
+def test_an_unknown_partition_names_slurm_partition_in_python_and_its_flag_on_the_command_line(
+        tmp_path, one_partition):
+    from kdfair.executors import SlurmError
+
+    path = tmp_path / "e.yaml"
+    path.write_text(EXPERIMENT + "slurm: {partition: nope}\n")
+    with pytest.raises(SlurmError) as err:
+        api.run(path, out=tmp_path / "out", executor="slurm", progress=False)
+    text = str(err.value)
+    assert "unknown SLURM partition 'nope'" in text and "cpu (default)" in text
+    assert "Fix `slurm.partition`;" in text and "--slurm-partition" not in text
+    path.write_text(EXPERIMENT)
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"),
+                                   "--executor", "slurm", "--slurm-partition", "nope"])
+    assert res.exit_code == 1 and "Fix --slurm-partition;" in res.output, res.output
+    assert "`slurm.partition`" not in res.output
+    assert not (tmp_path / "out").exists()  # nothing written, nothing submitted
+
+
+def test_a_time_limit_over_the_partitions_names_slurm_time(tmp_path, one_partition):
+    from kdfair.executors import SlurmError
+
+    exp = api.load_experiment({**_experiment(), "slurm": {"time": 90}})
+    with pytest.raises(SlurmError) as err:
+        api.make_executor("slurm", exp, tmp_path)
+    assert "lower `slurm.time`" in str(err.value)
+    assert "lower --slurm-time" in err.value.worded(flag_for)
+
+
+def test_a_study_locked_without_waiting_names_wait(tmp_path):
+    import threading
+
+    from kdfair.store import StudyLocked, study_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with study_lock(tmp_path):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(StudyLocked) as err, study_lock(tmp_path, wait=False):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    assert "run again with `wait` left out" in str(err.value)
+    assert "run again with --no-wait left out" in err.value.worded(flag_for)
+
+
+def _experiment():
+    import yaml
+
+    return yaml.safe_load(EXPERIMENT)

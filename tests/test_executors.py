@@ -15,7 +15,6 @@ from kdfair.executors import (
     SlurmError,
     SlurmExecutor,
     execute,
-    parse_sbatch_options,
     slurm_config,
     split_bundles,
     split_evenly,
@@ -54,12 +53,11 @@ def test_slurm_times_parse_to_minutes(text, minutes):
     assert parse_minutes(text) == minutes
 
 
-def test_flags_override_the_experiment_files_section():
+def test_the_slurm_section_and_the_gpus_a_job_asks_for():
     section = {"partition": "gpu", "time": "4:00:00", "options": {"qos": "low"}, "cpus": 4}
-    cfg = slurm_config(section, partition="debug", time=None, cpus=None,
-                       options=parse_sbatch_options(["constraint=a100", "exclusive"]))
-    assert cfg.partition == "debug" and cfg.time == 240 and cfg.cpus == 4
-    assert cfg.options == {"qos": "low", "constraint": "a100", "exclusive": True}
+    cfg = slurm_config(section)
+    assert cfg.partition == "gpu" and cfg.time == 240 and cfg.cpus == 4
+    assert cfg.options == {"qos": "low"}
     exp = experiment_from_dict(TINY)
     assert cfg.gpus_for(exp) == 0  # a CPU study asks for no GPU
     assert cfg.gpus_for(exp.model_copy(update={"device": "auto"})) == 1
@@ -190,7 +188,7 @@ def test_slurm_needs_the_slurm_commands(tmp_path, monkeypatch):
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(SlurmError, match="sinfo not found.*login node"):
+    with pytest.raises(SlurmError, match="sinfo not found: `executor` slurm needs.*login node"):
         SlurmExecutor(slurm_config()).start(experiment_from_dict(TINY), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

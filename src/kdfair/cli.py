@@ -35,7 +35,7 @@ FLAGS = {
     "--slurm-gpus": "slurm.gpus", "--slurm-cpus": "slurm.cpus", "--slurm-mem": "slurm.mem_gb",
     "--slurm-account": "slurm.account", "--slurm-runs-per-job": "slurm.runs_per_job",
     "--slurm-option": "slurm.options", "--out": "out", "--data-root": "data_root",
-    "--executor": "executor",
+    "--executor": "executor", "--no-wait": "wait",
 }
 _FLAG_OF = {setting: flag for flag, setting in FLAGS.items()}
 

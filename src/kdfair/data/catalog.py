@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from kdfair.errors import DatasetError
+from kdfair.errors import SETTING, DatasetError
 from kdfair.integrity import digest
 from kdfair.options import validate_options
 
@@ -104,11 +104,9 @@ def missing_error(
     lines.append(f"get it from {req.url}: {req.how}, so that the files above are in {d}.")
     if req.download:
         lines.append("or set `download: true` under `dataset:` to let torchvision fetch it.")
-    lines.append(
-        f"the data root is `dataset.root`, else ${DATA_ENV}, else ./data "
-        "(`--data-root DIR` on the command line)."
-    )
-    return DatasetError("\n".join(lines))
+    lines.append(f"the data root is {SETTING} if given, else `dataset.root`, else ${DATA_ENV}, "
+                 "else ./data.")
+    return DatasetError("\n".join(lines), setting="data_root")
 
 
 def ensure_present(

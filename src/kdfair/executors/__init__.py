@@ -32,7 +32,7 @@ from __future__ import annotations
 from kdfair.executors.base import Executor, execute
 from kdfair.executors.local import LocalExecutor, LocalPoolExecutor, local_executor
 from kdfair.executors.slurm import BundleJob, SlurmExecutor
-from kdfair.executors.slurm_config import parse_sbatch_options, slurm_config
+from kdfair.executors.slurm_config import slurm_config
 from kdfair.executors.slurm_queue import (
     JobState,
     Partition,
@@ -65,7 +65,6 @@ __all__ = [
     "execute",
     "job_states",
     "local_executor",
-    "parse_sbatch_options",
     "partitions",
     "poll",
     "slurm_available",

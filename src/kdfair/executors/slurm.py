@@ -22,6 +22,7 @@ from typing import Any
 from kdfair.config import Experiment, SlurmConfig, experiment_from_dict
 from kdfair.data import registry as data_registry
 from kdfair.data.base import SplitData
+from kdfair.errors import SETTING
 from kdfair.executors import slurm_requeue as requeue
 from kdfair.executors.slurm_queue import (
     _HOPELESS,
@@ -143,19 +144,19 @@ class SlurmExecutor:
             part = next((p for p in parts.values() if p.default), None)
             if part is None:
                 raise SlurmError(f"this cluster has no default partition; name one with "
-                                 f"--slurm-partition (or slurm.partition); partitions: {names}")
+                                 f"{SETTING}; partitions: {names}", setting="slurm.partition")
         elif cfg.partition not in parts:
             raise SlurmError(f"unknown SLURM partition {cfg.partition!r}; partitions here: "
-                             f"{names}. Fix --slurm-partition (or slurm.partition in the "
-                             "experiment file); nothing was submitted")
+                             f"{names}. Fix {SETTING}; nothing was submitted",
+                             setting="slurm.partition")
         else:
             part = parts[cfg.partition]
         if not part.up:
             raise SlurmError(f"partition {part.name!r} is not up (sinfo); nothing was submitted")
         if part.time_limit_min and cfg.time > part.time_limit_min:
             raise SlurmError(f"time limit {cfg.time} min exceeds partition {part.name!r}'s "
-                             f"limit of {part.time_limit_min} min; lower --slurm-time (jobs "
-                             "would wait forever); nothing was submitted")
+                             f"limit of {part.time_limit_min} min; lower {SETTING} (jobs "
+                             "would wait forever); nothing was submitted", setting="slurm.time")
         gpus = cfg.gpus_for(exp)
         self.partition = part
         refused = self._test_only(gpus)
@@ -163,13 +164,13 @@ class SlurmExecutor:
             raise SlurmError(
                 f"jobs would ask for {gpus} GPU(s) but partition {part.name!r} lists none "
                 f"(GRES: {part.gres or 'none'}; sbatch: {refused}); choose a GPU partition, or "
-                "run on CPUs with --device cpu (or --slurm-gpus 0); nothing was submitted")
+                f"run on CPUs: set {SETTING} to cpu; nothing was submitted", setting="device")
         if refused:
             hint = ""
             if "node configuration" in refused:
                 hint = (f"; the jobs ask for more than a node of {part.name!r} has: compare "
-                        f"--slurm-cpus {cfg.cpus}, --slurm-gpus {gpus}"
-                        + (f", --slurm-mem {cfg.mem_gb:g}" if cfg.mem_gb else "")
+                        f"their {cfg.cpus} CPU(s), {gpus} GPU(s)"
+                        + (f", {cfg.mem_gb:g} GB of memory" if cfg.mem_gb else "")
                         + f" with `sinfo -p {part.name} -o '%N %c %m %G'`")
             raise SlurmError(f"SLURM refuses these job settings: {refused}{hint}; nothing was "
                              "submitted")
@@ -365,9 +366,9 @@ class SlurmExecutor:
         if job.state == "COMPLETED":
             raise SlurmError(
                 f"a job wrote into {out} but this machine does not see the file: the results "
-                "directory is not on a file system shared with the compute nodes. Put --out on "
-                "a shared file system (home or project directory, not /tmp or local scratch); "
-                "nothing else was submitted")
+                f"directory is not on a file system shared with the compute nodes. Put {SETTING} "
+                "on a shared file system (home or project directory, not /tmp or local "
+                "scratch); nothing else was submitted", setting="out")
         has_log = Path(job.log).exists()
         raise SlurmError(
             f"a test job (SLURM job {job.job_id}) could not write into {out}: it ended "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdfair.config import parse_minutes
-from kdfair.errors import KdfairError
+from kdfair.errors import SETTING, KdfairError
 
 
 class SlurmError(KdfairError):
@@ -36,9 +36,9 @@ def _slurm(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
-        raise SlurmError(f"{args[0]} not found: --executor slurm needs the SLURM commands "
+        raise SlurmError(f"{args[0]} not found: {SETTING} slurm needs the SLURM commands "
                          "(sbatch, squeue, sacct, sinfo) on PATH; run kdfair on a login node "
-                         "of the cluster") from None
+                         "of the cluster", setting="executor") from None
     except subprocess.TimeoutExpired:
         raise SlurmError(f"`{' '.join(args)}` did not answer within {timeout:.0f} s: is the "
                          "SLURM controller up?") from None

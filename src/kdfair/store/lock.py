@@ -13,7 +13,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from kdfair.errors import StoreError
+from kdfair.errors import SETTING, StoreError
 
 LOCK_NAME = ".lock"
 
@@ -37,8 +37,8 @@ def study_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | N
     except Timeout:
         busy = (f"another `kdfair run` is writing {root} (lock file {path})")
         if not wait:
-            raise StudyLocked(f"{busy}; wait for it to end, or run again without --no-wait to "
-                              "wait") from None
+            raise StudyLocked(f"{busy}; wait for it to end, or run again with {SETTING} left "
+                              "out, to wait for it", setting="wait") from None
         if on_wait:
             on_wait(f"{busy}; waiting for it to end (Ctrl-C to stop)…")
         lock.acquire(poll_interval=poll_s)
