@@ -51,10 +51,14 @@ PROBE = """<script>
     });
     var headings = Array.prototype.map.call(document.querySelectorAll("h1, h2, h3"),
       function (h) { return {text: h.textContent.trim(), top: h.getBoundingClientRect().top}; });
+    var items = Array.prototype.filter.call(document.querySelectorAll("li"),
+      function (li) { return li.offsetParent !== null; }).map(function (li) {
+        return {text: li.textContent.trim().slice(0, 160), top: li.getBoundingClientRect().top};
+      });
     var out = document.createElement("pre");
     out.id = "kdfair-probe";
     out.textContent = JSON.stringify({title: document.title, images: images,
-                                      headings: headings, errors: errors});
+                                      headings: headings, items: items, errors: errors});
     document.body.appendChild(out);
   });
 })();

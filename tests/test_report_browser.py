@@ -64,3 +64,17 @@ def test_key_results_summary_and_first_figure_in_the_first_screen(page):
     assert any(k.startswith("key results") and t < 900 for k, t in tops.items())
     assert any(k.startswith("summary") and t < 900 for k, t in tops.items())
     assert page["images"][0]["top"] < 900
+
+
+def test_the_first_screen_says_regime_verdict_and_key_numbers(page):
+    """A reviewer reading only the first screen (1400 × 900) learns the regime, the verdict of
+    each comparison and the key numbers; the verdicts' evidence is collapsed below."""
+    first = [i["text"] for i in page["items"] if i["top"] < 900]
+    assert any(t.startswith("Regime:") or t.startswith("At the ceiling") for t in first)
+    assert any(t.startswith("Resolution:") for t in first)
+    assert any(t.startswith("DS vs NDS:") and "mean accuracy" in t for t in first)
+    assert any(t.startswith("DS vs teacher:") for t in first)
+    assert any(t.startswith("Accuracy (seed mean") for t in first)
+    # Main findings: the verdicts and a few groups, evidence collapsed (not visible)
+    shown = [i["text"] for i in page["items"] if i["text"].startswith("Verdict, DS vs")]
+    assert len(shown) == 2

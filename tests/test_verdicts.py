@@ -131,3 +131,12 @@ def test_a_similarity_space_grouped_by_the_attribute_is_not_read_as_fairness(tmp
                and f.subjects["measure"] == "individual")
     assert "its neighbours share a sensitive attribute more than a label" in ind.text
     assert "lower is fairer" not in ind.text
+
+
+def test_main_findings_is_a_handful_of_bullets_with_the_evidence_nested(tmp_path):
+    r = write_report(_store(tmp_path, 0.85), FAST)
+    section = r.md_path.read_text().split("## Main findings")[1].split("\n## ")[0]
+    top = [line for line in section.splitlines() if line.startswith("- ")]
+    nested = [line for line in section.splitlines() if line.startswith("  - ")]
+    assert 2 <= len(top) <= 12 and top[0].startswith("- Verdict, DS vs NDS")
+    assert len(nested) >= len(r.records) - len(top)  # nothing dropped: all under a headline
