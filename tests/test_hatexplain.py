@@ -189,6 +189,9 @@ def test_missing_files_say_what_goes_where(tmp_path, monkeypatch):
     assert "dataset.json" in msg and "post_id_divisions.json" in msg
     assert "https://github.com/hate-alert/HateXplain/tree/master/Data" in msg
     assert "KDFAIR_DATA" in msg and "dataset.root" in msg
+    # the setting travels with the error: Python names `data_root`, the CLI its flag
+    assert e.value.setting == "data_root" and "`data_root`" in msg
+    assert "--data-root" in e.value.worded(lambda s: "--data-root")
     (tmp_path / "nowhere" / "hatexplain").mkdir(parents=True)
     (tmp_path / "nowhere" / "hatexplain" / "dataset.json").write_text("{}")
     with pytest.raises(DatasetError, match=r"post_id_divisions.json  <- missing"):

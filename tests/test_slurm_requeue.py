@@ -28,7 +28,7 @@ def test_decision():
     assert rq.decide("preempted", 3, 0).requeue
     assert rq.decide("timeout", 3, 1).requeue  # a time-out with progress: requeued too
     stuck = rq.decide("timeout", 3, 0)
-    assert not stuck.requeue and "raise --slurm-time" in stuck.reason
+    assert not stuck.requeue and "raise `slurm.time`" in stuck.reason
     assert not rq.decide("preempted", 0, 5).requeue
 
 

@@ -340,10 +340,10 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     try:
         d = ensure_present(DATASETS["hatexplain"], cfg)
     except DatasetError as err:
-        msg = str(err)
+        msg = str(err.args[0]) if err.args else ""  # unworded: the caller names the setting
         if PUBLISHED not in msg:
             msg += f"\nthe files are published at {PUBLISHED}."
-        raise DatasetError(msg) from None
+        raise DatasetError(msg, setting=err.setting) from None
     posts = _read_json(d / "dataset.json")
     if not isinstance(posts, dict):
         raise DatasetError(f"{d / 'dataset.json'}: expected one object keyed by post id "

@@ -48,7 +48,7 @@ def decide(kind: Kind, runs_left: int, finished_this_attempt: int) -> Decision:
         return Decision(True, f"time limit reached with {runs_left} run(s) left: requeued (this "
                               f"attempt finished {finished_this_attempt})")
     return Decision(False, f"time limit reached and this attempt finished no run: a run takes "
-                           f"longer than the limit; raise --slurm-time ({runs_left} run(s) left, "
+                           f"longer than the limit; raise `slurm.time` ({runs_left} run(s) left, "
                            "`kdfair run` again resubmits them)")
 
 
