@@ -168,3 +168,31 @@ def test_every_group_measure_of_a_study_equals_fairlearn(tmp_path, c):
             expected = (_fairlearn(m, y, pred, g) if c == 2
                         else np.nanmean(_fairlearn_ovr(m, y, pred, g, c)))
             assert row[m.key] == pytest.approx(m.scale * expected), (row["run_id"], m.key)
+
+
+def test_every_group_measure_of_an_audit_equals_fairlearn(tmp_path):
+    """The same on an audit: predicted classes made elsewhere, groups given as codes."""
+    import kdfair
+
+    rng = np.random.default_rng(5)
+    n, c = 400, 3
+    y = rng.integers(0, c, n)
+    g = rng.integers(0, 2, n)
+
+    def pred(acc):
+        return np.where(rng.random(n) < acc, y, rng.integers(0, c, n))
+
+    preds = {"teacher": [pred(0.9), pred(0.9)], "nds": [pred(0.7), pred(0.75)],
+             "ds": {2.0: [pred(0.8), pred(0.78)]}}
+    root = kdfair.audit(y, teacher=preds["teacher"], nds=preds["nds"], ds=preds["ds"],
+                        groups={"colour": g}, out=tmp_path, write_report=False)
+    runs = kdfair.analyze(root, {"seed_resamples": 0})["fairness_runs"]
+    made = {("teacher", s): p for s, p in enumerate(preds["teacher"])}
+    made |= {("nds", s): p for s, p in enumerate(preds["nds"])}
+    made |= {("ds", s): p for s, p in enumerate(preds["ds"][2.0])}
+    assert len(runs) == len(made)
+    for _, row in runs.iterrows():
+        p = made[(row["role"], row["seed"])]
+        for m in GROUP:
+            expected = np.nanmean(_fairlearn_ovr(m, y, p, g, c))
+            assert row[m.key] == pytest.approx(m.scale * expected), (row["run_id"], m.key)
