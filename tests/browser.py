@@ -55,10 +55,17 @@ PROBE = """<script>
       function (li) { return li.offsetParent !== null; }).map(function (li) {
         return {text: li.textContent.trim().slice(0, 160), top: li.getBoundingClientRect().top};
       });
+    var tables = Array.prototype.map.call(document.querySelectorAll("table"), function (t) {
+      var h = t.previousElementSibling;
+      while (h && !/^H[23]$/.test(h.tagName)) { h = h.previousElementSibling; }
+      return {section: h ? h.textContent.trim() : "", right: t.getBoundingClientRect().right};
+    });
     var out = document.createElement("pre");
     out.id = "kdfair-probe";
     out.textContent = JSON.stringify({title: document.title, images: images,
-                                      headings: headings, items: items, errors: errors});
+                                      headings: headings, items: items, tables: tables,
+                                      viewport: document.documentElement.clientWidth,
+                                      errors: errors});
     document.body.appendChild(out);
   });
 })();

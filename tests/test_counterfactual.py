@@ -153,7 +153,7 @@ def test_analysis_matches_a_plain_recomputation(tmp_path):
     md = result.md_path.read_text()
     assert "### Counterfactual pairs" in md and "Counterfactual flip rate for 'colour'" in md
     assert (result.md_path.parent / "counterfactual.csv").exists()
-    assert "counterfactual flip rate colour (%)" in result.summary.columns
+    assert "cf flips colour (%)" in result.summary.columns
 
 
 def test_runs_without_counterfactuals_are_named_and_nothing_breaks(tmp_path):

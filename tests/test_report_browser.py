@@ -78,3 +78,10 @@ def test_the_first_screen_says_regime_verdict_and_key_numbers(page):
     # Main findings: the verdicts and a few groups, evidence collapsed (not visible)
     shown = [i["text"] for i in page["items"] if i["text"].startswith("Verdict, DS vs")]
     assert len(shown) == 2
+
+
+def test_every_table_fits_a_900_px_window(report_html):
+    narrow = probe(report_html, BINARY, width=900)
+    too_wide = [(t["section"][:40], t["right"]) for t in narrow["tables"]
+                if t["right"] > narrow["viewport"]]
+    assert narrow["tables"] and too_wide == []

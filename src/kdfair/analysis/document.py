@@ -21,7 +21,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 margin:1.2em auto;padding:0 1em;color:#222;line-height:1.35;font-size:15px}
 ul{margin:.4em 0;padding-left:1.4em}h1{margin:.3em 0;font-size:1.6em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th,td{border:1px solid #ccc;padding:.2em .35em;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 td:only-child,td:nth-child(2):last-child{text-align:left}
 nav{font-size:.85em;margin:.3em 0 1em}nav a{white-space:nowrap}

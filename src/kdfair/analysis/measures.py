@@ -47,6 +47,7 @@ class Measure:
     summary: bool = True  # in the Summary table (summary.csv)
     at_a_glance: bool = True  # in the displayed Summary and the findings (if headline)
     meaning: str = ""  # what it counts, said after its name in a finding ({attr}: attribute)
+    short: str = ""  # its name in the narrow displayed Summary, if shorter than the label
 
     @property
     def scale(self) -> float:
@@ -88,11 +89,11 @@ MEASURES: tuple[Measure, ...] = (
     Measure("consistency", "consistency", "k-NN consistency", "individual", "", 4, "higher",
             True, table="individual", summary=False),
     Measure("confidence", "mean confidence", "mean max-probability", "individual", "", 3, None,
-            True, table="individual"),
+            True, table="individual", short="confidence"),
     Measure("cf_flip", "counterfactual flip rate", "counterfactual flip rate", "counterfactual",
             "%", 2, "lower", True, table="counterfactual",
             meaning="the share of test inputs whose predicted class changes when only '{attr}' "
-                    "changes"),
+                    "changes", short="cf flips"),
     Measure("cf_distance", "I_cf", "counterfactual output distance", "counterfactual", "", 3,
             "lower", True, table="counterfactual", at_a_glance=False),
 )

@@ -441,10 +441,23 @@ def trends_section(a: Analysis, doc: Document) -> None:
     doc.p(f"Spearman ρ of run-level DS values with T (#SC/#TC: one value per T), two-sided "
           f"permutation p; a trend is stated in the findings only where p < "
           f"{a.options.significance:g}.")
-    shown = tr.drop(columns=["quantity"]).rename(columns={"label": "quantity"})
+    shown = tr.assign(label=[f"{lab} ({u})" if u else lab
+                             for lab, u in zip(tr["label"], tr["unit"], strict=True)])
     shown["significant"] = shown["significant"].map({True: "yes", False: "no"})
-    doc.table(display(shown, {"rho": 2, "p": 4, "p_bh": 4}),
-              "p_bh: Benjamini–Hochberg over all trend tests of this table.")
+    shown = shown[list(TREND_HEADINGS)].rename(columns=TREND_HEADINGS)
+    doc.table(display(shown, {"ρ": 2, "p": 4, "p BH": 4, "min p": 3, "partial ρ": 2,
+                              "partial p": 3}),
+              "p BH: Benjamini–Hochberg over all trend tests of this table; span: max − min of "
+              "the per-T means; resolution: the difference between two T a Welch test finds "
+              "with 80 % power; min p: the smallest p a permutation test can give with these "
+              "points (one per T); partial ρ, p: Spearman controlling for each run's accuracy. "
+              "trends.csv has every column.")
+
+
+TREND_HEADINGS = {"label": "quantity", "range": "range", "n_points": "points", "rho": "ρ",
+                  "p": "p", "p_bh": "p BH", "significant": "sig.", "span": "span",
+                  "resolution": "resolution", "min_p": "min p", "partial_rho": "partial ρ",
+                  "partial_p": "partial p"}
 
 
 def paper_section(a: Analysis, doc: Document) -> None:

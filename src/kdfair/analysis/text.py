@@ -196,14 +196,15 @@ def _display_columns(a: Analysis, summary: pd.DataFrame) -> list[tuple[str, str,
         for m in measures.of(family, headline_only=True):
             if not (m.summary and m.at_a_glance):
                 continue
+            name = m.short or m.label
+            unit = f" ({m.unit})" if m.unit else ""
             if family == "individual":
-                keys = [(m.key, m.heading())] if f"{m.key}_mean" in summary else []
+                keys = [(m.key, name + unit)] if f"{m.key}_mean" in summary else []
             else:
                 attrs = a.store.attributes if family == "group" else dict.fromkeys(
                     c.split(":", 1)[1][: -len("_mean")] for c in summary.columns
                     if c.startswith(f"{m.key}:") and c.endswith("_mean"))
-                keys = [(measures.per_attribute_key(m, attr),
-                         f"{m.label} {attr}" + (f" ({m.unit})" if m.unit else ""))
+                keys = [(measures.per_attribute_key(m, attr), f"{name} {attr}{unit}")
                         for attr in attrs]
             out += [(k, h, m) for k, h in keys]
     return out
