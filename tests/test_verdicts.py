@@ -140,3 +140,26 @@ def test_main_findings_is_a_handful_of_bullets_with_the_evidence_nested(tmp_path
     nested = [line for line in section.splitlines() if line.startswith("  - ")]
     assert 2 <= len(top) <= 12 and top[0].startswith("- Verdict, DS vs NDS")
     assert len(nested) >= len(r.records) - len(top)  # nothing dropped: all under a headline
+
+
+def test_measures_that_only_follow_accuracy_are_one_finding(tmp_path):
+    """Accuracy falls with T; disagreement with the teacher and the NDS rises with it, and
+    controlling for each run's accuracy no trend in T remains: one finding, not two."""
+    def acc(role, t, seed, c):
+        if role in ("teacher", "nds"):
+            return 0.95 if role == "teacher" else 0.85
+        return {1.0: 0.85, 2.0: 0.75, 4.0: 0.6, 8.0: 0.45}[t] + 0.03 * (seed - 2)
+
+    root = write_store(tmp_path / "s", num_classes=4, n_per_class=60, seeds=(0, 1, 2, 3, 4),
+                       temperatures=(1.0, 2.0, 4.0, 8.0), attributes={"colour": ["a", "b"]},
+                       features=False, accuracy=acc)
+    r = write_report(root, AnalysisConfig(vector_figures=False, permutations=999))
+    stated = {f.subjects["quantity"] for f in r.records if f.code == "trend"}
+    follow = next(f for f in r.records if f.code == "follows_accuracy")
+    assert "accuracy" in stated
+    assert {"disagreement:teacher_vs_ds", "disagreement:nds_vs_ds"} <= set(
+        follow.subjects["quantities"].split(", "))
+    assert not stated & set(follow.subjects["quantities"].split(", "))
+    tr = analyze(root, AnalysisConfig(permutations=999))["trends"].set_index(["quantity", "range"])
+    row = tr.loc[("disagreement:nds_vs_ds", "all T")]
+    assert row["p"] < 0.05 <= row["partial_p"]
