@@ -196,3 +196,22 @@ def test_every_group_measure_of_an_audit_equals_fairlearn(tmp_path):
         for m in GROUP:
             expected = np.nanmean(_fairlearn_ovr(m, y, p, g, c))
             assert row[m.key] == pytest.approx(m.scale * expected), (row["run_id"], m.key)
+
+
+def test_the_long_table_holds_the_wide_tables_numbers(tmp_path):
+    from analysis_fixtures import write_store
+
+    import kdfair
+
+    root = write_store(tmp_path / "s", num_classes=3, temperatures=(2.0,), seeds=(0, 1, 2),
+                       attributes={"colour": ["red", "green"]})
+    t = kdfair.analyze(root)
+    long = t["measures"]
+    assert set(long["measure"]) >= {"accuracy", "dpd", "eod", "dp_ratio", "individual"}
+    eod = long[(long["measure"] == "eod") & (long["role"] == "nds")].iloc[0]
+    wide = t["fairness"][(t["fairness"]["role"] == "nds")].iloc[0]
+    assert (eod["attribute"], eod["unit"]) == ("colour", "%")
+    assert (eod["mean"], eod["ci_low"], eod["ci_high"]) == (
+        wide["eod_mean"], wide["eod_ci_low"], wide["eod_ci_high"])
+    acc = long[(long["measure"] == "accuracy") & (long["role"] == "ds")].iloc[0]
+    assert acc["mean"] == t["accuracy"].query("role == 'ds'")["acc_mean"].iloc[0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from kdfair.analysis import fairness
 from kdfair.analysis.fairness import GroupRates
@@ -133,3 +134,29 @@ def group_values(rates: GroupRates, binary: bool,
     """Each group measure of one run as a fraction (see :func:`fairness.reduce_classes`)."""
     return {m.key: fairness.reduce_classes(m.per_class(rates), binary)
             for m in measures or of("group")}
+
+
+LONG_COLUMNS = ["role", "T", "measure", "attribute", "unit", "n_runs", "mean", "std", "ci_low",
+                "ci_high"]
+
+
+def long_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every registry measure's per-model aggregate in long form: one typed row per (model,
+    measure, attribute) with its mean, std and interval — the same numbers as the wide tables
+    (accuracy, fairness, individual, counterfactual), for programs that loop over measures."""
+    parts = []
+    for m in MEASURES:
+        t = tables.get(m.table, pd.DataFrame())
+        if t.empty or f"{m.column}_mean" not in t:
+            continue
+        part = pd.DataFrame({
+            "role": t["role"], "T": t["T"], "measure": m.key,
+            "attribute": t["attribute"] if "attribute" in t else None, "unit": m.unit,
+            "n_runs": t["n_runs"]})
+        for stat in ("mean", "std", "ci_low", "ci_high"):
+            col = f"{m.column}_{stat}"
+            part[stat] = t[col].to_numpy(float) if col in t else np.nan
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=LONG_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[LONG_COLUMNS]

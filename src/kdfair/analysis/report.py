@@ -413,6 +413,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
                                    opts.random_seed)
     tables["capability"] = _capability(store, runs, results, labels, tables, opts)
     tables["comparisons"] = verdicts.comparison_table(tables, opts.significance)
+    tables["measures"] = measures.long_table(tables)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
     warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()))
