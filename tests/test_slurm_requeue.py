@@ -151,3 +151,26 @@ def test_a_job_leaving_the_queue_for_a_requeue_is_not_ended(tmp_path, monkeypatc
     clock[0] = 45.0
     q.poll([other])
     assert other.ended and other.category == "failed"
+
+
+def test_a_requeue_message_followed_by_srun_lines_is_still_a_requeue(tmp_path, monkeypatch):
+    """CI's log of a preempted job: SLURM's requeue line, then srun's and submitit's."""
+    from kdfair.executors import slurm_queue as q
+
+    log = tmp_path / "60_0_log.err"
+    log.write_text(
+        "submitit WARNING (2026-12-04 23:35:33,119) - Caught signal SIGUSR2 on vm: this job is "
+        "preempted.\n"
+        "slurmstepd-vm: error: *** STEP 60.0 ON vm CANCELLED AT 2026-12-04T23:35:33 DUE TO JOB "
+        "REQUEUE ***\n"
+        "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n"
+        "slurmstepd-vm: error: *** JOB 60 ON vm CANCELLED AT 2026-12-04T23:35:33 DUE TO JOB "
+        "REQUEUE ***\n"
+        "submitit WARNING (2026-12-04 23:35:33,129) - Bypassing signal SIGCONT\n"
+        "srun: got SIGCONT\nsrun: forcing job termination\n"
+        "srun: error: vm: task 0: Terminated\n")
+    assert q._requeue_in_progress(q.JobState("60", ["r"], str(log)))
+    failed = tmp_path / "61_0_log.err"  # a requeue long ago, then a real failure
+    failed.write_text("x DUE TO JOB REQUEUE ***\n" + "".join(f"Traceback line {i}\n"
+                                                           for i in range(10)))
+    assert not q._requeue_in_progress(q.JobState("61", ["r"], str(failed)))

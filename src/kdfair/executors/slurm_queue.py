@@ -184,9 +184,14 @@ def _why(job: JobState) -> str:
 
 def _requeue_in_progress(job: JobState) -> bool:
     """Whether the job's log ends with SLURM cancelling it for a requeue (preemption): it will
-    be back in the queue, so its sacct state of the moment is not its end."""
-    tail = [line for line in _log_tail(job.log, 5) if line.strip()]
-    return bool(tail) and "DUE TO JOB REQUEUE" in tail[-1]
+    be back in the queue, so its sacct state of the moment is not its end. srun and submitit
+    may still log a few lines after SLURM's (seen in CI: 'srun: got SIGCONT', 'srun: error:
+    … Terminated'), so the last few lines are read, not only the last."""
+    tail = [line for line in _log_tail(job.log, 12) if line.strip()]
+    return any("DUE TO JOB REQUEUE" in line for line in tail[-REQUEUE_TAIL:])
+
+
+REQUEUE_TAIL = 6  # log lines after SLURM's requeue message that may still follow it
 
 
 def poll(jobs: list[JobState], grace_s: float = 60.0, settle_s: float = 10.0) -> None:
