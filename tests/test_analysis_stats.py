@@ -162,3 +162,17 @@ def test_paired_teacher_comparison_follows_teacher_run_id():
     rows = detail[(detail["comparison"] == "teacher_vs_ds") & (detail["quantity"] == "raw")]
     expected = stats.ttest_rel(ds, teachers[[2, 0, 1]], axis=0).pvalue
     np.testing.assert_allclose(rows["p"], expected, rtol=1e-10)
+
+
+def test_an_interval_stays_inside_what_the_measure_can_take():
+    """A t-interval of rates near 0 (or accuracies near 100 %) is clipped to the measure's
+    range; an unbounded column keeps its interval."""
+    from kdfair.analysis.common import by_group
+
+    df = pd.DataFrame({"role": "nds", "T": np.nan, "cf_flip": [0.0, 0.0, 3.0],
+                       "accuracy": [100.0, 100.0, 99.0], "other": [0.0, 0.0, 3.0]})
+    t = by_group(df, ["cf_flip", "accuracy", "other"], resamples=1).iloc[0]
+    raw = stats.t.interval(0.95, 2, loc=1.0, scale=stats.sem([0.0, 0.0, 3.0]))
+    assert (t["cf_flip_ci_low"], t["cf_flip_ci_high"]) == pytest.approx((0.0, raw[1]))
+    assert (t["other_ci_low"], t["other_ci_high"]) == pytest.approx(raw)
+    assert t["accuracy_ci_high"] == 100.0 and t["accuracy_ci_low"] < 100.0

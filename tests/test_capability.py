@@ -141,6 +141,12 @@ def test_a_fairness_trend_within_the_chance_floor_says_it_may_follow_accuracy():
     assert "may follow accuracy, not fairness" in noisy[0]
     assert "may follow accuracy" not in noisy[1]  # DPD: the NDS's lies above chance
     assert "may follow accuracy" not in said("above chance")[0]
+    # a trend that persists controlling for accuracy is not said to follow it; its level is
+    trend.loc[0, ["partial_rho", "partial_p"]] = [0.7, 0.001]
+    persists = said("noise")[0]
+    assert "may follow accuracy" not in persists
+    assert ("controlling for accuracy it persists (partial Spearman ρ = 0.70, p = 0.001), but "
+            "the NDS's value lies within what chance gives on this test set") in persists
 
 
 def cap_row(measure: str, attribute: str, verdict: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -163,3 +164,26 @@ def test_measures_that_only_follow_accuracy_are_one_finding(tmp_path):
     tr = analyze(root, AnalysisConfig(permutations=999))["trends"].set_index(["quantity", "range"])
     row = tr.loc[("disagreement:nds_vs_ds", "all T")]
     assert row["p"] < 0.05 <= row["partial_p"]
+
+
+def test_a_fairness_gap_within_the_chance_floor_is_said_to_maybe_follow_accuracy():
+    from kdfair.analysis.verdicts import verdict
+
+    rows = [{"comparison": "nds_vs_ds", "quantity": q, "measure": m, "attribute": a, "T": t,
+             "diff": d, "test": "welch", "p": 0.01, "p_bh": 0.02, "significant": True,
+             "ds_better": better}
+            for q, m, a, d, better in (("accuracy", "accuracy", None, -3.0, False),
+                                       ("eod:colour", "eod", "colour", 5.0, False))
+            for t in (1.0, 4.0)]
+    cap = pd.DataFrame([{"measure": "eod", "attribute": "colour", "verdict": "noise"}])
+    v = verdict(pd.DataFrame(rows), "nds_vs_ds", [], cap, 0.05)
+    assert v.subjects["headline"] == (
+        "DS vs NDS: every DS's mean accuracy is below the NDS's (significantly at T = 1, 4); "
+        "less fair by EOD 'colour' at every temperature (significantly at one at least); "
+        "EOD 'colour' is within the chance floor on the NDS, so these gaps may follow "
+        "accuracy rather than fairness.")
+    assert v.text.endswith("The NDS's own EOD 'colour' lies within what chance gives on this "
+                           "test set (What this study can show).")
+    clean = verdict(pd.DataFrame(rows), "nds_vs_ds", [], cap.assign(verdict="above chance"),
+                    0.05)
+    assert "chance" not in clean.text

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from kdfair.analysis import measures
 from kdfair.analysis.individual import NeighbourGraph
 from kdfair.analysis.records import Finding
 from kdfair.analysis.seedstats import seed_ci
@@ -52,10 +54,12 @@ def sort_roles(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
-             resamples: int = 0, seed: int = 0, ci: str = "t") -> pd.DataFrame:
+             resamples: int = 0, seed: int = 0, ci: str = "t",
+             bounds: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """Mean and sample std (ddof 1; NaN for one run) of ``cols`` per role, T (and ``extra``);
     with ``resamples`` also the 95 % interval of the mean over the group's runs
-    (``<col>_ci_low/high``; ``ci``: "t" or "bootstrap", see :func:`seedstats.seed_ci`)."""
+    (``<col>_ci_low/high``; ``ci``: "t" or "bootstrap", see :func:`seedstats.seed_ci`),
+    clipped to the values the column can take (the registry's measures, and ``bounds``)."""
     keys = ["role", "T", *extra]
     stats_ = ("mean", "std", "ci_low", "ci_high") if resamples else ("mean", "std")
     if df.empty:
@@ -69,11 +73,13 @@ def by_group(df: pd.DataFrame, cols: list[str], extra: tuple[str, ...] = (),
         # groups come in the order of ``out`` (both sort=False); NaN keys cannot be looked up
         cis = [seed_ci(sub[cols].to_numpy(float), resamples, seed, label=key_label(key),
                        method=ci) for key, sub in g]
+        limits = {**measures.ranges(), **(bounds or {})}
         for j, c in enumerate(cols):
+            low, high = limits.get(c, (-math.inf, math.inf))
             out.insert(out.columns.get_loc(f"{c}_std") + 1, f"{c}_ci_low",
-                       [ci[0][j] for ci in cis])
+                       [max(interval[0][j], low) for interval in cis])
             out.insert(out.columns.get_loc(f"{c}_ci_low") + 1, f"{c}_ci_high",
-                       [ci[1][j] for ci in cis])
+                       [min(interval[1][j], high) for interval in cis])
     return sort_roles(out.reset_index())
 
 

@@ -10,6 +10,7 @@ entry here (and its per-class function in fairness.py) plus one test against Fai
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -49,11 +50,18 @@ class Measure:
     at_a_glance: bool = True  # in the displayed Summary and the findings (if headline)
     meaning: str = ""  # what it counts, said after its name in a finding ({attr}: attribute)
     short: str = ""  # its name in the narrow displayed Summary, if shorter than the label
+    top: float = math.inf  # the largest value it can take (percent measures: 100)
 
     @property
     def scale(self) -> float:
         """Stored value = scale × the measure as a fraction (percent measures: 100)."""
         return 100.0 if self.unit == "%" else 1.0
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The values it can take: an interval of its seed mean is clipped to them (a rate's
+        t-interval can reach below 0)."""
+        return 0.0, 100.0 if self.unit == "%" else self.top
 
     @property
     def column(self) -> str:
@@ -78,19 +86,19 @@ MEASURES: tuple[Measure, ...] = (
             fairness.equalized_odds_difference, "equalized_odds_difference", table="fairness"),
     Measure("dp_ratio", "DP ratio", "demographic parity ratio", "group", "", 3, "higher",
             per_class=fairness.demographic_parity_ratio, fairlearn="demographic_parity_ratio",
-            table="fairness", at_a_glance=False),
+            table="fairness", at_a_glance=False, top=1.0),
     Measure("eo_ratio", "EO ratio", "equalized odds ratio", "group", "", 3, "higher",
             per_class=fairness.equalized_odds_ratio, fairlearn="equalized_odds_ratio",
-            table="fairness", at_a_glance=False),
+            table="fairness", at_a_glance=False, top=1.0),
     Measure("eopp", "EOpp", "equal opportunity difference", "group", "%", 2, "lower",
             per_class=fairness.equal_opportunity_difference,
             fairlearn="equal_opportunity_difference", table="fairness", at_a_glance=False),
     Measure("individual", "I(f)", "individual unfairness", "individual", "", 4, "lower", True,
             table="individual"),
     Measure("consistency", "consistency", "k-NN consistency", "individual", "", 4, "higher",
-            True, table="individual", summary=False),
+            True, table="individual", summary=False, top=1.0),
     Measure("confidence", "mean confidence", "mean max-probability", "individual", "", 3, None,
-            True, table="individual", short="confidence"),
+            True, table="individual", short="confidence", top=1.0),
     Measure("cf_flip", "counterfactual flip rate", "counterfactual flip rate", "counterfactual",
             "%", 2, "lower", True, table="counterfactual",
             meaning="the share of test inputs whose predicted class changes when only '{attr}' "
@@ -104,6 +112,11 @@ def of(family: Family, headline_only: bool = False) -> tuple[Measure, ...]:
     """The measures of one family, in registry order."""
     return tuple(m for m in MEASURES if m.family == family
                  and (m.headline or not headline_only))
+
+
+def ranges() -> dict[str, tuple[float, float]]:
+    """Column key -> the values the measure can take (``Measure.bounds``)."""
+    return {m.key: m.bounds for m in MEASURES}
 
 
 def get(key: str) -> Measure:

@@ -250,7 +250,7 @@ def _disagreement(store: Store, results: list[ReducedRun], labels: np.ndarray,
     tables = {
         "disagreement_summary": by_group(pair_df, ["disagreement"], ("comparison",),
                                          opts.seed_resamples, opts.random_seed,
-                                         opts.seed_ci).rename(
+                                         opts.seed_ci, {"disagreement": (0.0, 100.0)}).rename(
             columns={"n_runs": "n_pairs"}),
         "disagreement_runs": pair_df,
         "disagreement": pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols),

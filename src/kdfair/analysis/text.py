@@ -304,8 +304,10 @@ def family_words(a: Analysis, cells: pd.DataFrame) -> str:
     if not n:
         return "no cell was testable"
     tested = int(np.isfinite(cells["p"].to_numpy(float)).sum())
-    repeats = (f" ({tested - n} more cells repeat another class's test exactly and count "
-               "once)" if tested > n else "")
+    more = tested - n
+    repeats = (f" ({plural(more, 'more cell')} {'repeats' if more == 1 else 'repeat'} another "
+               f"class's test exactly and {'counts' if more == 1 else 'count'} once)"
+               if more else "")
     return (f"after Benjamini–Hochberg over all {n} distinct tested (class, T) cells{repeats} "
             f"{kept} {'remains' if kept == 1 else 'remain'}; about {level * n:.1f} "
             f"{'is' if level * n == 1 else 'are'} expected at p < {level:g} by chance alone")
@@ -434,7 +436,11 @@ def trend_findings(a: Analysis) -> list[Finding]:
         elif len(rows) == 2:
             text += "; " + trend_words(rows.iloc[0], a.options.significance)
         if capability.within_chance(cap, r["quantity"]):
-            text += noise
+            partial = r.get("partial_p", math.nan)
+            text += (noise if not np.isfinite(partial) else
+                     f"; controlling for accuracy it persists (partial Spearman ρ = "
+                     f"{r['partial_rho']:.2f}, p = {partial:.3g}), but the NDS's value lies "
+                     "within what chance gives on this test set: the gaps are noise-sized")
         out.append(Finding(
             "trend", text + ".",
             subjects={"quantity": r["quantity"], "range": ", ".join(rows["range"]),

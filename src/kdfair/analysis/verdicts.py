@@ -92,7 +92,7 @@ def comparison_table(tables: dict[str, pd.DataFrame], level: float) -> pd.DataFr
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _clause(rows: pd.DataFrame, m: measures.Measure, attr: str | None, noise: bool) -> str:
+def _clause(rows: pd.DataFrame, m: measures.Measure, attr: str | None) -> str:
     """'less accurate at 5 of 5 temperatures (by 0.78–15.50 points; 2 significant)'."""
     n = len(rows)
     worse = rows[rows["ds_better"] == False]  # noqa: E712 - None means no difference
@@ -109,8 +109,7 @@ def _clause(rows: pd.DataFrame, m: measures.Measure, attr: str | None, noise: bo
                 f"{int(sub['significant'].sum())} significant)")
 
     parts = [part(s, w) for s, w in ((worse, "less"), (better, "more")) if len(s)]
-    text = " and ".join(parts) if parts else f"as {name} at every temperature"
-    return text + (" (the NDS's value lies within what chance gives here)" if noise else "")
+    return " and ".join(parts) if parts else f"as {name} at every temperature"
 
 
 def verdict(comparisons: pd.DataFrame, comparison: str, trends: list[Finding],
@@ -121,12 +120,13 @@ def verdict(comparisons: pd.DataFrame, comparison: str, trends: list[Finding],
     if c.empty:
         return None
     who = ROLE_LABELS[COMPARISONS[comparison][0]]
-    clauses, numbers = [], {}
+    clauses, numbers, noise = [], {}, []
     for key, rows in c.groupby("quantity", sort=False):
         m, attr = measures.get(rows["measure"].iloc[0]), rows["attribute"].iloc[0]
         attr = attr if isinstance(attr, str) else None
-        noise = attr is not None and capability.within_chance(capability_table, key)
-        clauses.append(_clause(rows, m, attr, noise))
+        if attr is not None and capability.within_chance(capability_table, key):
+            noise.append(f"{m.label} '{attr}'")
+        clauses.append(_clause(rows, m, attr))
         numbers[f"{key}:worse"] = int((rows["ds_better"] == False).sum())  # noqa: E712
         numbers[f"{key}:better"] = int((rows["ds_better"] == True).sum())  # noqa: E712
         numbers[f"{key}:significant"] = int(rows["significant"].sum())
@@ -136,11 +136,14 @@ def verdict(comparisons: pd.DataFrame, comparison: str, trends: list[Finding],
                 and f.subjects.get("direction") == "falls" for f in trends)
     if falls and len(acc) and (acc["ds_better"] == False).all():  # noqa: E712
         lead += ", more so as T rises"
-    lead += _fairness_lead(c[c["measure"] != "accuracy"])
+    lead += _fairness_lead(c[c["measure"] != "accuracy"], noise)
     tests = [TEST_NAMES.get(t, t) for t in sorted(set(c["test"]) - {"none"})]
     text = (f"Verdict, DS vs {who}: {lead}. In detail, the DS is " + "; ".join(clauses)
             + f" ({' / '.join(tests) or 'no test'} at each temperature; 'significant': "
-            f"p < {level:g} after Benjamini–Hochberg over the temperatures of each quantity).")
+            f"p < {level:g} after Benjamini–Hochberg over the temperatures of each quantity)."
+            + (f" The NDS's own {', '.join(noise)} {'lies' if len(noise) == 1 else 'lie'} "
+               "within what chance gives on this test set (What this study can show)."
+               if noise else ""))
     return Finding("verdict", text, subjects={"comparison": comparison,
                                               "headline": f"DS vs {who}: {lead}."},
                    numbers=numbers)
@@ -149,9 +152,10 @@ def verdict(comparisons: pd.DataFrame, comparison: str, trends: list[Finding],
 TEST_NAMES = {"welch": "Welch's t-test", "one-sample t": "one-sample t-test"}
 
 
-def _fairness_lead(fair: pd.DataFrame) -> str:
-    """', and less fair by EOD 'colour' (…)' naming the quantities whose DS is worse (better)
-    at every temperature and significantly so at one at least."""
+def _fairness_lead(fair: pd.DataFrame, noise: list[str]) -> str:
+    """'; less fair by EOD 'colour' (…)' naming the quantities whose DS is worse (better) at
+    every temperature and significantly so at one at least; when one of them is within the
+    chance floor on the NDS, that the gap may follow accuracy rather than fairness."""
     if fair.empty:
         return ""
     worse, better = [], []
@@ -166,7 +170,11 @@ def _fairness_lead(fair: pd.DataFrame) -> str:
         + ([f"fairer by {', '.join(better)} at every temperature"] if better else [])
     if not parts:
         return "; no group-fairness difference that holds at every temperature"
-    return "; " + " and ".join(parts) + " (significantly at one at least)"
+    floor = [n for n in worse + better if n in noise]
+    caveat = (f"; {', '.join(floor)} {'is' if len(floor) == 1 else 'are'} within the chance "
+              "floor on the NDS, so these gaps may follow accuracy rather than fairness"
+              if floor else "")
+    return "; " + " and ".join(parts) + " (significantly at one at least)" + caveat
 
 
 def _lead(acc: pd.DataFrame, who: str) -> str:
