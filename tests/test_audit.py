@@ -125,7 +125,7 @@ def test_an_audited_store_is_written_as_a_study_s(tmp_path):
     y = np.array([0, 1, 2, 0, 1, 2])
     logits = {s: np.eye(3)[(y + s) % 3] * 4 for s in range(3)}
     where = audit(y, teacher=[logits[0], logits[1]], nds=[logits[0], logits[2]],
-                  ds={2: {0: logits[1], 1: logits[2], 2: logits[0]}},
+                  ds={2: {0: logits[1], 1: logits[2]}},
                   distill={"teacher_policy": "paired"}, dataset="my data",
                   teacher_arch="resnet8", student_arch="my-net", out=tmp_path, name="a",
                   write_report=False)
@@ -140,8 +140,15 @@ def test_an_audited_store_is_written_as_a_study_s(tmp_path):
     specs = {(s["role"], s["seed"]): s for s in
              (json.loads((d / "spec.json").read_text()) for d in (where / "runs").iterdir())}
     teacher = {s: specs[("teacher", s)]["run_id"] for s in (0, 1)}
-    assert [specs[("ds", s)]["teacher_run_id"] for s in range(3)] == \
-        [teacher[0], teacher[1], teacher[0]]  # paired; seed 2 has no teacher: the first
+    assert [specs[("ds", s)]["teacher_run_id"] for s in range(2)] == \
+        [teacher[0], teacher[1]]  # paired: each DS with the teacher of its seed
+    # a DS seed with no teacher among several is not guessed: one clear line
+    with pytest.raises(ConfigError, match=r"a DS of seed 2 has no teacher of seed 2 \(teacher "
+                       r"seeds: 0, 1\).*`distill.teacher_policy` to single"):
+        audit(y, teacher=[logits[0], logits[1]], nds=[logits[0], logits[2]],
+              ds={2: {0: logits[1], 2: logits[0]}}, out=tmp_path, name="c",
+              write_report=False)
+    assert not (tmp_path / "c").exists()  # nothing written
     single = audit(y, teacher=[logits[0], logits[1]], ds={2: [logits[1], logits[2]]},
                    distill={"teacher_policy": "single"}, out=tmp_path, name="b",
                    write_report=False)
@@ -295,3 +302,20 @@ def test_the_example_script_dumps_and_audits(tmp_path):
     assert set(tables["accuracy"]["role"]) == {"teacher", "nds", "ds"}
     assert (tmp_path / "digits-audit" / "report" / "report.html").exists()
     assert "ink" in set(tables["fairness"]["attribute"])
+
+
+def test_labels_coded_from_one_are_refused_not_averaged_over_an_empty_class(tmp_path):
+    """Classes 1/2 without class_names would add an empty class 0 that every per-class number
+    (class-wise tests, one-vs-rest DPD / EOD) averages over: one clear line instead."""
+    y = np.array([1, 2, 1, 2, 2, 1])
+    with pytest.raises(ConfigError, match=r"labels: no test input has class 0 of 0\.\.2 "
+                       r"\(labels coded from 1\? subtract 1"):
+        audit(y, teacher=[y, y], nds=[y, y[::-1]], out=tmp_path, write_report=False)
+    with pytest.raises(ConfigError, match=r"no test input has class 1 of 0\.\.2; "):
+        audit(np.array([0, 2, 0, 2]), teacher=[np.array([0, 2, 0, 2])] * 2, out=tmp_path,
+              name="gap", write_report=False)
+    assert not any(tmp_path.iterdir())
+    # the same labels with their names given: exact, class 0 named and empty by choice
+    ok = audit(y, teacher=[y, y], nds=[y, y[::-1]], class_names=["none", "a", "b"],
+               out=tmp_path, name="named", write_report=False)
+    assert json.loads((ok / "data.json").read_text())["class_names"] == ["none", "a", "b"]

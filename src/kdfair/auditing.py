@@ -336,6 +336,8 @@ def audit(
             raise ConfigError(f"predictions have different numbers of classes: {sorted(widths)}")
         k = widths.pop() if widths else 1 + max(int(y.max()), *(
             int(_class_codes(a.ravel(), None, p.what).max()) for p, a in raw))
+        if not widths:
+            _every_class_labelled(y, k)
     if y.min() < 0 or y.max() >= k:
         raise ConfigError(f"labels: classes outside 0..{k - 1}")
     codes, names = read_groups(groups, group_names, n)
@@ -353,6 +355,22 @@ def audit(
     data = audit_data(exp.dataset.name, y, classes, codes, names, feats, notes)
     specs = audit_plan(exp, preds, logits, data.fingerprint)
     return _write_audit(Path(out) / exp.name, exp, specs, logits, data, write_report)
+
+
+def _every_class_labelled(y: np.ndarray, k: int) -> None:
+    """With the classes counted from the codes (no class_names, no logit width), a class no
+    test input has is an empty class every per-class number would average over — most often
+    labels coded from 1: refused, naming the missing codes and the two fixes."""
+    missing = sorted(set(range(k)) - set(np.unique(y).tolist()))
+    if not missing:
+        return
+    shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+    hint = (" (labels coded from 1? subtract 1 from the labels and the predicted classes)"
+            if missing == list(range(int(y.min()))) else "")
+    raise ConfigError(f"labels: no test input has class {shown} of 0..{k - 1}{hint}; classes "
+                      "are counted from 0, and an empty class would change every per-class "
+                      "number. If the test set really lacks it, give class_names (one per "
+                      "class, class 0 first)")
 
 
 def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -47,9 +47,19 @@ def teacher_is_given(exp: Experiment) -> bool:
 
 def teacher_seed(seed: int, teacher_seeds: list[int], policy: str) -> int:
     """The seed of the teacher a DS of ``seed`` distils from: its own seed's under the
-    ``paired`` policy when there is such a teacher, else the first teacher's (``single``, a
-    given teacher; an audit given no teacher of that seed)."""
-    return seed if policy == "paired" and seed in teacher_seeds else teacher_seeds[0]
+    ``paired`` policy, else the first teacher's (``single``, or one given teacher). Under
+    ``paired`` with several teachers none of which has the DS's seed (an audit whose seeds do
+    not pair), no teacher is *the* one: refused rather than guessed."""
+    if policy == "paired" and seed in teacher_seeds:
+        return seed
+    if policy != "paired" or len(teacher_seeds) == 1:
+        return teacher_seeds[0]
+    raise ConfigError(
+        f"a DS of seed {seed} has no teacher of seed {seed} (teacher seeds: "
+        f"{', '.join(map(str, teacher_seeds))}); teacher_policy paired pairs each DS with the "
+        f"teacher of its own seed. Give the teachers under the DS's seeds, or set {SETTING} "
+        "to single (every DS distilled from the first teacher)",
+        setting="distill.teacher_policy")
 
 
 def plan(exp: Experiment, data_fingerprint: str) -> list[RunSpec]:
