@@ -203,3 +203,19 @@ def test_a_bad_flag_value_names_the_flag_and_the_field(tmp_path, flags, expected
     text = " ".join(res.output.split())
     assert all(e in text for e in expected), text
     assert not (tmp_path / "tiny").exists()
+
+
+def test_brackets_in_what_the_cli_prints_are_text_not_markup(tmp_path):
+    """Rich reads '[a]' or '[all seeds equal]' as markup and drops it: the error quoting what the
+    user typed, and a report's findings, keep their brackets."""
+    from analysis_fixtures import write_store
+
+    res = CliRunner().invoke(app, ["run", "demo", "--out", str(tmp_path / "o"), "--set",
+                                   "distill.temperatures=[a]"])
+    assert res.exit_code != 0 and "--set distill.temperatures=[a]" in res.output
+    root = write_store(tmp_path / "s", num_classes=3, temperatures=(2.0,), seeds=(0, 1, 2),
+                       features=False,
+                       accuracy=lambda role, t, s, c: 1.0 if role == "teacher" else 0.7)
+    rep = CliRunner().invoke(app, ["report", str(root)])
+    assert rep.exit_code == 0
+    assert "teacher 100.00 % [all seeds equal]" in " ".join(rep.output.split())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kdfair.errors import ConfigError, KdfairError
@@ -75,7 +76,7 @@ def _main(
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -115,7 +116,7 @@ def _friendly(f):
 def _end_of_study(st) -> None:
     """Exit 3 when the study ended with runs failed or missing (0 only when all are done)."""
     for rid, why in st.damaged.items():
-        err_console.print(f"[red]damaged[/] {rid}: {why}", highlight=False)
+        err_console.print(f"[red]damaged[/] {escape(f'{rid}: {why}')}", highlight=False)
     if not st.complete:
         raise typer.Exit(EXIT_RUNS_FAILED)
 
@@ -124,13 +125,14 @@ def _locked(where: Path, wait: bool):
     from kdfair.store import study_lock
 
     return study_lock(where, wait=wait,
-                      on_wait=lambda msg: err_console.print(msg, highlight=False))
+                      on_wait=lambda msg: err_console.print(msg, markup=False,
+                                                            highlight=False))
 
 
 def _print_repaired(st) -> None:
     for rid, why in st.repaired.items():
-        err_console.print(f"[yellow]damaged[/] {rid}: {why} — moved to damaged/{rid}, "
-                          "trained again", highlight=False)
+        err_console.print(f"[yellow]damaged[/] {escape(f'{rid}: {why}')} — moved to "
+                          f"damaged/{escape(rid)}, trained again", highlight=False)
 
 
 def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
@@ -141,7 +143,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
 
     def on_plan(specs, done) -> None:
         console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({len(done)} already done) "
-                      f"→ {where}")
+                      f"→ {escape(str(where))}")
 
     with _locked(where, wait):
         t0 = time.perf_counter()
@@ -151,7 +153,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
         console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                       f"{len(st.failed)} failed, {len(st.missing)} missing")
         for rid, why in st.failed.items():
-            err_console.print(f"[red]failed[/] {rid}: {why}", highlight=False)
+            err_console.print(f"[red]failed[/] {escape(f'{rid}: {why}')}", highlight=False)
         if report:
             _report(where)
     _end_of_study(st)
@@ -161,15 +163,15 @@ def _report(where: Path) -> None:
     from kdfair import api
 
     res = api.report(where)
-    table = Table(title=f"summary — {where}")
-    for col in res.summary.columns:
-        table.add_column(str(col))
+    table = Table(title=escape(f"summary — {where}"))
+    for col in res.summary.columns:  # findings and cells hold brackets: '[all seeds equal]'
+        table.add_column(escape(str(col)))
     for row in res.summary.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
+        table.add_row(*[escape(str(v)) for v in row])
     console.print(table)
     for line in res.findings:
-        console.print(f"• {line}", highlight=False)
-    console.print(f"report: {res.md_path}  {res.html_path}")
+        console.print(f"• {line}", markup=False, highlight=False)
+    console.print(f"report: {res.md_path}  {res.html_path}", markup=False)
 
 
 @app.command()
@@ -302,7 +304,7 @@ def _run_on_slurm(exp: Experiment, out: Path, data_root: Path | None, report: bo
     jobs_failed = {r for j in ex.failed_jobs for r in j.runs}
     for rid, why in st.failed.items():
         if rid not in jobs_failed:
-            err_console.print(f"[red]failed[/] {rid}: {why}", highlight=False)
+            err_console.print(f"[red]failed[/] {escape(f'{rid}: {why}')}", highlight=False)
     if st.failed or st.missing:
         err_console.print("run the same command again to resubmit what is missing",
                           highlight=False)

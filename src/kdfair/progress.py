@@ -199,7 +199,9 @@ class RichReporter(_SpeedNote):
         self.progress.update(self.study, total=total, completed=done)
 
     def warn(self, text: str) -> None:
-        self.progress.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        from rich.markup import escape  # messages hold brackets ('[all seeds equal]', '[0, 1]')
+
+        self.progress.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
     def _eta(self) -> None:
         self.progress.update(self.study, info=f"ETA {fmt_duration(self.clock.eta())}")
@@ -218,6 +220,8 @@ class RichReporter(_SpeedNote):
         self._eta()
 
     def finish(self, run_id: str, status: str) -> None:
+        from rich.markup import escape
+
         if self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
@@ -225,7 +229,7 @@ class RichReporter(_SpeedNote):
         self.progress.advance(self.study)
         self._eta()
         self.progress.console.print(("[red]" if status == "failed" else "")
-                                    + f"{run_id}: {status}", highlight=False)
+                                    + escape(f"{run_id}: {status}"), highlight=False)
 
 
 def study_reporter(progress: bool | None = None, stream: IO[str] | None = None,
