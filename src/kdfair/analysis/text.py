@@ -756,9 +756,12 @@ def finding_groups(found: list[Finding]) -> list[tuple[str, list[str]]]:
 
 def key_results(a: Analysis) -> list[str]:
     """At most five sentences, each with its number and test, for the top of the report: the
-    verdicts first."""
-    out = [f.subjects["headline"] for f in a.findings if f.code == "verdict"] \
-        + [accuracy_sentence(a)]
+    verdicts first; the accuracy, measure and paper sentences are the findings' own."""
+    first = {}
+    for f in a.findings:
+        first.setdefault(f.code, f)
+    out = [f.subjects["headline"] for f in a.findings if f.code == "verdict"]
+    out += [first["accuracy"].text] if "accuracy" in first else []
     for comparison in LABELS:
         both = agreement(a, comparison)
         raw = _cells(a, comparison, "raw")
@@ -777,10 +780,6 @@ def key_results(a: Analysis) -> list[str]:
         if len(sc):
             r = sc.iloc[-1]
             out.append(f"#SC {trend_words(r, a.options.significance)}.")
-    metrics = metric_findings(a)
-    if metrics:
-        out.append(metrics[0].text)
-    p = paper_sentence(a)
-    if p:
-        out.append(p)
+    out += [f.text for f in a.findings if f.code in MEASURE_CODES][:1]
+    out += [first["paper"].text] if "paper" in first else []
     return out[:5]
