@@ -14,7 +14,7 @@ from typing import Literal
 import pandas as pd
 
 Severity = Literal["warning", "finding"]
-COLUMNS = ["code", "severity", "subjects", "numbers", "warning"]
+FIELDS = ["code", "severity", "subjects", "numbers"]  # then the sentence's column
 
 
 @dataclass(frozen=True)
@@ -30,19 +30,19 @@ class Finding:
 
 def warnings_table(found: list[Finding]) -> pd.DataFrame:
     """warnings.csv: one row per warning, its subjects and numbers as JSON, its sentence last."""
-    return pd.DataFrame([{"code": f.code, "severity": f.severity,
-                          "subjects": json.dumps(f.subjects, sort_keys=True),
-                          "numbers": json.dumps(f.numbers, sort_keys=True), "warning": f.text}
-                         for f in found], columns=COLUMNS, dtype=object)
+    return _table(found, "warning")
 
 
 def findings_table(found: list[Finding]) -> pd.DataFrame:
     """findings.csv: one row per finding, in the report's order."""
+    return _table(found, "finding")
+
+
+def _table(found: list[Finding], text: str) -> pd.DataFrame:
     return pd.DataFrame([{"code": f.code, "severity": f.severity,
                           "subjects": json.dumps(f.subjects, sort_keys=True),
-                          "numbers": json.dumps(f.numbers, sort_keys=True), "finding": f.text}
-                         for f in found],
-                        columns=[*COLUMNS[:-1], "finding"], dtype=object)
+                          "numbers": json.dumps(f.numbers, sort_keys=True), text: f.text}
+                         for f in found], columns=[*FIELDS, text], dtype=object)
 
 
 def has(table: pd.DataFrame, code: str, **subjects: str) -> bool:
