@@ -395,7 +395,7 @@ def audit_experiment(name: str, preds: list[Prediction], teacher_arch: str, stud
     from pydantic import ValidationError
 
     from kdfair.config import Experiment
-    from kdfair.options import format_errors
+    from kdfair.options import invalid
 
     if analysis is not None and not isinstance(analysis, Mapping):
         raise ConfigError("analysis: give a mapping of analysis options, e.g. {'tests': False}")
@@ -410,8 +410,7 @@ def audit_experiment(name: str, preds: list[Prediction], teacher_arch: str, stud
     try:
         return Experiment.model_validate(spec)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, Experiment, f"invalid audit {name!r}:",
-                                        noun="field")) from None
+        raise invalid(err, Experiment, f"invalid audit {name!r}:", noun="field") from None
 
 
 def _register_external(dataset: Any, archs: Sequence[Any]) -> None:
@@ -590,7 +589,7 @@ def load_audit_file(path: str | Path) -> dict[str, Any]:
     import yaml
     from pydantic import ValidationError
 
-    from kdfair.options import format_errors
+    from kdfair.options import invalid
 
     p = Path(path)
     if not p.is_file():
@@ -605,8 +604,7 @@ def load_audit_file(path: str | Path) -> dict[str, Any]:
     try:
         cfg = model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, model, f"invalid predictions file {p}:",
-                                        noun="field")) from None
+        raise invalid(err, model, f"invalid predictions file {p}:", noun="field") from None
     base = p.parent
 
     def at(x: str) -> Path:

@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kdfair.config import SlurmConfig
-from kdfair.errors import ConfigError
-from kdfair.options import format_errors
+from kdfair.options import invalid
 
 
 def slurm_config(section: dict[str, Any] | SlurmConfig | None = None) -> SlurmConfig:
@@ -19,5 +18,4 @@ def slurm_config(section: dict[str, Any] | SlurmConfig | None = None) -> SlurmCo
         return SlurmConfig.model_validate(base)
     except ValidationError as err:
         header = "invalid SLURM settings (the experiment's slurm: section):"
-        raise ConfigError(format_errors(err, SlurmConfig, header, "slurm", noun="field")) \
-            from None
+        raise invalid(err, SlurmConfig, header, "slurm", noun="field") from None
