@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kdfair.errors import ConfigError
 from kdfair.method_options import method_options
 from kdfair.options import invalid
-from kdfair.overrides import LABEL, Overrides, apply_overrides, describe
+from kdfair.overrides import LABEL, Overrides, apply_overrides, as_overrides, describe
 from kdfair.paths import is_safe_name
 
 
@@ -424,8 +424,9 @@ def load_experiment(source: Experiment | Mapping[str, Any] | str | Path,
         return source
     data, where = _experiment_data(source)
     if overrides:
-        data = apply_overrides(data, overrides, label)
-        where = f"{where} with {describe(overrides, label)}"
+        parsed = as_overrides(overrides, label)  # once, for both uses
+        data = apply_overrides(data, parsed, label)
+        where = f"{where} with {describe(parsed, label)}"
     return experiment_from_dict(data, where)
 
 
