@@ -64,14 +64,6 @@ def temperature_scale(temps: Iterable[float]) -> tuple[Colormap, Normalize]:
     return cmap, Normalize(lo, hi if hi > lo else lo + 1.0)
 
 
-def run_colors(runs: Iterable[Any]) -> list[Any]:
-    """One colour per DS run, from its temperature: same T, same colour."""
-    runs = list(runs)
-    cmap, norm = temperature_scale(t for t in map(_temperature, runs) if t is not None)
-    return [NO_T_COLOR if (t := _temperature(r)) is None else cmap(float(norm(t)))
-            for r in runs]
-
-
 def role_figure(role: str, runs: list[tuple[Any, list[dict]]]) -> Figure:
     """One role's learning curves: panels for train loss and accuracy (train solid, validation
     dashed, in percent). DS: colour = T with a colour bar; others: one colour per run and a
@@ -84,8 +76,13 @@ def role_figure(role: str, runs: list[tuple[Any, list[dict]]]) -> Figure:
     from matplotlib.colors import LogNorm
 
     is_ds = role == "ds"
-    colors = run_colors(r for r, _ in runs) if is_ds else \
-        [f"C{i % 10}" for i in range(len(runs))]
+    run_temps = [_temperature(r) for r, _ in runs]
+    temps = sorted({t for t in run_temps if t is not None})
+    if is_ds:  # one scale for the lines and the colour bar: same T, same colour
+        cmap, norm = temperature_scale(temps)
+        colors = [NO_T_COLOR if t is None else cmap(float(norm(t))) for t in run_temps]
+    else:
+        colors = [f"C{i % 10}" for i in range(len(runs))]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10.5 if is_ds else 10, 3.6),
                                           layout="constrained")
     for (run, hist), color in zip(runs, colors, strict=True):
@@ -104,9 +101,7 @@ def role_figure(role: str, runs: list[tuple[Any, list[dict]]]) -> Figure:
                title=f"{title}: accuracy (train solid, validation dashed)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    temps = sorted({t for r, _ in runs if (t := _temperature(r)) is not None})
     if is_ds and temps:
-        cmap, norm = temperature_scale(temps)
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_loss, ax_acc],
                            label="temperature T" + (" (log scale)"
                                                     if isinstance(norm, LogNorm) else ""),
