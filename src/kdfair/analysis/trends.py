@@ -32,15 +32,16 @@ def _series(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, str, pd.Dat
     ds = runs[runs["role"] == "ds"] if not runs.empty else runs
     acc = measures.get("accuracy")
     out.append((acc.key, f"DS {acc.label}", acc.unit, ds.assign(value=ds.get(acc.key))))
+    run_acc = dict(zip(ds["run_id"], ds["accuracy"], strict=True)) if "run_id" in ds else {}
     for family in ("group", "individual", "counterfactual"):
-        out += _measure_series(tables, family, ds)
+        out += _measure_series(tables, family, ds, run_acc)
     dr = tables.get("disagreement_runs", pd.DataFrame())
     for comparison, who in (("teacher_vs_ds", "teacher"), ("nds_vs_ds", "NDS")):
         rows = dr[dr["comparison"] == comparison] if not dr.empty else dr
         if not rows.empty:
-            run_acc = rows["ds_run"].map(dict(zip(ds["run_id"], ds["accuracy"], strict=True)))
             out.append((f"disagreement:{comparison}", f"disagreement DS vs {who}", "%",
-                        rows.assign(value=rows["disagreement"], run_acc=run_acc)))
+                        rows.assign(value=rows["disagreement"],
+                                    run_acc=rows["ds_run"].map(run_acc))))
     counts = tables.get("classwise_counts", pd.DataFrame())
     if not counts.empty:
         for q in ("relative", "raw"):
@@ -54,13 +55,14 @@ def _series(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, str, pd.Dat
 
 
 def _measure_series(tables: dict[str, pd.DataFrame], family: measures.Family,
-                    ds: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
-    """The DS series of each headline measure of one family (per attribute where it has one)."""
+                    ds: pd.DataFrame, run_acc: dict[str, float]
+                    ) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """The DS series of each headline measure of one family (per attribute where it has one),
+    each point with its run's accuracy (``run_acc``, for the partial test)."""
     chosen = measures.of(family, headline_only=True)
     if family == "individual":
         return [(m.key, f"DS {m.label}", m.unit, ds.assign(value=ds[m.key], run_acc=ds[
             "accuracy"])) for m in chosen if "individual" in tables]
-    acc = dict(zip(ds["run_id"], ds["accuracy"], strict=True)) if "run_id" in ds else {}
     per_run = tables.get(RUN_TABLES[family], pd.DataFrame())
     if per_run.empty:
         return []
@@ -68,7 +70,7 @@ def _measure_series(tables: dict[str, pd.DataFrame], family: measures.Family,
     for attr in dict.fromkeys(per_run["attribute"]):
         rows = per_run[(per_run["role"] == "ds") & (per_run["attribute"] == attr)]
         out += [(measures.per_attribute_key(m, attr), f"DS {m.label} '{attr}'", m.unit,
-                 rows.assign(value=rows[m.key], run_acc=rows["run_id"].map(acc)))
+                 rows.assign(value=rows[m.key], run_acc=rows["run_id"].map(run_acc)))
                 for m in chosen]
     return out
 
@@ -135,9 +137,9 @@ def trend_words(row: pd.Series, significance: float) -> str:
         return f"{why}: no trend to test ({int(row['n_points'])} points, {row['range']})"
     if row["significant"]:
         return f"{row['direction']} with T ({test})"
-    floor = smallest_p(int(row["n_T"])) if row["n_T"] == row["n_points"] else 0.0
+    floor = row["min_p"]  # NaN unless one value per T
     limit = (f"; with {int(row['n_points'])} points no p below {floor:.2g} is possible"
-             if floor >= significance else "")
+             if np.isfinite(floor) and floor >= significance else "")
     return f"shows no monotone trend in T at p < {significance:g} ({test}{limit})"
 
 
