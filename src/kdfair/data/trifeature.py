@@ -634,7 +634,7 @@ def to_split_data(arrays: TrifeatureArrays, opts: TrifeatureOptions,
     n_test = len(np.unique(100 * arrays.shape[test] + 10 * arrays.texture[test]
                            + arrays.colour[test]))
     n_train = int((arrays.split < 2).sum())
-    test_y = torch.from_numpy(arrays.shape[arrays.split == 2].astype(np.int64))
+    test_y = torch.from_numpy(arrays.shape[test].astype(np.int64))
     cf = {a: Part(y=test_y, x=torch.from_numpy(np.ascontiguousarray(im)),
                   attributes={a: val.astype(np.int64)})
           for a, (im, val) in (counterfactuals or {}).items()}
