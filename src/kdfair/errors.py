@@ -33,9 +33,15 @@ class KdfairError(Exception):
         super().__init__(message)
         self.setting = setting
 
+    @property
+    def template(self) -> str:
+        """The message as raised, ``SETTING`` not yet filled in: what a layer that adds to the
+        message re-raises (with the same ``setting``), leaving the wording to the caller."""
+        return str(self.args[0]) if self.args else ""
+
     def worded(self, name: Callable[[str], str] = as_code) -> str:
         """The message, its setting named by ``name`` (e.g. the command-line flag for it)."""
-        text = str(self.args[0]) if self.args else ""
+        text = self.template
         return text.replace(SETTING, name(self.setting)) if self.setting else text
 
     def __str__(self) -> str:

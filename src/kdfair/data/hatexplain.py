@@ -340,7 +340,7 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
     try:
         d = ensure_present(DATASETS["hatexplain"], cfg)
     except DatasetError as err:
-        msg = str(err.args[0]) if err.args else ""  # unworded: the caller names the setting
+        msg = err.template  # unworded: the caller names the setting
         if PUBLISHED not in msg:
             msg += f"\nthe files are published at {PUBLISHED}."
         raise DatasetError(msg, setting=err.setting) from None
