@@ -440,8 +440,8 @@ def _notes(kinds: list[str], distill: Mapping[str, Any] | None, has_ds: bool) ->
              "was trained."]
     if "classes" in kinds:
         notes.append("Some predictions were given as predicted classes: their distributions are "
-                      "one-hot, so I(f) counts changes of the predicted class between neighbours "
-                      "(an approximation); every other metric is exact.")
+                     "one-hot, so I(f) counts changes of the predicted class between neighbours "
+                     "(an approximation); every other metric is exact.")
     missing = [k for k in _RECIPE if k not in (distill or {})]
     if has_ds and missing:
         notes.append(f"The audit was not told the distillation's {', '.join(missing)} "
@@ -450,8 +450,8 @@ def _notes(kinds: list[str], distill: Mapping[str, Any] | None, has_ds: bool) ->
 
 
 def audit_data(dataset: str, y: np.ndarray, class_names: list[str], codes: dict[str, np.ndarray],
-             groups: dict[str, list[str]], features: np.ndarray | None,
-             notes: list[str]) -> SplitData:
+               groups: dict[str, list[str]], features: np.ndarray | None,
+               notes: list[str]) -> SplitData:
     """The audit's data as a study's: a test set only (no train or val inputs, no input shape
     or normalisation: kdfair never sees the inputs), fingerprinted by the one array digest over
     everything data.json states of it."""

@@ -13,6 +13,8 @@ from kdfair.paths import is_safe_name
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+
+
 def safe_component(name: str, what: str = "name") -> str:
     """``name`` if it is one harmless path component (no separator, not '.', '..', hidden)."""
     if not is_safe_name(name):
