@@ -201,9 +201,9 @@ def _display_columns(a: Analysis, summary: pd.DataFrame) -> list[tuple[str, str,
             if family == "individual":
                 keys = [(m.key, name + unit)] if f"{m.key}_mean" in summary else []
             else:
-                attrs = a.store.attributes if family == "group" else dict.fromkeys(
-                    c.split(":", 1)[1][: -len("_mean")] for c in summary.columns
-                    if c.startswith(f"{m.key}:") and c.endswith("_mean"))
+                t = a.table(m.table)
+                attrs = a.store.attributes if family == "group" else \
+                    dict.fromkeys(t["attribute"]) if not t.empty else {}
                 keys = [(measures.per_attribute_key(m, attr), f"{name} {attr}{unit}")
                         for attr in attrs]
             out += [(k, h, m) for k, h in keys]
@@ -502,14 +502,11 @@ def trend_findings(a: Analysis) -> list[Finding]:
     return out
 
 
-def _follows_accuracy(row: pd.Series, level: float) -> str:
-    """'; controlling for accuracy … it follows accuracy' when the trend's partial Spearman
-    (trends.partial_spearman) is not significant; '' otherwise or when it was not computed."""
+def _follows_accuracy(row: pd.Series, level: float) -> bool:
+    """Whether a trend's partial Spearman controlling for accuracy (trends.partial_spearman)
+    was computed and is not significant: it moves with T only as accuracy does."""
     p = row.get("partial_p", math.nan)
-    if not np.isfinite(p) or p < level:
-        return ""
-    return (f"; controlling for accuracy no trend in T remains (partial Spearman ρ = "
-            f"{row['partial_rho']:.2f}, p = {p:.3g}): it follows accuracy, not T")
+    return bool(np.isfinite(p) and p >= level)
 
 
 def _value(table: pd.DataFrame, role: str, col: str, temp: float = math.nan) -> pd.Series | None:
