@@ -240,7 +240,10 @@ def test_preempted_job_is_requeued_and_finishes(study, tmp_path):
             time.sleep(0.2)
         else:
             raise AssertionError(f"job {job} was not requeued: {info}")
-        # SLURM holds a requeued job for ~2 minutes; a test need not wait that long
+        # SLURM holds a requeued job for ~2 minutes; a test need not wait that long, but a
+        # restart within the second of the kill is refused ("Job credential revoked": slurmd
+        # compares times in whole seconds) and the job ends failed — wait past that second
+        time.sleep(2.5)
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
         out, _ = proc.communicate(timeout=300)
     finally:

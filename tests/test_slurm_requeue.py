@@ -151,6 +151,17 @@ def test_a_job_leaving_the_queue_for_a_requeue_is_not_ended(tmp_path, monkeypatc
     clock[0] = 45.0
     q.poll([other])
     assert other.ended and other.category == "failed"
+    # a job whose log still says 'requeue' but that stays out past grace_s has ended after
+    # all (CI: SLURM killed the restart, "Job credential revoked"); it must not be waited on
+    stuck = q.JobState("1", ["r"], str(log))
+    clock[0] = 100.0
+    q.poll([stuck])
+    clock[0] = 130.0
+    q.poll([stuck])
+    assert not stuck.ended  # 30 s out: a requeue may still be coming
+    clock[0] = 161.0
+    q.poll([stuck])
+    assert stuck.ended and stuck.category == "failed"  # 61 s out: it has ended
 
 
 def test_a_requeue_message_followed_by_srun_lines_is_still_a_requeue(tmp_path, monkeypatch):

@@ -199,7 +199,8 @@ def poll(jobs: list[JobState], grace_s: float = 60.0, settle_s: float = 10.0) ->
 
     A job that left the queue with a failed state ends only once it has stayed out for
     ``settle_s``: a preempted job leaves the queue with a FAILED / CANCELLED attempt for a
-    moment before it is queued again (and its log says so). COMPLETED ends at once."""
+    moment before it is queued again (and its log says so; then it waits up to ``grace_s``).
+    COMPLETED ends at once."""
     live = [j for j in jobs if not j.ended]
     if not live:
         return
@@ -221,7 +222,11 @@ def poll(jobs: list[JobState], grace_s: float = 60.0, settle_s: float = 10.0) ->
             j._gone_since = now
         waited = now - j._gone_since
         if state in _ENDED:
-            if state == "COMPLETED" or (waited >= settle_s and not _requeue_in_progress(j)):
+            # a requeue brings the job back within moments; one whose log ends with SLURM's
+            # requeue message but that stays out (SLURM can kill the restart: "Job credential
+            # revoked") has ended after all
+            requeuing = waited < grace_s and _requeue_in_progress(j)
+            if state == "COMPLETED" or (waited >= settle_s and not requeuing):
                 _end(j, state)
             continue
         result_file = Path(j._job.paths.result_pickle) if j._job is not None else None
