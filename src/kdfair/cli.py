@@ -341,20 +341,35 @@ def audit(
         _report(where)
 
 
-@app.command()
-@_friendly
-def report(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
-    """Analyse a results directory: report.md, report.html and CSV tables under RESULTS/report."""
-    _report(results)
+RESULTS_HELP = ("a study's results directory, OUT/<name> as `kdfair run` writes it, or the "
+                "OUT root holding one study")
+
+
+def _study(results: Path) -> Path:
+    """The study ``results`` means (the OUT root of one study: that study, and say so)."""
+    from kdfair.studies import find_study
+
+    where, note = find_study(results)
+    if note:
+        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+    return where
 
 
 @app.command()
 @_friendly
-def status(results: Path = typer.Argument(..., help="a study's results directory")) -> None:
+def report(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
+    """Analyse a study's results: report.md, report.html and CSV tables under RESULTS/report."""
+    _report(_study(results))
+
+
+@app.command()
+@_friendly
+def status(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
     """Which runs of a study are done, damaged, missing or failed (exit 3 unless all done)."""
     from kdfair.runner import status as study_status
     from kdfair.store import ResultsDir
 
+    results = _study(results)
     store = ResultsDir(results)
     name = store.experiment().get("name", str(results))
     planned = store.load_plan()
@@ -423,15 +438,19 @@ def trifeature(
 
 @app.command()
 @_friendly
-def export(results: Path = typer.Argument(..., help="a study's results directory"),
+def export(results: Path = typer.Argument(..., help=RESULTS_HELP),
            run_id: str = typer.Argument(..., help="the run to export (`kdfair status` lists "
                                         "them)"),
-           out: Path = typer.Option(Path("."), help="directory to write the files into")) -> None:
+           out: Path = typer.Option(Path("."), help="directory to write the files into"),
+           factory: str | None = typer.Option(None, help="a custom architecture's factory as "
+                                              "package.module:function (when the study did "
+                                              "not record one)")) -> None:
     """Write a run's trained model: RUN_ID.safetensors and RUN_ID.json (architecture, options,
-    classes, input shape and normalisation) — `kdfair.load_model` gives the module back."""
+    custom factory, classes, input shape and normalisation) — `kdfair.load_exported` gives the
+    module back."""
     from kdfair.export import export_model
 
-    path = export_model(results, run_id, out)
+    path = export_model(_study(results), run_id, out, factory=factory)
     console.print(f"wrote {path} and {path.with_suffix('.json')}", highlight=False)
 
 

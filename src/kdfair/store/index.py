@@ -28,6 +28,7 @@ from kdfair.store.arrays import (
     read_into,
 )
 from kdfair.store.results import ResultsDir, failure_records, finite_number
+from kdfair.studies import not_a_study
 
 ROLE_LABELS = {"teacher": "teacher", "nds": "NDS", "ds": "DS"}
 
@@ -169,20 +170,31 @@ def _counterfactual_targets(root: Path, data: dict[str, Any], n_test: int,
         return {}
 
 
+def run_precision(metrics: dict[str, Any]) -> str:
+    """The precision a run trained and was evaluated at (``engine.precision`` resolved): as
+    recorded, or for runs made before it was recorded, what the engine then did — bf16
+    autocast on CUDA, fp32 elsewhere."""
+    recorded = metrics.get("precision")
+    if recorded:
+        return str(recorded)
+    return "bf16" if metrics.get("device_type") == "cuda" else "fp32"
+
+
 def settings_note(runs: list[RunInfo]) -> str | None:
-    """A note when runs were made under different thread counts or device types (results
-    depend on both: floating-point reductions run in another order)."""
-    seen: dict[tuple[Any, Any], list[str]] = {}
+    """A note when runs were made under different thread counts, device types or precisions
+    (results depend on each: floating-point reductions run in another order, or rounded)."""
+    seen: dict[tuple[Any, Any, str], list[str]] = {}
     for r in runs:
         device = str(r.metrics.get("device", "?")).split(":")[0]
-        seen.setdefault((r.metrics.get("threads"), device), []).append(r.run_id)
+        key = (r.metrics.get("threads"), device, run_precision(r.metrics))
+        seen.setdefault(key, []).append(r.run_id)
     if len(seen) < 2:
         return None
-    parts = [f"{len(ids)} with threads={t}, device {d} (e.g. {ids[0]})"
-             for (t, d), ids in seen.items()]
+    parts = [f"{len(ids)} with threads={t}, device {d}, precision {p} (e.g. {ids[0]})"
+             for (t, d, p), ids in seen.items()]
     return ("runs were made under different settings — " + "; ".join(parts) + ". Results "
-            "depend on the thread count and device type (floating-point order), so differences "
-            "between these runs mix settings with seeds.")
+            "depend on the thread count, device type and precision (floating-point order and "
+            "rounding), so differences between these runs mix settings with seeds.")
 
 
 def _read_meta(root: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -210,9 +222,9 @@ def open_store(root: str | Path) -> StudyIndex:
     byte anyway). Raises StoreError only when there is nothing to analyse at all.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise StoreError(f"{root} is not a directory; give the results directory of a study "
-                         "(the --out of `kdfair run`)")
+    if not root.is_dir() or not ((root / "experiment.json").exists()
+                                 or (root / "runs").is_dir()):
+        raise StoreError(not_a_study(root))
     notes: list[str] = []
     experiment, data = _read_meta(root, notes)
     notes.extend(str(n) for n in data.get("notes") or [])  # the loader's own notes

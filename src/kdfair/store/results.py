@@ -44,6 +44,7 @@ from kdfair.store.files import (
     write_json,
     write_manifest,
 )
+from kdfair.studies import not_a_study
 
 State = Literal["done", "damaged", "missing"]
 WEIGHTS = "model.safetensors"
@@ -105,7 +106,7 @@ class ResultsDir:
     def experiment(self) -> dict[str, Any]:
         path = self.root / "experiment.json"
         if not path.exists():
-            raise StoreError(f"{self.root} is not a kdfair results directory (no experiment.json)")
+            raise StoreError(not_a_study(self.root))
         exp = read_json(path, "it is rewritten by `kdfair run EXPERIMENT --out …`: run the study "
                               "again to restore it")
         if not isinstance(exp, dict):
