@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["audit", "analyze", "export_model", "load_experiment", "load_model", "report",
-           "results_dir", "run", "study"]
+__all__ = ["audit", "analyze", "compare", "export_model", "load_experiment", "load_exported",
+           "load_model", "plan", "predict", "report", "results_dir", "run", "study"]
 __version__ = "0.1.0"
 
 

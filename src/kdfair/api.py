@@ -25,18 +25,20 @@ from kdfair.data.base import Part, SplitData
 from kdfair.data.registry import register_dataset
 from kdfair.errors import ConfigError
 from kdfair.executors import EXECUTORS, Executor, SlurmExecutor, SlurmView, execute, local_executor
-from kdfair.export import export_model, load_model
+from kdfair.export import export_model, load_exported, load_model, record_factories
+from kdfair.inference import predict
 from kdfair.integrity import digest
 from kdfair.models.registry import register_model
 from kdfair.overrides import Overrides
+from kdfair.planning import StudyPlan, plan_study, progress_schedule
 from kdfair.progress import study_reporter, warn_if_threads_hurt
-from kdfair.runner import StudyStatus
+from kdfair.runner import StudyStatus, load_data
 from kdfair.spec import RunSpec
 from kdfair.train.device import resolve_device
 from kdfair.train.engine import Reporter
 
-__all__ = ["audit", "load_experiment", "run", "analyze", "report", "study", "results_dir",
-           "load_model", "export_model", "make_executor"]
+__all__ = ["audit", "load_experiment", "plan", "run", "analyze", "report", "compare", "study",
+           "results_dir", "load_model", "export_model", "load_exported", "predict", "make_executor"]
 
 # load_experiment is kdfair.config's, the one way in; the registries imported above add their
 # checks of data set and model names to it
@@ -65,6 +67,18 @@ def make_executor(name: str, exp: Experiment, out: str | Path = "results", *, wa
         ex.start(exp, results_dir(exp, out).resolve())
         return ex
     raise ConfigError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+
+
+def plan(experiment: Experiment | str | Path, out: str | Path = "results", *,
+         data_root: str | Path | None = None, overrides: Overrides | None = None,
+         data: SplitData | None = None, probe: bool = True,
+         on_step: Callable[[str], None] | None = None) -> StudyPlan:
+    """What :func:`run` would do, without writing or training anything: the resolved experiment
+    (``.yaml()``), its runs, done and to train per role (``.roles()``), and the time estimate
+    from a short timed probe of each role's model on this device (``.estimate``; ``probe``
+    False: none). ``on_step(text)``: each step as it starts (loading data, timing a model)."""
+    return plan_study(experiment, out, overrides=overrides, data_root=data_root, data=data,
+                      probe=probe, on_step=on_step)
 
 
 def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
@@ -98,15 +112,21 @@ def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
                                  reporter=reporter or own, on_run=on_run)
 
     def planned(specs: list[RunSpec], done: set[str]) -> None:
-        if own is not None:
-            own.plan(len(specs), len(done))
-            if len(done) < len(specs) and resolve_device(exp.device).type == "cpu" \
-                    and engine_threads(exp.engine, cpu_workers(exp.engine)) != 1:
-                warn_if_threads_hurt(own)  # (one thread per run: nothing to warn about)
-        if on_plan is not None:
+        if on_plan is not None:  # the caller's heading first, then the live view
             on_plan(specs, done)
+        if own is not None:
+            schedule = None
+            if len(done) < len(specs):
+                if resolve_device(exp.device).type == "cpu" \
+                        and engine_threads(exp.engine, cpu_workers(exp.engine)) != 1:
+                    warn_if_threads_hurt(own)  # (one thread per run: nothing to warn about)
+                schedule = progress_schedule(exp, specs, done, data, own.step)
+            own.plan(len(specs), len(done), schedule)
 
     with own if own is not None else contextlib.nullcontext():
+        if own is not None and data is None:  # no silent second: loading can take a while
+            own.step(f"loading data set {exp.dataset.name}")
+            data = load_data(exp, root)
         st = execute(exp, where, executor, data=data, data_root=root, on_plan=planned)
     if tracking.enabled(exp) and where.is_dir():
         tracking.sync(where)  # runs trained before tracking was set
@@ -133,6 +153,28 @@ def report(results: str | Path, options: Any = None):
     from kdfair.analysis.report import write_report
 
     return write_report(Path(results), _analysis_options(options))
+
+
+def compare(studies: Sequence[str | Path], out: str | Path | None = None, options: Any = None):
+    """Several studies side by side: write ``report.md``, ``report.html`` and CSVs under
+    ``out`` (default ``<their common parent>/comparison``) and return them as a
+    ``Comparison`` (``.table``: every study's registry measures with seed CIs, long form).
+
+    ``studies``: results directories, or ``--out`` roots standing for every study under them
+    (a sweep's). Columns are headed by the settings in which the studies differ
+    (``alpha=0.5``); ``options`` as for analyze (default: each study's own).
+    """
+    import os
+
+    from kdfair.analysis.compare import write_comparison
+    from kdfair.studies import find_studies
+
+    if isinstance(studies, (str, Path)):
+        studies = [studies]
+    roots = find_studies(list(studies))
+    if out is None:
+        out = Path(os.path.commonpath([str(r.resolve().parent) for r in roots])) / "comparison"
+    return write_comparison(roots, out, _analysis_options(options))
 
 
 def _analysis_options(options: Any):
@@ -256,7 +298,7 @@ def study(
     data = SplitData(
         name=name, num_classes=k, class_names=list(class_names or [str(i) for i in range(k)]),
         fingerprint=_fingerprint(train[0], train[1], val[0], test[0], test[1]),
-        attribute_groups=groups, mean=tuple(mean or (0.5,) * c), std=tuple(std or (0.5,) * c),
+        attribute_groups=groups, **_normalisation(parts["train"].in_memory, c, mean, std),
         **parts,
     )
     dataset_name = f"custom-{name}"
@@ -271,8 +313,23 @@ def study(
         raise ConfigError.listing(f"invalid arguments of kdfair.study({name!r}, …):",
                                   [(_study_parameter(p), what) for p, what in err.problems]
                                   ) from None
-    return run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
-               progress=progress)
+    status = run(exp, out=out, data=data, reporter=reporter, write_report=write_report,
+                 progress=progress)
+    from kdfair.models.registry import get_factory, is_builtin
+
+    archs = {exp.teacher.model.arch, exp.student.model.arch}  # custom ones: for load_model
+    record_factories(results_dir(exp, out), {a: get_factory(a) for a in archs
+                                             if not is_builtin(a)})
+    return status
+
+
+def _normalisation(images: bool, channels: int, mean: Sequence[float] | None,
+                   std: Sequence[float] | None) -> dict[str, tuple[float, ...]]:
+    """SplitData's mean/std: uint8 images are normalised with them (0.5 per channel unless
+    given); features are used as given, so nothing is recorded for them."""
+    if not images:
+        return {"mean": (), "std": ()}
+    return {"mean": tuple(mean or (0.5,) * channels), "std": tuple(std or (0.5,) * channels)}
 
 
 def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,

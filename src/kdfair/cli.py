@@ -364,6 +364,26 @@ def report(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
 
 @app.command()
 @_friendly
+def compare(
+    studies: list[Path] = typer.Argument(..., help="two or more studies' results directories, "
+                                         "or an OUT root standing for every study under it"),
+    out: Path | None = typer.Option(None, help="where the comparison goes (default: "
+                                    "<the studies' common parent>/comparison)"),
+) -> None:
+    """Several studies side by side: accuracy, #SC/#TC, DPD/EOD per T with seed CIs, each
+    column headed by the settings in which the studies differ (e.g. alpha=0.5); writes
+    report.md, report.html and CSV tables."""
+    from kdfair import api
+
+    res = api.compare(studies, out)
+    for _, row in res.studies.iterrows():
+        console.print(f"{row['label']}: {row['path']}", markup=False, highlight=False)
+    console.print(f"comparison: {res.md_path}  {res.html_path}", markup=False,
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_friendly
 def status(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
     """Which runs of a study are done, damaged, missing or failed (exit 3 unless all done)."""
     from kdfair.runner import status as study_status

@@ -1,8 +1,9 @@
 """Model registry: architecture name -> factory, derived from the model modules themselves.
 
-A factory is called as ``factory(num_classes=..., input_shape=(C, H, W), members=G, **options)``
-and returns an ``nn.Module``. Small models support ``members`` > 1: one module holding G independent
-members (see ``kdfair.models.bank``); others accept only ``members=1``.
+A factory is called as ``factory(num_classes=..., input_shape=(C, H, W), **options)`` and returns
+an ``nn.Module``. ``members=G`` is passed only when G > 1 (banked training on CUDA): small models
+support it, one module holding G independent members (see ``kdfair.models.bank``); a factory
+without a ``members`` parameter trains one member at a time.
 
 Every module of ``kdfair.models`` registers its family with ``factories.register_model`` when
 imported, so adding one file adds a model family. The modules are imported on the first lookup.
@@ -77,9 +78,10 @@ def build_model(
     name: str, num_classes: int, input_shape: tuple[int, ...], members: int = 1, **options
 ) -> nn.Module:
     """Build architecture ``name`` for ``num_classes`` outputs and inputs of ``input_shape``."""
+    banked = {"members": members} if members != 1 else {}  # a factory need not take members
     try:
         return get_factory(name)(
-            num_classes=num_classes, input_shape=tuple(input_shape), members=members, **options
+            num_classes=num_classes, input_shape=tuple(input_shape), **banked, **options
         )
     except TypeError as err:
         raise ConfigError(f"model {name!r}: bad options {options}: {err}") from None
