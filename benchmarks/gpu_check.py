@@ -101,17 +101,18 @@ def invariance(device: torch.device) -> dict:
     out: dict = {}
     jobs = group(1)
     out["fp32_one_step"] = _compare(
-        jobs, train(one_batch, jobs, bank_kind="grouped", bf16=False),
-        lambda j: train(one_batch, [j], bf16=False)[0],
+        jobs, train(one_batch, jobs, bank_kind="grouped", precision="fp32"),
+        lambda j: train(one_batch, [j], precision="fp32")[0],
         lambda diff, corr, gap: diff <= ONE_STEP_ATOL)
     jobs = group(2)
-    for precision, bf16, check in (
-            ("fp32", False, lambda d, c, g: c >= FP32_MIN_CORR and g <= FP32_MAX_ACC_GAP),
-            ("bf16", True, lambda d, c, g: c >= BF16_MIN_CORR and g <= BF16_MAX_ACC_GAP)):
-        out[precision] = _compare(jobs, train(data, jobs, bank_kind="grouped", bf16=bf16),
-                                  lambda j, b=bf16: train(data, [j], bf16=b)[0], check)
-    eager = train(data, jobs, bank_kind="grouped", bf16=False)
-    compiled = train(data, jobs, compile=True, bank_kind="grouped", bf16=False)
+    for precision, check in (
+            ("fp32", lambda d, c, g: c >= FP32_MIN_CORR and g <= FP32_MAX_ACC_GAP),
+            ("bf16", lambda d, c, g: c >= BF16_MIN_CORR and g <= BF16_MAX_ACC_GAP)):
+        out[precision] = _compare(
+            jobs, train(data, jobs, bank_kind="grouped", precision=precision),
+            lambda j, p=precision: train(data, [j], precision=p)[0], check)
+    eager = train(data, jobs, bank_kind="grouped", precision="fp32")
+    compiled = train(data, jobs, compile=True, bank_kind="grouped", precision="fp32")
     out["compile"] = _compare(jobs, compiled, lambda j: eager[jobs.index(j)],
                               lambda d, c, g: c >= FP32_MIN_CORR and g <= FP32_MAX_ACC_GAP)
     out["tolerances"] = {"one_step_atol": ONE_STEP_ATOL, "fp32_min_corr": FP32_MIN_CORR,

@@ -129,7 +129,7 @@ def test_bf16_autocast_and_compile_paths_run_on_the_cpu(data):
     teacher = _teacher(data)
     job = RunJob(_spec("ds", 1, 4.0), teacher=teacher)
     fp32 = _alone(job, data, parts, {})
-    bf16 = _alone(job, data, parts, {}, bf16=True)
+    bf16 = _alone(job, data, parts, {}, precision="bf16")
     assert np.isfinite(bf16.logits).all()
     assert abs(bf16.metrics["test_acc"] - fp32.metrics["test_acc"]) <= 0.25
     assert np.corrcoef(bf16.logits.ravel(), fp32.logits.ravel())[0, 1] > 0.9

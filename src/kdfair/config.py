@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdfair.errors import ConfigError
@@ -22,6 +21,7 @@ from kdfair.method_options import method_options
 from kdfair.options import invalid
 from kdfair.overrides import LABEL, Overrides, apply_overrides, as_overrides, describe
 from kdfair.paths import is_safe_name
+from kdfair.reading import ReadError, load_yaml_file
 
 
 class _Strict(BaseModel):
@@ -272,6 +272,13 @@ class EngineConfig(_Strict):
     # how logits are stored: float16 halves what the analysis reads (docs/store.md says how
     # much it can change a reported number)
     logits_dtype: Literal["float32", "float16"] = "float32"
+    # arithmetic of training, the teachers' logits, evaluation and counterfactual logits alike:
+    # auto = bf16 autocast on CUDA, fp32 elsewhere; fp32 = no autocast anywhere (and no TF32 on
+    # CUDA); bf16 = bf16 autocast on any device. Every run records the precision it used.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # CUDA: cuDNN's deterministic algorithms, no benchmark autotuning, and
+    # torch.use_deterministic_algorithms (slower; recorded per run)
+    deterministic: bool = False
 
 
 def available_cores() -> int:
@@ -440,7 +447,8 @@ def _experiment_data(source: Experiment | Mapping[str, Any] | str | Path) -> tup
 
 
 def read_experiment_file(path: str | Path) -> tuple[Any, str]:
-    """The YAML of an experiment file or a preset (``yaml.safe_load``), and its path."""
+    """The YAML of an experiment file or a preset (safe and bounded: ``kdfair.reading``), and
+    its path."""
     from kdfair.presets import preset_path
 
     p = Path(path)
@@ -452,7 +460,7 @@ def read_experiment_file(path: str | Path) -> tuple[Any, str]:
                 "`kdfair presets` lists the presets"
             )
         p = found
-    try:
-        return yaml.safe_load(p.read_text()), str(p)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    try:  # bounded: a regular UTF-8 file, aliases that do not explode
+        return load_yaml_file(p), str(p)
+    except ReadError as err:
+        raise ConfigError(str(err)) from None

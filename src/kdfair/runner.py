@@ -282,7 +282,8 @@ def train_runs(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitData
 
     with _threads(eng.threads):
         train_bundle(jobs, data, device, save, deferred, grouped=eng.grouped,
-                     max_group=eng.max_group, compile=eng.compile)
+                     max_group=eng.max_group, compile=eng.compile, precision=eng.precision,
+                     deterministic=eng.deterministic)
 
 
 class _AfterSave:

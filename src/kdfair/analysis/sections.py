@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from kdfair.analysis.text import (
     tests_used,
 )
 from kdfair.curves import write_learning_curves
+from kdfair.store.index import run_precision
 
 NORM_WORDS = {"tv": "total variation ½‖p − q‖₁", "l1": "‖p − q‖₁", "l2": "‖p − q‖₂"}
 
@@ -135,6 +137,7 @@ def config_section(a: Analysis, doc: Document) -> None:
                              f"{cfg['t2_scaling']}, teacher policy {cfg['teacher_policy']}"),
             ("temperatures", ", ".join(f"{t:g}" for t in temps) or "none"),
             ("runs found", seed_words(a)),
+            ("training precision", precision_words(s.runs)),
             ("class-wise test", f"{tests_used(a)}, two-sided, p < {o.significance:g} "
                                 f"(analysis.test: {o.test}, analysis.pairing: {o.pairing})"),
             ("multiple comparisons", "none for #SC/#TC (as the paper); Benjamini–Hochberg "
@@ -154,6 +157,16 @@ def config_section(a: Analysis, doc: Document) -> None:
     doc.table(pd.DataFrame(rows, columns=["setting", "value"]).astype(str))
     doc.table(pd.DataFrame(sorted(o.model_dump().items()), columns=["analysis option",
                                                                      "value"]).astype(str))
+
+
+def precision_words(runs: list) -> str:
+    """The precision the runs trained and were evaluated at (engine.precision): one for all,
+    or how many runs used each (the Notes then say the study mixes settings)."""
+    counts = Counter(run_precision(r.metrics) for r in runs)
+    if len(counts) == 1:
+        return f"{next(iter(counts))}, every run (engine.precision)"
+    return "mixed: " + ", ".join(f"{p} for {n} runs" for p, n in sorted(counts.items())) + \
+        " (engine.precision; see Notes)"
 
 
 def _methods_words(methods: list[str]) -> str:

@@ -32,7 +32,14 @@ from kdfair.models.bank import ListBank, bank_from_members, member_state
 from kdfair.models.registry import bankable, build_model
 from kdfair.spec import RunSpec
 from kdfair.train.batches import Batches, Inputs
-from kdfair.train.device import autocast, channels_last, device_name, prepare_module
+from kdfair.train.device import (
+    autocast,
+    channels_last,
+    device_name,
+    engine_mode,
+    prepare_module,
+    resolve_precision,
+)
 from kdfair.train.diagnose import nonfinite_loss_hint
 from kdfair.train.methods import MemberStep, Objective, objective_for
 from kdfair.train.seeding import derive_seed
@@ -130,25 +137,26 @@ def member_inputs(bank: nn.Module, xs: list[Inputs]) -> Any:
 
 @torch.no_grad()
 def predict(model: nn.Module, batches: Batches, device: torch.device,
-            bf16: bool | None = None) -> torch.Tensor:
-    """Logits (float32, on the CPU) of a plain model on every input of a part, in order."""
+            precision: str = "auto") -> torch.Tensor:
+    """Logits (float32, on the CPU) of a plain model on every input of a part, in order, computed
+    at ``precision`` (``engine.precision``)."""
     model.eval()
     out = []
     for xb in batches.eval():
-        with autocast(device, bf16):
+        with autocast(device, precision):
             out.append(model(channels_last(xb)).float().cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def bank_accuracy(bank: nn.Module, batches: Batches, device: torch.device,
-                  bf16: bool | None = None) -> list[float]:
+                  precision: str = "auto") -> list[float]:
     """Each member's accuracy on a part (every member sees every input)."""
     bank.eval()
     g = bank.members  # type: ignore[attr-defined]
     correct, start = torch.zeros(g, device=device), 0
     for xb in batches.eval():
-        with autocast(device, bf16):
+        with autocast(device, precision):
             logits = bank(member_inputs(bank, [channels_last(xb)] * g))  # [B, G, K]
         n = len(logits)
         correct += (logits.argmax(-1) == batches.y[start : start + n, None]).sum(0)
@@ -160,7 +168,7 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         seed_index: list[int], seeds: list[int], cfg: TrainConfig, train: Batches,
         val: Batches | None, device: torch.device, reporter: Reporter, label: str,
         forward: Callable[[Any], torch.Tensor] | None = None,
-        bf16: bool | None = None) -> tuple[list[list[dict[str, float]]], dict[int, str]]:
+        precision: str = "auto") -> tuple[list[list[dict[str, float]]], dict[int, str]]:
     """Train the G members of ``bank``, member m on ``objectives[m]`` over the batches of seed
     ``seeds[seed_index[m]]``; return each member's per-epoch history and the members whose loss
     stopped being finite (member -> reason). Training ends early once every member failed."""
@@ -181,7 +189,7 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, total, steps, cfg)
             ys = [batch.y[s] for s in seed_index]
-            with autocast(device, bf16):
+            with autocast(device, precision):
                 logits = forward(member_inputs(bank, [channels_last(batch.x[s])
                                                       for s in seed_index]))  # [B, G, K]
                 t_logits, t_feats = teacher_logits(batch)
@@ -201,7 +209,7 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         ips = seen / max(1e-9, time.perf_counter() - t_epoch)
         mean_loss = (loss_sum / max(1, seen)).tolist()
         train_acc = (correct / max(1, seen)).tolist()
-        val_acc = bank_accuracy(bank, val, device, bf16) if val is not None else [None] * g
+        val_acc = bank_accuracy(bank, val, device, precision) if val is not None else [None] * g
         for m in range(g):
             if m not in failed and not math.isfinite(mean_loss[m]):
                 failed[m] = f"training loss became {mean_loss[m]} in epoch {epoch + 1}"
@@ -245,12 +253,14 @@ class StudentTaps:
 
 def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.device,
              parts: dict[str, Batches], history: list[dict[str, float]],
-             wall_time_s: float, extra: dict[str, Any] | None = None) -> TrainedRun:
+             wall_time_s: float, extra: dict[str, Any] | None = None,
+             precision: str = "auto") -> TrainedRun:
     """Val and test predictions of a trained model (and on the test set's counterfactuals,
-    where the data have them), and the run's metrics."""
-    val_logits = predict(model, parts["val"], device)
-    test_logits = predict(model, parts["test"], device)
-    counterfactual = {a: predict(model, parts[counterfactual_part(a)], device).numpy()
+    where the data have them) at the run's ``precision``, and the run's metrics (which record
+    the precision and whether deterministic algorithms were on)."""
+    val_logits = predict(model, parts["val"], device, precision)
+    test_logits = predict(model, parts["test"], device, precision)
+    counterfactual = {a: predict(model, parts[counterfactual_part(a)], device, precision).numpy()
                       for a in data.counterfactuals}
     val_acc = float((val_logits.argmax(1) == data.val.y).float().mean()) if len(data.val) else None
     test_acc = float((test_logits.argmax(1) == data.test.y).float().mean())
@@ -260,6 +270,8 @@ def evaluate(spec: RunSpec, model: nn.Module, data: SplitData, device: torch.dev
         "train_acc": last.get("train_acc"), "epochs": len(history),
         "wall_time_s": wall_time_s, "device": device_name(device),
         "images_per_s": last.get("images_per_s"), "history": history, "versions": _versions(),
+        "precision": resolve_precision(precision, device),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         **(extra or {}),
     }
     return TrainedRun(spec, metrics, test_logits.numpy(), model.cpu(), history, counterfactual)
@@ -339,12 +351,13 @@ def _teachers(jobs: list[RunJob], seed_index: list[int], tables: dict[int, torch
 def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
                 parts: dict[str, Batches], reporter: Reporter,
                 tables: dict[int, torch.Tensor], compile: bool = False,
-                bank_kind: str = "auto", bf16: bool | None = None) -> list[TrainedRun | Exception]:
+                bank_kind: str = "auto", precision: str = "auto") -> list[TrainedRun | Exception]:
     """Train ``jobs`` (one, or several that ``can_group``) as one bank; one result or exception
     per job. A given teacher (``spec.given``) is only evaluated.
 
     ``bank_kind``: ``grouped`` (grouped convolutions), ``list`` (plain models side by side) or
-    ``auto``. ``bf16``: autocast to bfloat16 (default: on CUDA only).
+    ``auto``. ``precision``: ``engine.precision`` (``auto``: bf16 autocast on CUDA, fp32
+    elsewhere), for training, the teachers' logits and evaluation alike.
     """
     specs = [j.spec for j in jobs]
     g, cfg = len(jobs), TrainConfig.model_validate(specs[0].train)
@@ -369,7 +382,7 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
                 _teachers(jobs, seed_index, tables, bank, data, device, t_layers), seed_index,
                 seeds, cfg,
                 parts["train"], parts["val"] if len(parts["val"]) else None, device, reporter,
-                label, torch.compile(bank) if compile else None, bf16)
+                label, torch.compile(bank) if compile else None, precision)
     wall = time.perf_counter() - t0
     extra = {"group_size": g, "group_wall_time_s": wall} if g > 1 else None
     results: list[TrainedRun | Exception] = []
@@ -378,7 +391,8 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
             results.append(RunFailed(f"{failed[m]}; {nonfinite_loss_hint(spec)}"))
             continue
         model = _member(bank, m, spec, data, device)
-        results.append(evaluate(spec, model, data, device, parts, histories[m], wall / g, extra))
+        results.append(evaluate(spec, model, data, device, parts, histories[m], wall / g, extra,
+                                precision))
     return results
 
 
@@ -392,27 +406,41 @@ def _member(bank: nn.Module, m: int, spec: RunSpec, data: SplitData,
     return prepare_module(model, device)
 
 
-def teacher_table(teacher: nn.Module, train: Batches, device: torch.device) -> torch.Tensor:
-    """The teacher's logits on every (unaugmented) training input, on the device.
+def teacher_table(teacher: nn.Module, train: Batches, device: torch.device,
+                  precision: str = "auto") -> torch.Tensor:
+    """The teacher's logits on every (unaugmented) training input, on the device, at the
+    students' ``precision`` (what a live teacher pass inside the loop would give).
 
     Exact to reuse when the student's training inputs are not augmented: the frozen teacher then
     sees the same inputs every epoch, so its forward pass is done once per teacher, not per step.
     """
-    return predict(teacher, train, device).to(device)
+    return predict(teacher, train, device, precision).to(device)
 
 
 def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
                  on_result: Callable[[RunJob, TrainedRun | Exception], None],
                  reporter: Reporter | None = None, grouped: bool | str = "auto",
-                 max_group: int = 0, compile: bool = False) -> None:
+                 max_group: int = 0, compile: bool = False, precision: str = "auto",
+                 deterministic: bool = False) -> None:
     """Train every run of a bundle; each result (or the exception of a failed run) is handed to
     ``on_result`` as soon as it exists, so an interruption loses only the runs in progress.
 
     With ``grouped``, runs that can share a bank (``can_group``) train together, at most
     ``max_group`` at once (0: all); a group that does not fit the device is split in halves.
     ``"auto"`` groups on CUDA, and on a CPU only where members share live teacher passes.
+    ``precision`` and ``deterministic``: ``engine.precision`` / ``engine.deterministic``
+    (``device.engine_mode``), for the whole bundle; each run's metrics record both.
     """
-    reporter = reporter or Silent()
+    resolve_precision(precision, device)  # refused before anything trains
+    with engine_mode(device, precision, deterministic):
+        _train_bundle(jobs, data, device, on_result, reporter or Silent(), grouped, max_group,
+                      compile, precision)
+
+
+def _train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
+                  on_result: Callable[[RunJob, TrainedRun | Exception], None],
+                  reporter: Reporter, grouped: bool | str, max_group: int, compile: bool,
+                  precision: str) -> None:
     parts = {k: Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
     parts.update({counterfactual_part(a): Batches(p, data, device)
                   for a, p in data.counterfactuals.items()})
@@ -421,7 +449,8 @@ def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
         cfg = TrainConfig.model_validate(job.spec.train)
         if job.teacher is not None and cfg.augment == "none" and data.train.in_memory:
             if id(job.teacher) not in tables:
-                tables[id(job.teacher)] = teacher_table(job.teacher, parts["train"], device)
+                tables[id(job.teacher)] = teacher_table(job.teacher, parts["train"], device,
+                                                        precision)
     if grouped == "auto":
         live_teacher = any(j.teacher is not None and id(j.teacher) not in tables for j in jobs)
         grouped = device.type == "cuda" or live_teacher
@@ -433,7 +462,8 @@ def train_bundle(jobs: list[RunJob], data: SplitData, device: torch.device,
     while queue:
         group = queue.pop(0)
         try:
-            results = train_group(group, data, device, parts, reporter, tables, compile)
+            results = train_group(group, data, device, parts, reporter, tables, compile,
+                                  precision=precision)
         except torch.OutOfMemoryError as err:
             if len(group) == 1:  # recorded as failed, like any error of a run trained alone
                 results = [err]
