@@ -212,14 +212,16 @@ def test_kind_detection_and_conversion():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(nds=[np.zeros((5, 3))]), r"nds\[0\]: expected \[4, 3\] logits"),
+    (dict(nds=[np.zeros((5, 3))]), r"nds\[0\]: 5 rows for 4 labels: give one row per test"),
+    (dict(nds=[np.zeros((4, 2))], class_names=["a", "b", "c"]),
+     r"nds\[0\]: expected \[4, 3\] logits"),
     (dict(nds=np.zeros((4, 3))), "nds: give a list with one prediction per seed"),
     (dict(), "give predictions for at least one role"),
     (dict(ds={-1: [np.zeros((4, 3))]}), "ds: temperatures must be > 0"),
     (dict(nds=[np.array([0, 1, 5, 0])], class_names=["a", "b", "c"]),
      r"nds\[0\]: predicted classes outside 0..2"),
     (dict(nds=["missing.npy"]), r"nds\[0\] \(missing.npy\): no file missing.npy"),
-    (dict(nds=[np.zeros((4, 3))], groups={"g": [0, 1]}), r"groups\['g'\]: expected one group"),
+    (dict(nds=[np.zeros((4, 3))], groups={"g": [0, 1]}), r"groups\['g'\]: 2 rows for 4 labels"),
     (dict(nds=[np.zeros((4, 3))], analysis={"significance": 2}),
      "analysis.significance: must be a number"),
     (dict(nds=[np.zeros((4, 3))], distill={"alfa": 1}), "distill: unknown key"),
@@ -308,10 +310,11 @@ def test_labels_coded_from_one_are_refused_not_averaged_over_an_empty_class(tmp_
     """Classes 1/2 without class_names would add an empty class 0 that every per-class number
     (class-wise tests, one-vs-rest DPD / EOD) averages over: one clear line instead."""
     y = np.array([1, 2, 1, 2, 2, 1])
-    with pytest.raises(ConfigError, match=r"labels: no test input has class 0 of 0\.\.2 "
-                       r"\(labels coded from 1\? subtract 1"):
+    with pytest.raises(ConfigError, match=r"labels: the labels are coded 1\.\.2, so class 0 of "
+                       r"0\.\.2 has no input: .* Give classes \(label value → class name, class 0 "
+                       r"first, e\.g\. classes=\{1: '1', 2: '2'\}\) or subtract 1 from the labels"):
         audit(y, teacher=[y, y], nds=[y, y[::-1]], out=tmp_path, write_report=False)
-    with pytest.raises(ConfigError, match=r"no test input has class 1 of 0\.\.2; "):
+    with pytest.raises(ConfigError, match=r"labels are coded 0, 2, so class 1 of 0\.\.2 has no "):
         audit(np.array([0, 2, 0, 2]), teacher=[np.array([0, 2, 0, 2])] * 2, out=tmp_path,
               name="gap", write_report=False)
     assert not any(tmp_path.iterdir())

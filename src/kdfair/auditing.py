@@ -35,6 +35,16 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import numpy as np
 
 from kdfair.errors import ConfigError
+from kdfair.inputs import (
+    Classes,
+    check_lengths,
+    class_lookup,
+    encode_groups,
+    encode_labels,
+    map_classes,
+    single_logit,
+    temperature,
+)
 from kdfair.integrity import digest
 
 if TYPE_CHECKING:
@@ -51,6 +61,7 @@ _MEMBERS = ("logits", "probabilities", "probs", "predictions")
 _COLUMNS = ("pred", "prediction", "predicted")
 _LABEL_MEMBERS = ("labels", "label", "y", "target")
 _RECIPE = ("alpha", "t2_scaling", "teacher_policy")  # what `distill` may say of the DS
+MAX_CSV_BYTES = 64 << 20  # a CSV of predicted classes or groups (10 M rows); arrays: .npy
 
 
 # --- reading arrays ----------------------------------------------------------------------------
@@ -66,21 +77,38 @@ def _pick(arrays: Mapping[str, np.ndarray], names: Sequence[str], what: str) -> 
                       f"array or one named {', '.join(names)}")
 
 
-def _read_csv(path: Path, columns: Sequence[str], what: str) -> np.ndarray:
+def _brief(values: Sequence[Any], n: int = 5) -> str:
+    """Up to ``n`` values for a message, each cut to 40 characters: a message never echoes a
+    file's content at length."""
+    return ", ".join(repr(s if len(s := str(v)) <= 40 else s[:40] + "…") for v in values[:n])
+
+
+def _csv_frame(path: Path, what: str, header: int | None = 0) -> Any:
+    """A CSV file as a DataFrame: a regular file of at most MAX_CSV_BYTES, read by pandas."""
     import pandas as pd
 
     try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{what}: cannot read {path} as CSV ({err})") from None
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ConfigError(f"{what}: {path} is not a regular file; give a file")
+        if size > MAX_CSV_BYTES:
+            raise ConfigError(f"{what}: {path} has {size} bytes, more than the {MAX_CSV_BYTES} a "
+                              "CSV file may hold here; give the array as .npy instead")
+        return pd.read_csv(path, header=header)
+    except (OSError, ValueError, MemoryError) as err:
+        raise ConfigError(f"{what}: cannot read {path} as CSV ({type(err).__name__})") from None
+
+
+def _read_csv(path: Path, columns: Sequence[str], what: str) -> np.ndarray:
+    df = _csv_frame(path, what)
     if len(df.columns) == 1 and str(df.columns[0]).strip().lstrip("-").isdigit():
-        df = pd.read_csv(path, header=None)  # no header: the first row is a value
+        df = _csv_frame(path, what, header=None)  # no header: the first row is a value
     names = [c for c in columns if c in df.columns]
     if names:
         return df[names[0]].to_numpy()
     if len(df.columns) == 1:
         return df.iloc[:, 0].to_numpy()
-    raise ConfigError(f"{what}: {path} has columns {', '.join(map(str, df.columns))}; give one "
+    raise ConfigError(f"{what}: {path} has columns {_brief(list(df.columns))}; give one "
                       f"column or one named {', '.join(columns)}")
 
 
@@ -126,7 +154,7 @@ def _class_codes(values: np.ndarray, class_names: Sequence[str] | None, what: st
         lookup = {n: i for i, n in enumerate(class_names)}
         unknown = sorted({str(v) for v in values} - set(lookup))
         if unknown:
-            raise ConfigError(f"{what}: class names {unknown[:5]} are not in class_names")
+            raise ConfigError(f"{what}: class names {_brief(unknown)} are not in class_names")
         return np.array([lookup[str(v)] for v in values], dtype=np.int64)
     raise ConfigError(f"{what}: expected class indices (integers)"
                       + ("" if class_names else " or class names with class_names given")
@@ -147,8 +175,20 @@ def detect_kind(a: np.ndarray) -> str:
 
 
 def to_logits(a: np.ndarray, kind: str, num_classes: int, n: int, what: str,
-              class_names: Sequence[str] | None = None) -> tuple[np.ndarray, str]:
-    """Float32 [n, num_classes] logits of one prediction, and the kind it was read as."""
+              class_names: Sequence[str] | None = None,
+              lookup: Mapping[Any, int] | None = None) -> tuple[np.ndarray, str]:
+    """Float32 [n, num_classes] logits of one prediction, and the kind it was read as.
+
+    A binary model's single output per input ([N] or [N, 1] floats) is the logit or the
+    probability of class 1 (``inputs.single_logit``); predicted classes in the labels' own
+    coding are mapped by ``lookup`` (label value → class index, from ``classes``)."""
+    two = single_logit(a, kind, what)
+    if two is not None:
+        if num_classes != 2:
+            raise ConfigError(f"{what}: one value per input is a binary model's output, but "
+                              f"there are {num_classes} classes: give [{n}, {num_classes}] "
+                              "logits or probabilities, or the predicted classes as integers")
+        return two, "probabilities" if kind == "probabilities" else "logits"
     kind = detect_kind(a) if kind == "auto" else kind
     if kind == "classes":
         if a.ndim == 2 and a.shape[1] == 1:
@@ -156,7 +196,8 @@ def to_logits(a: np.ndarray, kind: str, num_classes: int, n: int, what: str,
         if a.ndim != 1:
             raise ConfigError(f"{what}: predicted classes must be one value per input, got an "
                               f"array of shape {a.shape}")
-        pred = _class_codes(a, class_names, what)
+        pred = map_classes(a, lookup, what) if lookup is not None \
+            else _class_codes(a, class_names, what)
         if len(pred) != n:
             raise ConfigError(f"{what}: {len(pred)} predictions for {n} labels")
         if pred.min(initial=0) < 0 or pred.max(initial=0) >= num_classes:
@@ -220,36 +261,27 @@ def collect(teacher: Seeds | None, nds: Seeds | None,
     preds += [Prediction("nds", s, None, src, w) for s, src, w in _seeds(nds, "nds")]
     if ds is not None and not isinstance(ds, Mapping):
         raise ConfigError("ds: give a mapping {temperature: [one prediction per seed]}")
-    for t, seeds in sorted((ds or {}).items(), key=lambda kv: float(kv[0])):
-        try:
-            temp = float(t)
-        except (TypeError, ValueError):
-            raise ConfigError(f"ds: temperature {t!r} is not a number") from None
-        if not temp > 0:
-            raise ConfigError(f"ds: temperatures must be > 0, got {t!r}")
-        preds += [Prediction("ds", s, temp, src, w) for s, src, w in _seeds(seeds, f"ds[{t:g}]")]
+    by_t = [(temperature(t), seeds) for t, seeds in (ds or {}).items()]  # "4" as 4.0
+    if len({t for t, _ in by_t}) != len(by_t):
+        raise ConfigError(f"ds: a temperature is given twice ({', '.join(map(repr, ds or {}))})")
+    for temp, seeds in sorted(by_t, key=lambda kv: kv[0]):
+        preds += [Prediction("ds", s, temp, src, w)
+                  for s, src, w in _seeds(seeds, f"ds[{temp:g}]")]
     if not preds:
         raise ConfigError("give predictions for at least one role: teacher, nds or ds")
     return preds
 
 
-def read_groups(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None,
-                group_names: Mapping[str, Sequence[str]] | None,
-                n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """Attribute codes (−1: unknown) and group names per attribute.
-
-    ``groups`` maps attribute → codes (integers; group i is ``group_names[attr][i]``) or group
-    names (strings; coded in sorted order); or is one .npz/.csv file holding one array/column
-    per attribute.
-    """
+def group_arrays(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None
+                 ) -> dict[str, np.ndarray]:
+    """The group array of each attribute as given: a mapping attribute → array or file, or one
+    .npz/.csv file holding one array/column per attribute."""
     if groups is None:
-        return {}, {}
+        return {}
     if isinstance(groups, str | Path):
         path = Path(groups)
         if path.suffix.lower() == ".csv":
-            import pandas as pd
-
-            df = pd.read_csv(path)
+            df = _csv_frame(path, "groups")
             groups = {str(c): df[c].to_numpy() for c in df.columns}
         elif path.suffix.lower() == ".npz" and path.is_file():
             with np.load(path, allow_pickle=False) as z:
@@ -258,34 +290,24 @@ def read_groups(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None,
             raise ConfigError(f"groups: {path} is not an .npz or .csv file")
     if not isinstance(groups, Mapping):
         raise ConfigError("groups: give a mapping {attribute: group of each input}")
-    codes: dict[str, np.ndarray] = {}
-    names: dict[str, list[str]] = {}
-    for attr, src in groups.items():
-        what = f"groups[{attr!r}]"
-        a = read_array(src, what, members=(str(attr),), columns=(str(attr),))
-        if a.ndim != 1 or len(a) != n:
-            raise ConfigError(f"{what}: expected one group per input ({n}), got shape {a.shape}")
-        given = list((group_names or {}).get(attr) or [])
-        if a.dtype.kind in "OUS":
-            labels = np.array(["" if v is None or v != v else str(v) for v in a], dtype=object)
-            found = sorted({v for v in labels if v})
-            order = given or found
-            missing = sorted(set(found) - set(order))
-            if missing:
-                raise ConfigError(f"{what}: groups {missing[:5]} are not in group_names")
-            lookup = {g: i for i, g in enumerate(order)}
-            codes[attr] = np.array([lookup.get(v, -1) for v in labels], dtype=np.int64)
-            names[attr] = [str(g) for g in order]
-            continue
-        c = _class_codes(a, None, what)
-        k = int(c.max(initial=-1)) + 1
-        if c.min(initial=0) < -1:
-            raise ConfigError(f"{what}: group codes must be ≥ 0 (−1 for unknown)")
-        if given and k > len(given):
-            raise ConfigError(f"{what}: code {k - 1} has no name in group_names[{attr!r}] "
-                              f"({len(given)} names)")
-        codes[attr], names[attr] = c, [str(g) for g in given] or [str(i) for i in range(k)]
-    return codes, names
+    return {str(attr): read_array(src, f"groups[{attr!r}]", members=(str(attr),),
+                                  columns=(str(attr),))
+            for attr, src in groups.items()}
+
+
+def read_groups(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None,
+                group_names: Mapping[str, Sequence[str]] | None,
+                n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Attribute codes (−1: unknown) and group names per attribute (``inputs.encode_groups``).
+
+    ``groups`` maps attribute → codes (integers; group i is ``group_names[attr][i]``) or group
+    names (strings; coded in sorted order); or is one .npz/.csv file holding one array/column
+    per attribute.
+    """
+    raw = group_arrays(groups)
+    check_lengths(n, {f"groups[{a!r}]": len(v) for a, v in raw.items()})
+    codes, names = encode_groups({"groups": raw}, group_names)
+    return codes["groups"], names
 
 
 def audit(
@@ -297,6 +319,7 @@ def audit(
     groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None = None,
     group_names: Mapping[str, Sequence[str]] | None = None,
     class_names: Sequence[str] | None = None,
+    classes: Classes | None = None,
     features: ArrayOrPath | None = None,
     kind: Kind = "auto",
     name: str = "audit",
@@ -317,6 +340,12 @@ def audit(
     ``distill`` (``alpha``, ``t2_scaling``, ``teacher_policy``) and the ``*_arch`` / ``dataset``
     names only describe how the models were made, for the report.
 
+    Labels are class indices 0..C−1 or class names (with ``class_names``); ``classes`` maps
+    any other coding, e.g. ``{1: "good", 2: "bad"}`` for labels coded 1/2 (predicted classes
+    are read in the same coding). Labels that would leave a class empty are refused
+    (``kdfair.inputs``). A binary model's single output per input ([N] or [N, 1]) is the
+    logit (``kind="logits"``) or probability (``kind="probabilities"``) of class 1.
+
     The store is written as a study's (``runner.write_store``): experiment.json is a valid
     Experiment, and the same name rule, two-seed rule, teacher pairing and stale-store check hold.
     """
@@ -325,22 +354,16 @@ def audit(
     y = read_array(labels, "labels", members=_LABEL_MEMBERS, columns=("label", "labels", "y"))
     if y.ndim != 1 or not len(y):
         raise ConfigError(f"labels: expected one class per test input, got shape {y.shape}")
-    y = _class_codes(y, class_names, "labels")
-    n = len(y)
     raw = [(p, read_array(p.source, p.what)) for p in preds]
-    if class_names is not None:
-        k = len(class_names)
-    else:
-        widths = {a.shape[1] for _, a in raw if a.ndim == 2 and a.shape[1] > 1}
-        if len(widths) > 1:
-            raise ConfigError(f"predictions have different numbers of classes: {sorted(widths)}")
-        k = widths.pop() if widths else 1 + max(int(y.max()), *(
-            int(_class_codes(a.ravel(), None, p.what).max()) for p, a in raw))
-        if not widths:
-            _every_class_labelled(y, k)
-    if y.min() < 0 or y.max() >= k:
-        raise ConfigError(f"labels: classes outside 0..{k - 1}")
-    codes, names = read_groups(groups, group_names, n)
+    group_raw = group_arrays(groups)
+    check_lengths(len(y), {**{p.what: len(a) for p, a in raw},
+                           **{f"groups[{a!r}]": len(v) for a, v in group_raw.items()}})
+    ys, class_list = encode_labels(
+        {"labels": y}, classes=classes, class_names=class_names, names_from_values=False,
+        width=_width(raw, kind), fix="subtract 1 from the labels and the predicted classes")
+    y, k, n = ys["labels"], len(class_list), len(y)
+    lookup = class_lookup(classes, class_names)[0] if classes is not None else None
+    codes, names = encode_groups({"groups": group_raw}, group_names)
     feats = None
     if features is not None:
         feats = read_array(features, "features").astype(np.float32)
@@ -349,28 +372,40 @@ def audit(
         if feats.ndim != 2 or len(feats) != n:
             raise ConfigError(f"features: expected [{n}, D] (one row per input), got shape "
                               f"{feats.shape}")
-    logits = [to_logits(a, kind, k, n, p.what, class_names) for p, a in raw]
+    logits = [to_logits(a, kind, k, n, p.what, class_names, lookup) for p, a in raw]
     notes = _notes(sorted({kd for _, kd in logits}), distill, any(p.role == "ds" for p in preds))
-    classes = [str(c) for c in (class_names if class_names is not None else range(k))]
-    data = audit_data(exp.dataset.name, y, classes, codes, names, feats, notes)
+    notes += _pairing_notes(preds)
+    data = audit_data(exp.dataset.name, y, class_list, codes["groups"], names, feats, notes)
     specs = audit_plan(exp, preds, logits, data.fingerprint)
     return _write_audit(Path(out) / exp.name, exp, specs, logits, data, write_report)
 
 
-def _every_class_labelled(y: np.ndarray, k: int) -> None:
-    """With the classes counted from the codes (no class_names, no logit width), a class no
-    test input has is an empty class every per-class number would average over — most often
-    labels coded from 1: refused, naming the missing codes and the two fixes."""
-    missing = sorted(set(range(k)) - set(np.unique(y).tolist()))
-    if not missing:
-        return
-    shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-    hint = (" (labels coded from 1? subtract 1 from the labels and the predicted classes)"
-            if missing == list(range(int(y.min()))) else "")
-    raise ConfigError(f"labels: no test input has class {shown} of 0..{k - 1}{hint}; classes "
-                      "are counted from 0, and an empty class would change every per-class "
-                      "number. If the test set really lacks it, give class_names (one per "
-                      "class, class 0 first)")
+def _width(raw: list[tuple[Prediction, np.ndarray]], kind: str) -> int | None:
+    """The number of classes the predictions' columns say (2 for a binary model's single
+    output); None when every prediction is a predicted class."""
+    widths = set()
+    for _, a in raw:
+        if a.ndim == 2 and a.shape[1] > 1:
+            widths.add(a.shape[1])
+        elif a.ndim in (1, 2) and (kind in ("logits", "probabilities") or (
+                kind == "auto" and a.dtype.kind == "f" and not np.all(a == np.floor(a)))):
+            widths.add(2)
+    if len(widths) > 1:
+        raise ConfigError(f"predictions have different numbers of classes: {sorted(widths)}; "
+                          "give every prediction with one column per class")
+    return widths.pop() if widths else None
+
+
+def _pairing_notes(preds: list[Prediction]) -> list[str]:
+    """How DS runs whose seed no NDS run has are compared with the NDS: said, not hidden."""
+    nds = sorted({p.seed for p in preds if p.role == "nds"})
+    alone = sorted({p.seed for p in preds if p.role == "ds"} - set(nds))
+    if not nds or not alone:
+        return []
+    return [f"DS seed(s) {', '.join(map(str, alone))} have no NDS of the same seed (NDS seeds: "
+            f"{', '.join(map(str, nds))}): DS-vs-NDS disagreement compares each such DS run with "
+            "every NDS run, and paired tests (analysis.pairing: paired) use only the seeds both "
+            "have. Give the NDS under the DS's seeds ({seed: prediction}) to pair them."]
 
 
 def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -555,6 +590,7 @@ def _file_model():
         groups: str | dict[str, str] | None = None
         group_names: dict[str, list[str]] | None = None
         class_names: list[str] | None = None
+        classes: dict[int | str, str] | list[int | str] | None = None
         features: str | None = None
         kind: Literal["auto", "logits", "probabilities", "classes"] = "auto"
         teacher_arch: str = "external"
@@ -586,18 +622,18 @@ def _file_model():
 def load_audit_file(path: str | Path) -> dict[str, Any]:
     """The keyword arguments of :func:`audit` from a predictions YAML file (``yaml.safe_load``),
     file paths resolved against the file's directory; errors name the bad key."""
-    import yaml
     from pydantic import ValidationError
 
     from kdfair.options import invalid
+    from kdfair.reading import ReadError, load_yaml_file
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"no predictions file {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    try:  # bounded: a regular UTF-8 file, aliases that do not explode
+        data = load_yaml_file(p)
+    except ReadError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping (name, labels, teacher, nds, ds, …)")
     model = _file_model()
@@ -622,7 +658,7 @@ def load_audit_file(path: str | Path) -> dict[str, Any]:
         ds={t: seeds(v) for t, v in cfg.ds.items()} if cfg.ds else None,
         groups=(at(groups) if isinstance(groups, str)
                 else {k: at(v) for k, v in groups.items()} if groups else None),
-        group_names=cfg.group_names, class_names=cfg.class_names,
+        group_names=cfg.group_names, class_names=cfg.class_names, classes=cfg.classes,
         features=at(cfg.features) if cfg.features else None, kind=cfg.kind, name=cfg.name,
         teacher_arch=cfg.teacher_arch, student_arch=cfg.student_arch, dataset=cfg.dataset,
         distill=cfg.distill, analysis=cfg.analysis)
