@@ -1,11 +1,11 @@
 """Overrides of an experiment's fields: ``distill.alpha=0.5``, ``seeds=[0,1,2]``.
 
-An override is ``DOTTED.PATH=VALUE``; the value is parsed with ``yaml.safe_load`` (so ``0.5`` is a
-number, ``[0,1,2]`` a list, ``true`` a bool, ``cpu`` a string). An ``Override`` holds one already
-parsed (path, value) and how its caller wrote it (``given_as``), so that a message can quote what
-the user typed. Overrides are applied, in order, to the experiment as a plain mapping, which is
-then validated once, like a file (``config.load_experiment``): the experiment a study records in
-its store is the effective one.
+An override is ``DOTTED.PATH=VALUE``; the value is parsed as YAML (safe and bounded:
+``kdfair.reading``), so ``0.5`` is a number, ``[0,1,2]`` a list, ``true`` a bool, ``cpu`` a
+string. An ``Override`` holds one already parsed (path, value) and how its caller wrote it
+(``given_as``), so that a message can quote what the user typed. Overrides are applied, in
+order, to the experiment as a plain mapping, which is then validated once, like a file
+(``config.load_experiment``): the experiment a study records in its store is the effective one.
 
 ``label`` names the overrides in messages; each caller passes its own word for them.
 """
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from kdfair.errors import ConfigError
+from kdfair.reading import ReadError, load_yaml
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 LABEL = "overrides"  # what the overrides are called where the caller gives no word
@@ -53,11 +54,11 @@ def parse_override(text: str, label: str = LABEL) -> tuple[list[str], Any]:
     path = path.strip()
     if not sep or not path:
         raise ConfigError(f"{label} {text!r}: expected DOTTED.PATH=VALUE, e.g. distill.alpha=0.5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{label} {path}: the value {raw!r} is not valid YAML "
-                          f"({str(err).splitlines()[0]})") from None
+    try:  # bounded: an alias bomb is refused, not expanded
+        shown = repr(raw) if len(raw) <= 80 else f"of {len(raw)} characters"
+        value = load_yaml(raw, f"{label} {path}: the value {shown}") if raw.strip() else None
+    except ReadError as err:
+        raise ConfigError(str(err)) from None
     return split_path(path, label), value
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from kdfair.reading import MAX_JSON_BYTES, ReadError, read_text
+
 ARRAYS = ("logits", "labels", "index")
 LEGACY = "predictions.npz"
 
@@ -25,10 +27,10 @@ class CorruptRun(Exception):
 def json_object(path: Path) -> dict[str, Any]:
     """A run's small JSON file as a dict, or CorruptRun: "no X", "X does not parse (…)"."""
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(read_text(path, MAX_JSON_BYTES))
     except FileNotFoundError:
         raise CorruptRun(f"no {path.name}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, ReadError, json.JSONDecodeError) as err:
         raise CorruptRun(f"{path.name} does not parse ({err})") from None
     if not isinstance(obj, dict):
         raise CorruptRun(f"{path.name} is not an object")

@@ -10,6 +10,7 @@ from typing import Any
 from kdfair.errors import StoreError
 from kdfair.integrity import atomic_write, sha256_file
 from kdfair.paths import is_safe_name
+from kdfair.reading import MAX_JSON_BYTES, ReadError, read_text
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -39,10 +40,12 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path, what: str | None = None) -> Any:
     """Parse a JSON file; a missing, unreadable or corrupt one raises StoreError naming it."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path, MAX_JSON_BYTES))
     except FileNotFoundError:
         raise StoreError(f"{path} is missing{f' ({what})' if what else ''}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ReadError as err:
+        raise StoreError(f"{err}; {what or 'restore or delete it'}") from None
+    except json.JSONDecodeError as err:
         raise StoreError(f"{path} is corrupt ({err}); {what or 'restore or delete it'}") from None
 
 
@@ -65,7 +68,7 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
     ``deep`` compares SHA-256 digests too; without it only presence and sizes are compared.
     """
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text())
+        manifest = json.loads(read_text(run_dir / MANIFEST, MAX_JSON_BYTES))
         files = manifest["files"]
         if not isinstance(files, dict):
             raise TypeError
