@@ -27,6 +27,7 @@ from kdfair.errors import ConfigError
 from kdfair.executors import EXECUTORS, Executor, SlurmExecutor, SlurmView, execute, local_executor
 from kdfair.export import export_model, load_exported, load_model, record_factories
 from kdfair.inference import predict
+from kdfair.inputs import Classes, check_lengths, encode_groups, encode_labels
 from kdfair.integrity import digest
 from kdfair.models.registry import register_model
 from kdfair.overrides import Overrides
@@ -113,6 +114,8 @@ def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
 
     def planned(specs: list[RunSpec], done: set[str]) -> None:
         if on_plan is not None:  # the caller's heading first, then the live view
+            if own is not None:
+                own.hold()
             on_plan(specs, done)
         if own is not None:
             schedule = None
@@ -198,18 +201,45 @@ def _analysis_options(options: Any):
 ArrayLike = np.ndarray | torch.Tensor
 
 
-def _part(split: Sequence[Any], name: str) -> Part:
-    if len(split) not in (2, 3):
+VAL_FRACTION = 0.1  # of train, held out as val when study() is given val=None
+
+
+def _arrays(split: Sequence[Any] | None, name: str
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(x, y, {attribute: groups}) of one split as given, their lengths checked."""
+    if split is None or isinstance(split, str | Path | Mapping) or len(split) not in (2, 3):
         raise ConfigError(f"{name}: give (x, y) or (x, y, {{attribute: groups}})")
-    x, y = torch.as_tensor(np.asarray(split[0])), torch.as_tensor(np.asarray(split[1]))
     named = split[2] if len(split) == 3 else {}
-    attrs = {k: np.asarray(v).astype(np.int64) for k, v in named.items()}
-    if len(x) != len(y) or any(len(v) != len(y) for v in attrs.values()):
-        raise ConfigError(f"{name}: x, y and every attribute need the same length")
-    y = y.long()
-    if x.dtype == torch.uint8 and x.ndim == 4:  # images: the fast on-device path
-        return Part(y=y, x=x, attributes=attrs)
-    return Part(y=y, dataset=torch.utils.data.TensorDataset(x.float(), y), attributes=attrs)
+    if not isinstance(named, Mapping):
+        raise ConfigError(f"{name}: the third item is {{attribute: group of each input}}, got "
+                          f"{type(named).__name__}")
+    x, y = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in split[:2])
+    attrs = {str(a): np.asarray(v) for a, v in named.items()}
+    check_lengths(len(y), {f"{name} x": len(x), **{f"{name} groups {a!r}": len(v)
+                                                   for a, v in attrs.items()}},
+                  labels=f"{name} labels (y)")
+    return x, y, attrs
+
+
+def _held_out(x: np.ndarray, y: np.ndarray, attrs: dict[str, np.ndarray]
+              ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(train, val): ``VAL_FRACTION`` of train (at least 1 input), drawn with a fixed seed."""
+    n = len(y)
+    if n < 2:
+        raise ConfigError("val: None holds out part of train, which has fewer than 2 inputs; "
+                          "give val = (x, y)")
+    order = np.random.default_rng(0).permutation(n)
+    k = max(1, round(VAL_FRACTION * n))
+    va, tr = np.sort(order[:k]), np.sort(order[k:])
+    return ((x[tr], y[tr], {a: v[tr] for a, v in attrs.items()}),
+            (x[va], y[va], {a: v[va] for a, v in attrs.items()}))
+
+
+def _part(x: np.ndarray, y: np.ndarray, attrs: dict[str, np.ndarray]) -> Part:
+    xt, yt = torch.as_tensor(x), torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    if xt.dtype == torch.uint8 and xt.ndim == 4:  # images: the fast on-device path
+        return Part(y=yt, x=xt, attributes=attrs)
+    return Part(y=yt, dataset=torch.utils.data.TensorDataset(xt.float(), yt), attributes=attrs)
 
 
 def _fingerprint(*arrays: ArrayLike) -> str:
@@ -259,13 +289,14 @@ def _study_parameter(path: str) -> str:
 def study(
     name: str,
     train: Sequence[Any],
-    val: Sequence[Any],
+    val: Sequence[Any] | None,
     test: Sequence[Any],
     teacher: str | Callable[[int, tuple[int, ...]], nn.Module],
     student: str | Callable[[int, tuple[int, ...]], nn.Module],
     *,
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
+    classes: Classes | None = None,
     attribute_groups: Mapping[str, Sequence[str]] | None = None,
     temperatures: Sequence[float] = (1, 2, 4, 8),
     seeds: Sequence[int] = (0, 1, 2),
@@ -287,17 +318,24 @@ def study(
     float features as given. ``teacher``/``student`` are registry names or factories
     ``f(num_classes, input_shape) -> nn.Module``.
     """
-    parts = {k: _part(v, k) for k, v in (("train", train), ("val", val), ("test", test))}
-    k = int(num_classes or int(max(int(p.y.max()) for p in parts.values())) + 1)
-    groups = {a: list(g) for a, g in (attribute_groups or {}).items()}
-    for a in parts["test"].attributes:
-        if a not in groups:
-            n = int(parts["test"].attributes[a].max()) + 1
-            groups[a] = [str(i) for i in range(n)]
+    given = {"train": _arrays(train, "train"), "test": _arrays(test, "test")}
+    if val is None:
+        given["train"], given["val"] = _held_out(*given["train"])
+    else:
+        given["val"] = _arrays(val, "val")
+    ys, names = encode_labels({k: given[k][1] for k in ("train", "val", "test")},
+                              classes=classes, class_names=class_names,
+                              num_classes=num_classes, required=("train", "test"))
+    codes, groups = encode_groups({k: v[2] for k, v in given.items() if v[2]},
+                                  attribute_groups, names_param="attribute_groups")
+    parts = {k: _part(given[k][0], ys[k], codes.get(k, {})) for k in ("train", "val", "test")}
     c = parts["train"].x.shape[1] if parts["train"].in_memory else 1
     data = SplitData(
-        name=name, num_classes=k, class_names=list(class_names or [str(i) for i in range(k)]),
-        fingerprint=_fingerprint(train[0], train[1], val[0], test[0], test[1]),
+        name=name, num_classes=len(names), class_names=names,
+        fingerprint=_fingerprint(*(given[k][i] for k, i in (("train", 0), ("train", 1),
+                                                            ("val", 0), ("test", 0),
+                                                            ("test", 1))),
+                                 *([ys["train"], ys["test"]] if classes is not None else [])),
         attribute_groups=groups, **_normalisation(parts["train"].in_memory, c, mean, std),
         **parts,
     )

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from kdfair.errors import ConfigError, KdfairError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kdfair.config import Experiment
     from kdfair.overrides import Override
 
@@ -75,8 +77,21 @@ def _main(
     console.quiet = quiet
 
 
+def echo(text: object, label: str = "", style: str = "", err: bool = False) -> None:
+    """Print user text (paths, run ids, values, messages) verbatim: never parsed as console
+    markup, so '[/]' or '[bold]' in it neither crashes nor vanishes; ``label`` (e.g. "error:")
+    goes before it in ``style``. Every line holding user text is printed through here."""
+    line = Text.assemble((label, style), " " if label else "", str(text))
+    (err_console if err else console).print(line, highlight=False, soft_wrap=True)
+
+
+def plain(text: object, style: str = "") -> Text:
+    """User text as a table cell or title: never parsed as markup (see :func:`echo`)."""
+    return Text(str(text), style=style)
+
+
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    echo(message, "error:", "bold red", err=True)
     raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -116,7 +131,7 @@ def _friendly(f):
 def _end_of_study(st) -> None:
     """Exit 3 when the study ended with runs failed or missing (0 only when all are done)."""
     for rid, why in st.damaged.items():
-        err_console.print(f"[red]damaged[/] {escape(f'{rid}: {why}')}", highlight=False)
+        echo(f"{rid}: {why}", "damaged", "red", err=True)
     if not st.complete:
         raise typer.Exit(EXIT_RUNS_FAILED)
 
@@ -131,8 +146,8 @@ def _locked(where: Path, wait: bool):
 
 def _print_repaired(st) -> None:
     for rid, why in st.repaired.items():
-        err_console.print(f"[yellow]damaged[/] {escape(f'{rid}: {why}')} — moved to "
-                          f"damaged/{escape(rid)}, trained again", highlight=False)
+        echo(f"{rid}: {why} — moved to damaged/{rid}, trained again", "damaged", "yellow",
+             err=True)
 
 
 def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
@@ -142,8 +157,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
     where = api.results_dir(exp, out)
 
     def on_plan(specs, done) -> None:
-        console.print(f"[bold]{exp.name}[/]: {len(specs)} runs ({len(done)} already done) "
-                      f"→ {escape(str(where))}")
+        echo(f"{len(specs)} runs ({len(done)} already done) → {where}", f"{exp.name}:", "bold")
 
     with _locked(where, wait):
         t0 = time.perf_counter()
@@ -153,25 +167,51 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
         console.print(f"trained in {time.perf_counter() - t0:.1f} s: {len(st.done)} done, "
                       f"{len(st.failed)} failed, {len(st.missing)} missing")
         for rid, why in st.failed.items():
-            err_console.print(f"[red]failed[/] {escape(f'{rid}: {why}')}", highlight=False)
+            echo(f"{rid}: {why}", "failed", "red", err=True)
         if report:
             _report(where)
     _end_of_study(st)
 
 
 def _report(where: Path) -> None:
+    """Write the report (a spinner or a line per section meanwhile); print where it went first,
+    then the summary — a table in a terminal, one ``model: key value; …`` line per model
+    elsewhere (no truncation in logs) — and at most ``FINDINGS_SHOWN`` findings (the rest stay
+    in the report)."""
     from kdfair import api
+    from kdfair.progress import interactive, phase_view
 
-    res = api.report(where)
-    table = Table(title=escape(f"summary — {where}"))
-    for col in res.summary.columns:  # findings and cells hold brackets: '[all seeds equal]'
-        table.add_column(escape(str(col)))
-    for row in res.summary.itertuples(index=False):
-        table.add_row(*[escape(str(v)) for v in row])
-    console.print(table)
-    for line in res.findings:
-        console.print(f"• {line}", markup=False, highlight=False)
-    console.print(f"report: {res.md_path}  {res.html_path}", markup=False)
+    with phase_view(progress=not _STATE["quiet"]) as say:
+        say("report: reading the runs")
+        res = api.report(where)
+    console.print(f"report: {res.md_path}  {res.html_path}", markup=False, highlight=False)
+    if interactive(console.file):
+        table = Table(title=plain(f"summary — {where}"))
+        for col in res.summary.columns:  # findings and cells hold brackets: '[all seeds equal]'
+            table.add_column(plain(col))
+        for row in res.summary.itertuples(index=False):
+            table.add_row(*map(plain, row))
+        console.print(table)
+    else:
+        console.print(f"summary — {where}", markup=False, highlight=False)
+        for line in summary_lines(res.summary):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    shown = res.findings[:FINDINGS_SHOWN]
+    for line in shown:
+        console.print(f"• {line}", markup=False, highlight=False, soft_wrap=True)
+    if len(res.findings) > len(shown):
+        console.print(f"… {len(res.findings) - len(shown)} more finding(s) in {res.md_path}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+FINDINGS_SHOWN = 10
+
+
+def summary_lines(summary) -> list[str]:
+    """The summary table as one line per model, ``model: column value; …`` (for logs)."""
+    cols = [str(c) for c in summary.columns]
+    return [f"{row[0]}: " + "; ".join(f"{c} {v}" for c, v in zip(cols[1:], row[1:], strict=True))
+            for row in summary.itertuples(index=False)]
 
 
 @app.command()
@@ -185,7 +225,14 @@ def run(
     set_: list[str] | None = typer.Option(None, "--set", help="override one field of the "
                                           "experiment, DOTTED.PATH=VALUE (YAML value; "
                                           "repeatable), e.g. --set distill.alpha=0.5"),
+    sweep: list[str] | None = typer.Option(None, help="run one study per value of a field, "
+                                           "DOTTED.PATH=V1,V2,… (into OUT/<name>-<field><value>; "
+                                           "repeatable: the product), e.g. --sweep "
+                                           "distill.alpha=0.5,0.8,0.9"),
     report: bool = typer.Option(True, help="write the report at the end"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="train nothing: print what `kdfair "
+                                 "plan` prints (the resolved experiment, the runs, an "
+                                 "estimate)"),
     executor: str = typer.Option("local", help="local: this machine (one worker per GPU when "
                                  "there are several); slurm: one SLURM job per bundle"),
     wait: bool = typer.Option(True, help="wait for another `kdfair run` on the same results "
@@ -220,10 +267,93 @@ def run(
     flags = [*_flag_overrides({"--device": device, **slurm}),
              *(_sbatch_option(text) for text in slurm_option or [])]
     exp = _load(experiment, set_, flags)
+    if dry_run:
+        _print_plan(exp, out, data_root)
+        return
+    run_one = _run_and_report if executor == "local" else _run_on_slurm
+    if sweep:
+        _run_sweep(exp, sweep, set_, out, lambda one: run_one(one, out, data_root, report, wait))
+        return
     if executor == "local":
         _run_and_report(exp, out, data_root, report, wait)
     else:
         _run_on_slurm(exp, out, data_root, report, wait)
+
+
+def _run_sweep(exp: Experiment, sweeps: list[str], sets: list[str] | None, out: Path,
+               run_one: Callable[[Experiment], None]) -> None:
+    """One study per point of the sweeps' product, one after the other (each resumable); exit 3
+    at the end when any ended with runs failed or missing."""
+    from kdfair.sweep import parse_sweep, sweep_experiments
+
+    fixed = [".".join(_set_override(text).keys) for text in sets or []]
+    studies = sweep_experiments(exp, [parse_sweep(text) for text in sweeps], fixed)
+    console.print(f"sweep: {len(studies)} studies: {', '.join(e.name for e in studies)}",
+                  markup=False, highlight=False, soft_wrap=True)
+    incomplete = []
+    for one in studies:
+        try:
+            run_one(one)
+        except typer.Exit as end:
+            if end.exit_code != EXIT_RUNS_FAILED:
+                raise
+            incomplete.append(one.name)
+    dirs = " ".join(str(out / e.name) for e in studies)
+    console.print(f"side by side: kdfair compare {dirs}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if incomplete:
+        err_console.print(f"studies with runs failed or missing: {', '.join(incomplete)}; run "
+                          "the same command again to resume them", markup=False,
+                          highlight=False)
+        raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+@app.command()
+@_friendly
+def plan(
+    experiment: str = typer.Argument(..., metavar="EXPERIMENT",
+                                     help="experiment YAML file or preset name"),
+    out: Path = typer.Option(Path("results"), help="results root; the study goes to OUT/<name>"),
+    data_root: Path | None = typer.Option(None, help="where data sets live"),
+    device: str | None = typer.Option(None, help="override the experiment's device"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override one field, "
+                                          "DOTTED.PATH=VALUE (repeatable)"),
+) -> None:
+    """What `kdfair run` would do, training nothing: the resolved experiment as YAML, the runs
+    (done and to train, per role) and a time estimate from a few timed training steps of each
+    role's model on this device."""
+    _print_plan(_load(experiment, set_, _flag_overrides({"--device": device})), out, data_root)
+
+
+def _print_plan(exp: Experiment, out: Path, data_root: Path | None) -> None:
+    from kdfair import api
+    from kdfair.progress import fmt_duration, phase_view
+
+    with phase_view(progress=not _STATE["quiet"]) as say:
+        p = api.plan(exp, out, data_root=data_root, on_step=say)
+    console.print("# the experiment as it will run (every default and override filled in)",
+                  markup=False, highlight=False)
+    console.print(p.yaml(), markup=False, highlight=False, soft_wrap=True)
+    n, left = len(p.specs), len(p.to_train)
+    console.print(f"{exp.name}: {n} runs ({n - left} already done, {left} to train) → "
+                  f"{p.where}", markup=False, highlight=False, soft_wrap=True)
+    rows = [("role", "runs", "done", "to train", "per run")]
+    rows += [(r.role, str(r.total), str(r.done), str(r.to_train),
+              fmt_duration(r.seconds_per_run) if r.to_train else "-") for r in p.roles()]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        console.print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                       for i, (c, w) in enumerate(zip(row, widths, strict=True))),
+                      markup=False, highlight=False)
+    e = p.estimate
+    if e is None:
+        console.print(f"no time estimate: {p.problem}", markup=False, highlight=False,
+                      soft_wrap=True)
+        return
+    console.print(f"estimate: {fmt_duration(e.total_s)} — training {fmt_duration(e.train_s)} "
+                  f"on {e.workers} worker(s) ({e.device}, {e.threads} thread(s) each), report "
+                  f"{fmt_duration(e.report_s)}; from a few timed training steps of each role "
+                  f"({e.probe_s:.1f} s)", markup=False, highlight=False, soft_wrap=True)
 
 
 def _load(experiment: str, sets: list[str] | None, flags: list[Override]) -> Experiment:
@@ -274,8 +404,8 @@ def _run_on_slurm(exp: Experiment, out: Path, data_root: Path | None, report: bo
     cfg = ex.config
     where = api.results_dir(exp, out).resolve()
     part = ex.partition.name if ex.partition else cfg.partition
-    console.print(f"[bold]{exp.name}[/]: SLURM partition {part}, {cfg.gpus_for(exp)} GPU(s) "
-                  f"and {cfg.cpus} CPU(s) per job → {where}", highlight=False)
+    echo(f"SLURM partition {part}, {cfg.gpus_for(exp)} GPU(s) and {cfg.cpus} CPU(s) per job "
+         f"→ {where}", f"{exp.name}:", "bold")
     t0 = time.perf_counter()
     with _locked(where, wait), view:
         st = api.run(exp, out=where.parent, data_root=data_root, executor=ex,
@@ -287,24 +417,21 @@ def _run_on_slurm(exp: Experiment, out: Path, data_root: Path | None, report: bo
         if not ex.jobs:
             console.print(f"nothing to submit: {len(st.done)} runs done")
         else:
-            console.print(f"submitted {len(ex.jobs)} job(s) for {n_runs} run(s) "
-                          f"({len(st.done)} already done): job array(s) {', '.join(arrays)}; "
-                          f"logs under {where / 'slurm'}", highlight=False)
-            console.print(f"follow with `kdfair status {where}`; when the jobs have ended, "
-                          f"`kdfair report {where}` (run this command again to resubmit what "
-                          "is missing)", highlight=False)
+            echo(f"submitted {len(ex.jobs)} job(s) for {n_runs} run(s) ({len(st.done)} already "
+                 f"done): job array(s) {', '.join(arrays)}; logs under {where / 'slurm'}")
+            echo(f"follow with `kdfair status {where}`; when the jobs have ended, `kdfair report "
+                 f"{where}` (run this command again to resubmit what is missing)")
         return  # submitted: 0 (the jobs' outcome is for `kdfair status` to tell)
     console.print(f"{len(ex.jobs)} job(s) ended in {time.perf_counter() - t0:.1f} s: "
                   f"{len(st.done)} runs done, {len(st.failed)} failed, "
                   f"{len(st.missing)} missing")
     for j in ex.failed_jobs:
-        err_console.print(f"[red]failed job[/] {j.job_id} ({j.state}"
-                          + (f": {j.detail}" if j.detail else "") + f") — runs "
-                          f"{', '.join(j.runs)}; log: {j.log}", highlight=False)
+        echo(f"{j.job_id} ({j.state}" + (f": {j.detail}" if j.detail else "") + f") — runs "
+             f"{', '.join(j.runs)}; log: {j.log}", "failed job", "red", err=True)
     jobs_failed = {r for j in ex.failed_jobs for r in j.runs}
     for rid, why in st.failed.items():
         if rid not in jobs_failed:
-            err_console.print(f"[red]failed[/] {escape(f'{rid}: {why}')}", highlight=False)
+            echo(f"{rid}: {why}", "failed", "red", err=True)
     if st.failed or st.missing:
         err_console.print("run the same command again to resubmit what is missing",
                           highlight=False)
@@ -336,7 +463,7 @@ def audit(
     from kdfair.auditing import audit_file
 
     where = audit_file(predictions, out, write_report=False)
-    console.print(f"audit written to {where}", highlight=False)
+    echo(f"audit written to {where}")
     if report:
         _report(where)
 
@@ -395,7 +522,7 @@ def status(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
     planned = store.load_plan()
     st = study_status(store, planned)
     queued = _queued_on_slurm(results)
-    table = Table(title=f"{name} — {results}")
+    table = Table(title=plain(f"{name} — {results}"))
     for col in ("run", "status", "detail"):
         table.add_column(col)
     counts = {"done": 0, "pending": 0, "running": 0, "damaged": 0, "missing": 0, "failed": 0}
@@ -411,7 +538,7 @@ def status(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
             state, job = queued[rid]
             detail = f"SLURM job {job}"
         counts[state] += 1
-        table.add_row(rid, f"[{colors[state]}]{state}[/]", detail)
+        table.add_row(plain(rid), plain(state, colors[state]), plain(detail))
     console.print(table)
     shown = [f"{n} {k}" for k, n in counts.items()
              if n or k not in ("pending", "running", "damaged")]
@@ -429,7 +556,7 @@ def _queued_on_slurm(results: Path) -> dict[str, tuple[str, str]]:
     try:
         jobs = executors.job_states(results)
     except (KdfairError, OSError) as err:
-        err_console.print(f"SLURM job states unavailable: {err}", highlight=False)
+        echo(f"SLURM job states unavailable: {err}", err=True)
         return {}
     return {r: (j.category, j.job_id) for j in jobs if not j.ended for r in j.runs}
 
@@ -453,7 +580,7 @@ def trifeature(
     csv = write_png_dataset(out, {"size": size, "images_per_combination": images_per_combination,
                                   "test_images_per_combination": test_images_per_combination,
                                   "split": split, "test_fraction": test_fraction, "seed": seed})
-    console.print(f"wrote {csv}")
+    echo(f"wrote {csv}")
 
 
 @app.command()
@@ -471,7 +598,7 @@ def export(results: Path = typer.Argument(..., help=RESULTS_HELP),
     from kdfair.export import export_model
 
     path = export_model(_study(results), run_id, out, factory=factory)
-    console.print(f"wrote {path} and {path.with_suffix('.json')}", highlight=False)
+    echo(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 @app.command()
