@@ -203,3 +203,44 @@ def test_a_nan_temperature_shows_the_value(tmp_path):
     res = cli("run", exp, "--out", tmp_path / "out", "--set", "distill.temperatures=[.nan]")
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "\n  distill.temperatures: temperatures must be > 0; got [nan]\n" in res.output
+
+
+# --- 2. messages are never parsed as console markup ----------------------------------------------
+
+MARKUP = "r[bold]x[/]y[nan]"
+
+
+def test_markup_in_a_set_value_or_a_path_is_printed_verbatim(tmp_path):
+    exp = tmp_path / "e.yaml"
+    exp.write_text(EXPERIMENT)
+    res = cli("run", exp, "--out", tmp_path / "out", "--set", f"name={MARKUP}")
+    assert res.exit_code == 1 and f"--set name={MARKUP}:" in one_line(res.output)
+    assert f"name {MARKUP!r} is not allowed" in res.output
+    res = cli("status", tmp_path / MARKUP)
+    assert res.exit_code == 1 and str(tmp_path / MARKUP) in one_line(res.output)
+    res = cli("run", exp, "--out", tmp_path / "out", "--set", "tracking=tensorboard",
+              "--set", "teacher.train.lr=[/]")
+    assert res.exit_code == 1 and "teacher.train.lr" in one_line(res.output)
+    assert "MarkupError" not in res.output
+
+
+def test_markup_in_run_ids_and_output_paths_is_printed_verbatim(study, tmp_path):
+    import kdfair.tracking
+
+    _, root = study
+    plan = json.loads((root / "plan.json").read_text())
+    (root / "plan.json").write_text(json.dumps({"runs": [*plan["runs"], "x[/]y[bold]z"]}))
+    res = cli("status", root)
+    assert res.exit_code == 3 and "x[/]y[bold]z" in res.output, res.output
+    out = tmp_path / f"ex{MARKUP}"
+    rid = plan["runs"][0]
+    res = cli("export", root, rid, "--out", out)
+    assert res.exit_code == 0 and f"wrote {out / rid}.safetensors" in res.output, res.output
+    try:
+        kdfair.tracking.check_available()
+        return
+    except Exception as err:  # noqa: BLE001 - TensorBoard is not installed: its hint is shown
+        assert 'pip install "kdfair[tracking]"' in str(err)
+    res = cli("run", root.parent.parent / "faults.yaml", "--out", root.parent,
+              "--set", "tracking=tensorboard")
+    assert res.exit_code == 1 and 'pip install "kdfair[tracking]"' in one_line(res.output)
