@@ -13,7 +13,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -60,30 +62,131 @@ def members(label: str) -> int:
     return int(head) if head.isdigit() and " runs" in label else 1
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """A plan's time estimate as the progress view starts from it (``kdfair.planning``): each run
+    left's seconds alone on one worker (``cost``) and role, each phase's chunks (run ids one
+    worker trains one after another), the workers, and the report's seconds."""
+
+    cost: dict[str, float]
+    role: dict[str, str]
+    phases: list[list[list[str]]]
+    workers: int = 1
+    report_s: float = 0.0
+
+
+def phase_seconds(chunks: list[float], workers: int) -> float:
+    """Wall seconds of a phase whose chunks (each its runs' seconds, one after another) go to
+    ``workers`` processes in order, each to the first one free."""
+    free = [0.0] * max(1, min(workers, len(chunks)))
+    for seconds in chunks:
+        free[free.index(min(free))] += seconds
+    return max(free, default=0.0)
+
+
 class StudyClock:
-    """Runs n/N and the ETA, from the runs finished in this session and the running epoch."""
+    """Runs n/N and the ETA.
+
+    With a ``Schedule`` (a plan's estimate) the ETA is the schedule's time left — every chunk of
+    runs still to train on the workers, then the report — with each role's run seconds corrected
+    by the ratio of its measured epochs to the estimate (teachers and students differ by 30× in
+    cost, and a busy machine slows both). Without one: the session's time per finished run.
+    """
 
     def __init__(self, total: int = 0, done: int = 0,
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic, schedule: Schedule | None = None):
         self.total, self.done, self.now = total, done, now
         self.t0 = now()
         self.finished = 0  # in this session
         self.partial = 0.0  # runs' worth of the current task's epochs
+        self.schedule = schedule
+        self.ended: set[str] = set()
+        self.running: dict[str, list[float]] = {}  # label -> [started at, members, fraction]
+        self.ratio: dict[str, float] = {}  # role -> measured seconds / estimated seconds
+
+    def start(self, label: str) -> None:
+        self.running[label] = [self.now(), float(members(label)), 0.0]
 
     def epoch(self, label: str, epoch: int, epochs: int) -> None:
         self.partial = members(label) * epoch / max(1, epochs)
+        run = self.running.setdefault(label, [self.t0, float(members(label)), 0.0])
+        run[2] = epoch / max(1, epochs)
+        if self.schedule is not None:
+            role, cost = self._label_cost(label)
+            if cost > 0:
+                self.ratio[role] = (self.now() - run[0]) / (run[2] * cost)
 
-    def finish(self) -> None:
+    def finish(self, run_id: str = "") -> None:
         self.finished += 1
         self.done += 1
         self.partial = max(0.0, self.partial - 1)
+        self.ended.add(run_id)
+        if self.running.pop(run_id, None) is None:  # a member of a group ended
+            for label, run in self.running.items():
+                if label not in self._cost():
+                    run[1] -= 1
+                    if run[1] <= 0:
+                        del self.running[label]
+                    break
+
+    def _cost(self) -> dict[str, float]:
+        return self.schedule.cost if self.schedule is not None else {}
+
+    def _label_cost(self, label: str) -> tuple[str, float]:
+        """A label's role and estimated seconds: a run's, or a group's (its members × the mean
+        of the runs left of the role now training)."""
+        sched = self.schedule
+        assert sched is not None
+        if label in sched.cost:
+            return sched.role.get(label, "?"), sched.cost[label]
+        left = [r for phase in sched.phases for chunk in phase for r in chunk
+                if r not in self.ended and r not in self.running]
+        if not left:
+            return "?", 0.0
+        role = sched.role.get(left[0], "?")
+        costs = [sched.cost[r] for r in left if sched.role.get(r) == role]
+        return role, members(label) * sum(costs) / len(costs)
+
+    def _ratio(self, role: str) -> float:
+        if role in self.ratio:
+            return self.ratio[role]
+        return sum(self.ratio.values()) / len(self.ratio) if self.ratio else 1.0
 
     def eta(self) -> float | None:
+        if self.schedule is not None:
+            return self._scheduled_eta()
         progress = self.finished + self.partial
         if progress <= 0:
             return None
         left = max(0.0, self.total - self.done - self.partial)
         return (self.now() - self.t0) / progress * left
+
+    def _scheduled_eta(self) -> float:
+        sched, now = self.schedule, self.now()
+        assert sched is not None
+        wall, current = 0.0, True
+        for phase in sched.phases:
+            chunks = []
+            for chunk in phase:
+                left = 0.0
+                for r in chunk:
+                    if r in self.ended:
+                        continue
+                    expected = sched.cost.get(r, 0.0) * self._ratio(sched.role.get(r, "?"))
+                    if r in self.running:  # counts down from its start
+                        expected = max(0.0, expected - (now - self.running[r][0]))
+                    left += expected
+                chunks.append(left)
+            if current and any(chunks):  # the phase training now: its groups' progress
+                current = False
+                for label, (started, _, frac) in self.running.items():
+                    if label not in sched.cost and frac:
+                        role, cost = self._label_cost(label)
+                        i = max(range(len(chunks)), key=chunks.__getitem__)
+                        chunks[i] = max(0.0, chunks[i] - min(cost * self._ratio(role),
+                                                             now - started))
+            wall += phase_seconds(chunks, sched.workers)
+        return wall + sched.report_s
 
     def counter(self) -> str:
         return f"{self.done}/{self.total} runs"
@@ -130,14 +233,24 @@ class LineReporter(_SpeedNote):
             self._write(f"study: {self.clock.counter()} done at start")
         return self
 
-    def plan(self, total: int, done: int) -> None:
-        """The study's size, once planned."""
+    def plan(self, total: int, done: int, schedule: Schedule | None = None) -> None:
+        """The study's size, once planned, and its time estimate (if one was made)."""
         self.clock.total, self.clock.done = total, done
-        self._write(f"study: {self.clock.counter()} done at start", force=True)
+        self.clock.schedule = schedule
+        eta = f", estimate {fmt_duration(self.clock.eta())}" if schedule is not None else ""
+        self._write(f"study: {self.clock.counter()} done at start{eta}", force=True)
+
+    def step(self, text: str) -> None:
+        """What a phase without runs does now (loading data, timing the models)."""
+        self._write(f"{text}…", force=True)
+
+    def hold(self) -> None:
+        """(What the caller prints next stands on its own line: nothing to stop here.)"""
 
     def __exit__(self, *exc: Any) -> None:
-        self._write(f"study: {self.clock.counter()}, {fmt_duration(self.now() - self.clock.t0)} "
-                    "in this session", force=True)
+        if self.clock.total:  # (an error before the plan, e.g. no data: its message alone)
+            self._write(f"study: {self.clock.counter()}, "
+                        f"{fmt_duration(self.now() - self.clock.t0)} in this session", force=True)
 
     def _write(self, text: str, force: bool = False) -> None:
         t = self.now()
@@ -155,6 +268,7 @@ class LineReporter(_SpeedNote):
 
     def start(self, run_id: str, epochs: int) -> None:
         self._epochs[run_id] = epochs
+        self.clock.start(run_id)
 
     def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float,
               **extra: Any) -> None:
@@ -165,7 +279,7 @@ class LineReporter(_SpeedNote):
                     f"{_epoch_info(loss, images_per_s, extra)}")
 
     def finish(self, run_id: str, status: str) -> None:
-        self.clock.finish()
+        self.clock.finish(run_id)
         self._write(f"{self._head()} | {run_id}: {status}", force=status == "failed")
 
 
@@ -185,29 +299,64 @@ class RichReporter(_SpeedNote):
         self.study = self.progress.add_task("study", total=total, completed=done, info="")
         self.task = None
         self._epochs = 1
+        self._status: Any = None
+        self._live = False
 
     def __enter__(self) -> RichReporter:
-        self.progress.__enter__()
-        return self
+        return self  # the live view starts with the plan, below whatever was printed before it
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        self._end_status()
+        if self._live:
+            self.progress.__exit__(*exc)
 
-    def plan(self, total: int, done: int) -> None:
-        """The study's size, once planned."""
+    def _end_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _start_live(self) -> None:
+        self._end_status()
+        if not self._live:
+            self._live = True
+            self.progress.start()
+
+    def hold(self) -> None:
+        """Stop the spinner, so that what the caller prints next stands on its own line."""
+        self._end_status()
+
+    def step(self, text: str) -> None:
+        """What a phase without runs does now (loading data, timing the models): a spinner."""
+        if self._live:
+            self.progress.console.print(f"{text}…", markup=False, highlight=False)
+        elif self._status is None:
+            self._status = self.console.status(f"{text}…")
+            self._status.start()
+        else:
+            self._status.update(f"{text}…")
+
+    def plan(self, total: int, done: int, schedule: Schedule | None = None) -> None:
+        """The study's size, once planned, and its time estimate: the live view starts."""
         self.clock.total, self.clock.done = total, done
+        self.clock.schedule = schedule
         self.progress.update(self.study, total=total, completed=done)
+        if schedule is not None:
+            self._eta()
+        self._start_live()
 
     def warn(self, text: str) -> None:
         from rich.markup import escape  # messages hold brackets ('[all seeds equal]', '[0, 1]')
 
+        self._end_status()
         self.progress.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
     def _eta(self) -> None:
         self.progress.update(self.study, info=f"ETA {fmt_duration(self.clock.eta())}")
 
     def start(self, run_id: str, epochs: int) -> None:
+        self._start_live()
         self._epochs = epochs
+        self.clock.start(run_id)
         self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
 
     def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float,
@@ -225,7 +374,7 @@ class RichReporter(_SpeedNote):
         if self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
-        self.clock.finish()
+        self.clock.finish(run_id)
         self.progress.advance(self.study)
         self._eta()
         self.progress.console.print(("[red]" if status == "failed" else "")
@@ -241,6 +390,60 @@ def study_reporter(progress: bool | None = None, stream: IO[str] | None = None,
     if interactive(stream):
         return RichReporter(total, done)
     return LineReporter(total, done, stream)
+
+
+# --- phases without runs (the report's sections): what they do now ------------------------------
+
+_LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("kdfair_step", default=None)
+
+
+def step(text: str) -> None:
+    """Say what a long phase does now (``"report: class-wise tests"``) to whoever listens
+    (:func:`steps`); nothing when nobody does."""
+    listener = _LISTENER.get()
+    if listener is not None:
+        listener(text)
+
+
+@contextmanager
+def steps(listener: Callable[[str], None] | None) -> Iterator[None]:
+    """``listener(text)`` hears every :func:`step` in the block."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+@contextmanager
+def phase_view(progress: bool | None = None, stream: IO[str] | None = None,
+               console: Any = None) -> Iterator[Callable[[str], None]]:
+    """Progress of a phase without runs (the report), as a listener of :func:`step`: in a
+    terminal a spinner naming the step and its time so far; elsewhere a time-stamped line per
+    step; nothing with ``progress`` False."""
+    if progress is False:
+        with steps(None):
+            yield lambda text: None
+        return
+    if interactive(stream):
+        from rich.console import Console
+
+        console = console or Console(stderr=True)
+        t0 = time.monotonic()
+        with console.status("…") as status:
+            def show(text: str) -> None:
+                status.update(f"{text}… ({fmt_duration(time.monotonic() - t0)})")
+
+            with steps(show):
+                yield show
+        return
+    lines = LineReporter(stream=stream, interval=0.0)
+
+    def write(text: str) -> None:
+        lines._write(f"{text}…", force=True)
+
+    with steps(write):
+        yield write
 
 
 def warn_if_threads_hurt(reporter: RichReporter | LineReporter) -> None:
