@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdfair.api import _part
-from kdfair.data.base import SplitData
+from kdfair.data.base import Part, SplitData
 from kdfair.spec import RunSpec
 from kdfair.train.batches import Batches
 from kdfair.train.engine import (
@@ -21,10 +20,15 @@ from tests.toy import toy_split
 
 @pytest.fixture(scope="module")
 def data():
-    parts = {k: _part(toy_split(n, s), k) for k, n, s in (("train", 96, 0), ("val", 16, 1),
-                                                          ("test", 32, 2))}
+    parts = {k: toy_part(n, s) for k, n, s in (("train", 96, 0), ("val", 16, 1), ("test", 32, 2))}
     return SplitData(name="toy", num_classes=4, class_names=list("abcd"), fingerprint="x",
                      **parts)
+
+
+def toy_part(n, seed):
+    """tests.toy's images as a data part (on the device path: uint8 images)."""
+    x, y, attrs = toy_split(n, seed)
+    return Part(y=torch.as_tensor(y), x=torch.as_tensor(x), attributes=attrs)
 
 
 def _parts(data):
@@ -182,3 +186,52 @@ def test_a_compiled_bank_trains_as_the_eager_one(data):
                            bank_kind="grouped")
     for a, b in zip(eager, compiled, strict=True):
         np.testing.assert_allclose(a.logits, b.logits, atol=2e-3, rtol=1e-3)
+
+
+def _gpu_check():
+    """benchmarks/gpu_check.py as a module: its checks run on a CPU at a small size too."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_grouped_bank_differs_from_the_run_alone_no_more_than_training_chaos(one_thread):
+    """gpu_check's invariance on a CPU at a small size (ResNet-8 with BatchNorm, grouped
+    convolutions, a trained teacher): after one step in fp32 each member equals the run alone to
+    1e-4; after two epochs grouped-vs-alone is within the chaos of the run alone (alone twice is
+    bitwise equal on a CPU; alone vs its initial weights moved by one ulp is not)."""
+    check = _gpu_check()
+    out = check.invariance(torch.device("cpu"), arch="resnet8", teacher_arch="resnet8", px=16,
+                           n_train=256, epochs=2, precisions=("fp32",), compile=False)
+    assert out["ok"], out
+    assert all(r["max_abs_logit_diff"] <= 1e-4 for r in out["fp32_one_step"])
+    for row in out["fp32"]:
+        assert row["alone_twice"]["max_abs_logit_diff"] == 0.0  # deterministic on a CPU
+        assert row["chaos"]["max_abs_logit_diff"] > 0.0  # one ulp at step 0 is not lost
+        assert row["disagree"] <= row["chaos"]["disagree"] + check.MARGIN_DISAGREE
+
+
+def test_the_chaos_check_fails_a_member_beyond_the_chaos_and_margins():
+    """Hand-made results: the alone runs agree on 100 test inputs, the nudged one disagrees on
+    1; a tested member disagreeing on 2 passes (1 % + the 2 % margin), on 5 it fails."""
+    from types import SimpleNamespace
+
+    check = _gpu_check()
+    y = np.arange(100) % 4
+
+    def result(flipped):
+        logits = np.eye(4, dtype=np.float32)[y]
+        logits[:flipped] = np.roll(logits[:flipped], 1, axis=1)
+        return SimpleNamespace(logits=logits, metrics={"test_acc": 1 - flipped / 100})
+
+    jobs = [RunJob(_spec("nds", 1))]
+    alone, nudge = [result(0)], [result(1)]
+    (near,) = check.within_chaos(jobs, [result(2)], alone, alone, [nudge])
+    assert near["ok"] and near["chaos"]["disagree"] == 0.01 and near["disagree"] == 0.02
+    (far,) = check.within_chaos(jobs, [result(5)], alone, alone, [nudge])
+    assert not far["ok"] and far["disagree"] == 0.05 and far["acc_gap"] == pytest.approx(0.05)

@@ -83,16 +83,14 @@ def test_bf16_covers_training_teacher_evaluation_and_counterfactuals(tmp_path, m
 
 def test_a_live_teacher_and_the_loop_follow_the_precision(forwards):
     """Augmented inputs: the teacher runs inside the loop (no table), in the students' precision."""
-    from kdfair.api import _part
     from kdfair.data.base import SplitData
     from kdfair.spec import RunSpec
     from kdfair.train.batches import Batches
     from kdfair.train.engine import RunJob, Silent, build_run_model, train_group
-    from tests.toy import toy_split
+    from tests.test_grouped import toy_part
 
     seen, entered = forwards
-    parts = {k: _part(toy_split(n, s), k) for k, n, s in (("train", 64, 0), ("val", 16, 1),
-                                                          ("test", 16, 2))}
+    parts = {k: toy_part(n, s) for k, n, s in (("train", 64, 0), ("val", 16, 1), ("test", 16, 2))}
     data = SplitData(name="toy", num_classes=4, class_names=list("abcd"), fingerprint="x",
                      **parts)
     cpu = torch.device("cpu")
