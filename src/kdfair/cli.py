@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand
 
 from kdfair.errors import ConfigError, KdfairError
 
@@ -20,7 +21,44 @@ if TYPE_CHECKING:
     from kdfair.config import Experiment
     from kdfair.overrides import Override
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+class _PlainHelp(TyperCommand):
+    """Help that reads: option values named plainly (PATH, TEXT, INTEGER; nothing for a flag)
+    instead of ``<bool>``, ``<int>``, ``<list[str]>``, and arguments by name in the usage line
+    (EXPERIMENT, not ``{experiment}``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:
+            if p.metavar is not None or not hasattr(p, "display_type"):
+                continue
+            if p.param_type_name == "argument":  # named, its type said by its help
+                p.metavar = (p.name or "").upper()
+                p.display_type_rich = lambda ctx: ""
+            else:
+                p.metavar = "" if getattr(p, "count", False) else _plain_type(p.display_type(ctx))
+        return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
+
+
+def _plain_type(shown: str) -> str:
+    """typer's ``<int>``, ``<list[str]>``, ``<bool>`` as help names them: INTEGER, TEXT, none."""
+    label = shown.strip("<>").removeprefix("list[").removesuffix("]")
+    names = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "bool": "", "path": "PATH",
+             "directory": "PATH", "file": "PATH"}
+    return names.get(label.lower(), label)
+
+
+class _Typer(typer.Typer):
+    """Every command with :class:`_PlainHelp` help."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _PlainHelp, **kwargs)
+
+
+app = _Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="kdfair: what knowledge distillation leaves behind — class-wise bias, "
                        "group and individual fairness across temperatures.")
 console = Console()
@@ -182,7 +220,7 @@ def _report(where: Path) -> None:
     from kdfair.progress import interactive, phase_view
 
     with phase_view(progress=not _STATE["quiet"]) as say:
-        say("report: reading the runs")
+        say(f"report: opening {where}")
         res = api.report(where)
     console.print(f"report: {res.md_path}  {res.html_path}", markup=False, highlight=False)
     if interactive(console.file):
@@ -214,7 +252,20 @@ def summary_lines(summary) -> list[str]:
             for row in summary.itertuples(index=False)]
 
 
-@app.command()
+def _run_examples() -> str:
+    """``run --help``'s epilog: examples, and the presets by name."""
+    from kdfair.presets import preset_names
+
+    return ("\b\nExamples:\n"
+            "  kdfair run demo                        the embedded demo, minutes on a CPU\n"
+            "  kdfair run cifar100-r56-r20 --dry-run  its runs and a time estimate\n"
+            "  kdfair run my.yaml --set seeds=[0,1,2,3,4] --set distill.alpha=0.5\n"
+            "  kdfair run demo --sweep distill.alpha=0.5,0.9   one study per value\n"
+            "  kdfair run cifar10-r56-r20 --executor slurm --slurm-partition gpu\n\n"
+            "Presets (`kdfair presets` says what each is): " + ", ".join(preset_names()))
+
+
+@app.command(epilog=_run_examples())
 @_friendly
 def run(
     experiment: str = typer.Argument(..., help="experiment YAML file or preset name"),
@@ -311,8 +362,7 @@ def _run_sweep(exp: Experiment, sweeps: list[str], sets: list[str] | None, out: 
 @app.command()
 @_friendly
 def plan(
-    experiment: str = typer.Argument(..., metavar="EXPERIMENT",
-                                     help="experiment YAML file or preset name"),
+    experiment: str = typer.Argument(..., help="experiment YAML file or preset name"),
     out: Path = typer.Option(Path("results"), help="results root; the study goes to OUT/<name>"),
     data_root: Path | None = typer.Option(None, help="where data sets live"),
     device: str | None = typer.Option(None, help="override the experiment's device"),
