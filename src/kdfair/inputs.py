@@ -159,6 +159,11 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
     k = given if given is not None else width if width is not None else int(found.max()) + 1
     if found.min() < 0 or found.max() >= k:
         what = next(w for w, a in ints.items() if a is not None and (a.min() < 0 or a.max() >= k))
+        if given is None and width is not None and found.min() >= 0:
+            raise ConfigError(f"{what}: the labels are coded {coding(found)}, but the "
+                              f"predictions have {k} classes (columns; a binary model's single "
+                              "output counts as 2): give one column per class, or class_names "
+                              "(one per class, class 0 first)")
         raise ConfigError(f"{what}: labels are coded {coding(found)}, outside the classes "
                           f"0..{k - 1}: {fix}, or give classes (label value → class name)")
     if given is None:

@@ -127,8 +127,9 @@ def regime_rows(accuracy: pd.DataFrame, paper_gap: float | None,
     if near_teacher or 100.0 - nds <= CEILING_POINTS:
         where = "of the teacher" if near_teacher else "of 100 %"
         sentence = (f"At the ceiling: the NDS ({nds:.2f} %) is within {CEILING_POINTS:g} point "
-                    f"{where} — no room for distillation to lift it; the paper's effects "
-                    "cannot appear, and model differences are a few test images.")
+                    f"{where} — no room for distillation to lift it; "
+                    + ("the paper's effects" if paper_name else "distillation's effects")
+                    + " cannot appear, and model differences are a few test images.")
         verdict = "ceiling"
     elif gap < 0:
         sentence = (f"Regime: the teacher ({teacher:.2f} %) is {-gap:.2f} points below the NDS "

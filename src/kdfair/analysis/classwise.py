@@ -201,24 +201,26 @@ class TestPlan:
 def plan_test(ref_role: str, n_ref: int, n_ds: int, tests_enabled: bool = True,
               method: str = "welch", pairing: str = "unpaired",
               n_pairs: int | None = None) -> TestPlan:
-    """Tests need >= 2 runs per group (paired: >= 2 seed-matched pairs); a single teacher run is
-    a fixed model (one-sample test)."""
+    """Tests need >= 2 runs (seeds) per group (paired: >= 2 seed-matched pairs); a single
+    teacher run is a fixed model (one-sample test). Each comparison says why it has no test:
+    too few seeds on a side is said as such (whatever ``analysis.tests``), so that a study of
+    one seed, or of unequal seed counts, never reads as tests switched off by the user."""
     name = ROLE_LABELS[ref_role]
-    if not tests_enabled:
-        return TestPlan("none", "tests are switched off (analysis.tests: false)")
+    untestable = f"DS vs {name} untestable (a test needs at least 2 seeds per side)"
     if n_ref == 0:
         return TestPlan("none", f"no {name} runs")
     if n_ds < 2:
-        return TestPlan("none", f"DS has {n_ds} run(s) at this T; a test needs at least 2")
-    if n_ref == 1 and ref_role == "teacher":
+        return TestPlan("none", f"DS has {n_ds} seed(s) at this T: {untestable}")
+    if n_ref < 2 and ref_role != "teacher":
+        return TestPlan("none", f"{name} has {n_ref} seed: {untestable}")
+    if pairing == "paired" and n_ref >= 2 and (n_pairs or 0) < 2:
+        return TestPlan("none", f"only {n_pairs or 0} seed(s) shared by DS and {name}; a "
+                        "paired test needs at least 2")
+    if not tests_enabled:
+        return TestPlan("none", "tests are switched off (analysis.tests: false)")
+    if n_ref == 1:  # the teacher: a fixed model
         return TestPlan(TEST_NAMES[(method, "one-sample")])
-    if n_ref < 2:
-        return TestPlan("none", f"{name} has 1 run; a two-group test needs at least 2 runs "
-                        "per group")
     if pairing == "paired":
-        if (n_pairs or 0) < 2:
-            return TestPlan("none", f"only {n_pairs or 0} seed(s) shared by DS and {name}; a "
-                            "paired test needs at least 2")
         return TestPlan(TEST_NAMES[(method, "paired")])
     return TestPlan(TEST_NAMES[(method, "unpaired")])
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from kdfair.analysis import (
 from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
-from kdfair.analysis.paper import paper_gap, paper_table
+from kdfair.analysis.paper import paper_entry, paper_gap, paper_table
 from kdfair.analysis.records import Finding
 from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
 from kdfair.analysis.sections import build_document
@@ -40,8 +41,12 @@ from kdfair.analysis.text import findings, key_results, summary_display, summary
 from kdfair.analysis.trends import trend_table
 from kdfair.config import AnalysisConfig
 from kdfair.errors import StoreError
+from kdfair.paths import is_safe_name
+from kdfair.progress import step
+from kdfair.reading import MAX_JSON_BYTES, read_text
 from kdfair.store import StudyIndex as Store
 from kdfair.store import open_store
+from kdfair.store.files import inside
 
 TOP_FLIPS = 200  # entries kept per disagreement matrix when there are many classes
 
@@ -370,6 +375,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     graph, no_individual = _graph(store, opts)
     if no_individual:
         notes.append(no_individual)
+    step("report: reading the runs")
     results, bad = reduce_runs(store.runs, store.n_test, store.num_classes, graph, norm,
                                counterfactual_targets=store.counterfactual_targets)
     store.skipped.extend(bad)
@@ -389,16 +395,19 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables["accuracy"] = acc.rename(columns={c: c.replace("accuracy_", "acc_")
                                              for c in acc.columns})
     tables["class_accuracy"] = _class_accuracy_table(runs, class_acc, store.class_names)
+    step("report: class-wise tests")
     counts, detail = classwise.classwise_tables(
         runs.assign(accuracy=runs["accuracy"] / 100), class_acc, opts.significance, opts.tests,
         store.class_names, method=opts.test, pairing=opts.pairing,
         resamples=opts.permutations, seed=opts.random_seed)
     tables["classwise_counts"], tables["classwise"] = counts, _percent_detail(detail)
+    step("report: group fairness")
     if store.attributes:
         tables.update(_fairness(store, runs, results, labels, opts, notes))
     elif store.data and not store.data.get("attributes"):
         notes.append("The data set has no sensitive attributes, so group fairness (DPD, EOD) "
                      "is skipped.")
+    step("report: counterfactual and individual fairness")
     tables.update(_counterfactual(store, runs, results, opts, notes))
     if graph is not None:
         tables.update(_individual(runs, opts))
@@ -407,8 +416,10 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
         if zero:
             notes.append(f"{zero} of {graph.distances.size} neighbour pairs are exact duplicates "
                          "(distance 0); I(f) leaves them out (the ratio is undefined).")
+    step("report: disagreement")
     dis, mats = _disagreement(store, results, labels, temps, opts)
     tables.update(dis)
+    step("report: trends over T")
     tables["trends"] = trend_table(tables, opts.significance, opts.permutations,
                                    opts.random_seed)
     tables["capability"] = _capability(store, runs, results, labels, tables, opts)
@@ -416,7 +427,9 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables["measures"] = measures.long_table(tables)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
-    warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()))
+    warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()),
+                                    paper=paper_entry(str(store.experiment.get("name") or ""))[1]
+                                    is not None)
     tables["warnings"] = records.warnings_table(warnings)
     paper = paper_table(str(store.experiment.get("name") or ""), tables)
     if paper is not None:
@@ -452,12 +465,27 @@ MANIFEST = "manifest.json"
 
 
 def _previous_files(out: Path) -> set[str]:
-    """Names the last ``kdfair report`` wrote (from its manifest); nothing else is ever removed."""
+    """Names the last ``kdfair report`` wrote (from its manifest), each one plain file name
+    inside report/ ('..' or a path is ignored); nothing else is ever removed."""
     try:
-        files = json.loads((out / MANIFEST).read_text()).get("files", [])
-        return {str(f) for f in files if isinstance(f, str) and "/" not in f}
+        files = json.loads(read_text(out / MANIFEST, MAX_JSON_BYTES)).get("files", [])
+        return {f for f in files if is_safe_name(f)}
     except (OSError, ValueError, AttributeError):
         return set()
+
+
+STALE_S = 3600  # a temporary report directory untouched this long was left by a killed report
+
+
+def _clean_stale(root: Path) -> None:
+    """Remove ``.report-*`` directories a killed report left (untouched for STALE_S)."""
+    now = time.time()
+    for d in root.glob(".report-*"):
+        try:
+            if d.is_dir() and not d.is_symlink() and now - d.stat().st_mtime > STALE_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _publish(tmp: Path, out: Path) -> list[str]:
@@ -466,7 +494,9 @@ def _publish(tmp: Path, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written = sorted(p.name for p in tmp.iterdir() if p.is_file())
     for name in _previous_files(out) - set(written):
-        (out / name).unlink(missing_ok=True)
+        old = out / name
+        if old.is_file() or old.is_symlink():  # the link itself, never what it points to
+            old.unlink(missing_ok=True)
     for name in written:
         os.replace(tmp / name, out / name)
     manifest = {"written_by": "kdfair report", "files": [*written, MANIFEST]}
@@ -483,11 +513,13 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
     report as it was; only files named in the previous manifest are ever replaced or removed.
     """
     analysis = _analyze(results_dir, options)
-    out = analysis.store.root / "report"
+    out = inside(analysis.store.root, "report")  # never written through a link
     out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out.parent)
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
     try:
         csv_paths = [tmp / f"{name}.csv" for name in analysis.tables]
+        step("report: figures and the document")
         doc = build_document(analysis, tmp, csv_paths)  # may add notes (e.g. a failed plot)
         analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes}, dtype=object)
         for path, df in zip(csv_paths, analysis.tables.values(), strict=True):

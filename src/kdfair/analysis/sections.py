@@ -411,6 +411,21 @@ def _norm_words(norm: str) -> str:
             "l2": "‖p − q‖₂"}.get(norm, norm)
 
 
+def _nds_partner(a: Analysis) -> str:
+    """The DS's NDS partner in words: the NDS of the same seed, unless some DS seed has none
+    and was compared with every NDS run (``disagreement.partner``) — then said, with which."""
+    pairs = a.table("disagreement_runs")
+    nds = pairs[pairs["comparison"] == "nds_vs_ds"] if not pairs.empty else pairs
+    runs = a.table("runs")
+    seed = dict(zip(runs["run_id"], runs["seed"], strict=True))
+    alone = sorted({int(seed[d]) for d, r in zip(nds.get("ds_run", []), nds.get(
+        "reference_run", []), strict=True) if seed.get(d) != seed.get(r)})
+    if not alone:
+        return "the NDS of the same seed"
+    return ("the NDS of the same seed; DS seed(s) " + ", ".join(map(str, alone))
+            + ", which no NDS run has, are compared with every NDS run")
+
+
 def disagreement_section(a: Analysis, doc: Document, out: Path) -> None:
     s = a.store
     dis = a.table("disagreement")
@@ -423,7 +438,7 @@ def disagreement_section(a: Analysis, doc: Document, out: Path) -> None:
     shown.insert(1, "partner", [REFERENCE[c] for c in summ["comparison"]])
     doc.table(shown.rename(columns={"runs": "pairs"}),
               "Share of test inputs on which the DS run and its partner (the teacher it "
-              "distilled from; the NDS of the same seed) predict differently: mean ["
+              f"distilled from; {_nds_partner(a)}) predict differently: mean ["
               + ci_words(a).replace("seed", "pair") + "] and std.")
     temps = sorted(set(dis["T"]))
     shares = {}
