@@ -244,3 +244,139 @@ def test_a_slow_machine_is_reported_before_and_during_training(tmp_path, capsys,
 def test_no_thread_warning_when_the_experiment_fixes_one_thread(tmp_path, capsys, monkeypatch):
     err = _run_on_a_slow_machine(tmp_path, capsys, monkeypatch, engine={"threads": 1})
     assert "slower than with one thread" not in err
+
+
+# --- the ETA from a plan's estimate (issue 24): per role, per chunk, the report included --------
+
+
+def _demo_schedule(cost: dict[str, float], report_s: float):
+    """The demo's plan (3 teachers, 3 NDS, 15 DS) as the local executor splits it over 2
+    workers, each run costing ``cost[role]`` estimated seconds."""
+    from kdfair.config import load_experiment
+    from kdfair.planning import chunked
+    from kdfair.progress import Schedule
+    from kdfair.runner import plan
+
+    specs = plan(load_experiment("demo"), "fingerprint")
+    chunks = chunked(specs, set(), workers=2)
+    return Schedule(cost={s.run_id: cost[s.role] for s in specs},
+                    role={s.run_id: s.role for s in specs}, phases=chunks, workers=2,
+                    report_s=report_s), specs
+
+
+def _simulate(schedule, seconds: dict[str, float], epochs: int = 15):
+    """The events two workers send while training the schedule's chunks, each run of role r
+    taking ``seconds[r]``: (time, kind, run id, epoch), in time order; and when training ends."""
+    events, t_phase = [], 0.0
+    for phase in schedule.phases:
+        ends = []
+        for chunk in phase:  # two chunks at most per phase here: one per worker
+            t = t_phase
+            for rid in chunk:
+                run = seconds[schedule.role[rid]]
+                events.append((t, "start", rid, 0))
+                events += [(t + run * e / epochs, "epoch", rid, e) for e in range(1, epochs + 1)]
+                t += run
+                events.append((t, "finish", rid, 0))
+            ends.append(t)
+        t_phase = max(ends)
+    order = {"start": 0, "epoch": 1, "finish": 2}
+    return sorted(events, key=lambda e: (e[0], order[e[1]])), t_phase
+
+
+def test_the_first_estimate_is_the_schedule_on_its_workers_plus_the_report():
+    schedule, specs = _demo_schedule({"teacher": 30.0, "nds": 1.0, "ds": 1.0}, report_s=10.0)
+    assert [len(c) for c in schedule.phases[0]] == [2, 1]  # teachers s0, s1 | s2
+    assert [len(c) for c in schedule.phases[1]] == [9, 9]
+    clock = StudyClock(total=len(specs), done=0, now=FakeClock(), schedule=schedule)
+    # teachers: 2 × 30 s on the first worker; students: 9 × 1 s on each; then the report
+    assert clock.eta() == pytest.approx(60 + 9 + 10)
+
+
+@pytest.mark.parametrize("slower", [0.5, 1.0, 2.5])
+def test_the_eta_is_within_30_percent_after_the_first_finished_run(slower):
+    """The demo's shape — teachers 30× the students' cost, two workers, the report after —
+    on a machine ``slower`` times the estimate for teachers and 1.3 × that for students: from
+    the first finished run on, the ETA is within ±30 % of the time really left."""
+    cost = {"teacher": 30.0, "nds": 1.0, "ds": 1.1}
+    schedule, specs = _demo_schedule(cost, report_s=20.0)
+    real = {"teacher": 30.0 * slower, "nds": 1.3 * slower, "ds": 1.43 * slower}
+    events, trained = _simulate(schedule, real)
+    end = trained + 20.0
+    clock = FakeClock()
+    study = StudyClock(total=len(specs), done=0, now=clock, schedule=schedule)
+    checked = 0
+    for t, kind, rid, epoch in events:
+        clock.t = t
+        if kind == "start":
+            study.start(rid)
+        elif kind == "epoch":
+            study.epoch(rid, epoch, 15)
+        else:
+            study.finish(rid)
+            left = end - t
+            assert study.eta() == pytest.approx(left, rel=0.30), (rid, t)
+            checked += 1
+    assert checked == 21 and study.counter() == "21/21 runs"
+    assert study.eta() == pytest.approx(20.0)  # what is left at the end: the report
+
+
+def test_the_old_eta_without_a_schedule_still_counts_runs():
+    clock = FakeClock()
+    c = StudyClock(total=4, done=0, now=clock)
+    c.start("nds-s0-x")
+    clock.t = 10.0
+    c.epoch("nds-s0-x", 1, 1)
+    c.finish("nds-s0-x")
+    assert c.eta() == pytest.approx(30.0)
+
+
+def test_phase_seconds_give_chunks_to_the_first_worker_free():
+    from kdfair.progress import phase_seconds
+
+    assert phase_seconds([3.0, 1.0, 2.0], workers=2) == 3.0  # 3 | 1 then 2
+    assert phase_seconds([3.0, 1.0, 2.0], workers=1) == 6.0
+    assert phase_seconds([1.0, 1.0, 4.0], workers=2) == 5.0  # 1 then 4 | 1
+    assert phase_seconds([], workers=2) == 0.0
+
+
+def test_the_estimate_opens_the_log_and_the_header_stands_on_its_own_line():
+    schedule, specs = _demo_schedule({"teacher": 30.0, "nds": 1.0, "ds": 1.0}, report_s=10.0)
+    out = io.StringIO()
+    with LineReporter(stream=out, now=FakeClock()) as rep:
+        rep.step("loading data set trifeature")
+        rep.plan(len(specs), 0, schedule)
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == ["loading data set trifeature…",
+                     "study: 0/21 runs done at start, estimate 1m19s",
+                     "study: 0/21 runs, 0s in this session"]
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100)
+    with RichReporter(console=console) as rep:
+        rep.step("loading data set trifeature")
+        rep.hold()
+        console.print("demo: 21 runs (0 already done)")  # what the CLI prints, between the two
+        rep.plan(len(specs), 0, schedule)
+        rep.start("teacher-s0-aaa", 15)
+        rep.epoch("teacher-s0-aaa", 1, 0.7, 500.0)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    heading = [line for line in text.replace("\r", "\n").split("\n") if "demo: 21 runs" in line]
+    assert heading and all(line.strip() == "demo: 21 runs (0 already done)" for line in heading)
+    assert "ETA" in text and "study" in text
+
+
+def test_the_report_phase_says_what_it_does(tmp_path):
+    from kdfair.progress import phase_view, step
+
+    out = io.StringIO()
+    with phase_view(stream=out):
+        step("report: class-wise tests")
+        step("report: trends over T")
+    step("nobody listens")  # outside the view: nothing
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == ["report: class-wise tests…", "report: trends over T…"]
+    quiet = io.StringIO()
+    with phase_view(progress=False, stream=quiet):
+        step("report: class-wise tests")
+    assert quiet.getvalue() == ""

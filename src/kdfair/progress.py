@@ -109,6 +109,8 @@ class StudyClock:
 
     def epoch(self, label: str, epoch: int, epochs: int) -> None:
         self.partial = members(label) * epoch / max(1, epochs)
+        if label in self.ended:  # (a late event of a run already saved)
+            return
         run = self.running.setdefault(label, [self.t0, float(members(label)), 0.0])
         run[2] = epoch / max(1, epochs)
         if self.schedule is not None:
