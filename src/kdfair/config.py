@@ -264,11 +264,12 @@ class EngineConfig(_Strict):
     # the workers. Results depend on it (floating-point reduction order), so every run records
     # it and a report says when a study's runs were made under different settings.
     threads: int = Field(0, ge=0)
-    # training processes on a CPU: 1 = this process (the default), 0 = one per core this
-    # process may use, N = N. A phase's runs are split over them (as over GPUs), each worker
-    # with the cores divided among the workers as its threads (one thread at 0 workers), so a
-    # study uses every core without the thread contention that makes a busy CPU 20x slower.
-    workers: int = Field(1, ge=0)
+    # training processes on a CPU: 0 = one per core this process may use (the default), N = N,
+    # 1 = this process. A phase's runs are split over them (as over GPUs), each worker with the
+    # cores divided among the workers as its threads — one thread per run at the default, so
+    # results do not depend on the machine's cores, every core is used, and a busy core slows a
+    # study by the share it takes (not 20x, as threads waiting on each other do).
+    workers: int = Field(0, ge=0)
     # how logits are stored: float16 halves what the analysis reads (docs/store.md says how
     # much it can change a reported number)
     logits_dtype: Literal["float32", "float16"] = "float32"
@@ -449,15 +450,16 @@ def _experiment_data(source: Experiment | Mapping[str, Any] | str | Path) -> tup
 def read_experiment_file(path: str | Path) -> tuple[Any, str]:
     """The YAML of an experiment file or a preset (safe and bounded: ``kdfair.reading``), and
     its path."""
-    from kdfair.presets import preset_path
+    from kdfair.presets import preset_names, preset_path
+    from kdfair.suggest import did_you_mean
 
     p = Path(path)
     if not p.exists():
         found = preset_path(str(path))
         if found is None:
             raise ConfigError(
-                f"no experiment file {str(path)!r} and no preset of that name; "
-                "`kdfair presets` lists the presets"
+                f"no experiment file {str(path)!r} and no preset of that name"
+                f"{did_you_mean(str(path), preset_names())}; `kdfair presets` lists the presets"
             )
         p = found
     try:  # bounded: a regular UTF-8 file, aliases that do not explode

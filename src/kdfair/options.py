@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from kdfair.errors import ConfigError
+from kdfair.suggest import alternatives, close_matches
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -80,7 +81,9 @@ def error_message(e: Mapping[str, Any], model: type[BaseModel], noun: str = "opt
         parent = _model_at(model, loc[:-1])
         if parent is None:  # pragma: no cover - extra keys are reported on models
             return f"unknown {noun}"
-        return f"unknown {noun}; allowed: {', '.join(parent.model_fields)}"
+        near = _near(model, loc)
+        return (f"unknown {noun}; allowed: {', '.join(parent.model_fields)}"
+                + (f"; did you mean {alternatives(near)}?" if near else ""))
     if e["type"] in ("model_type", "dict_type"):
         return f"expected a mapping (key: value pairs), got {e.get('input')!r}"
     field = _field_at(model, loc)
@@ -141,6 +144,27 @@ def _field_at(model: type[BaseModel], loc: Sequence[Any]) -> FieldInfo | None:
     if parent is None or not isinstance(loc[-1], str):
         return None
     return parent.model_fields.get(loc[-1])
+
+
+def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every field of ``model`` as a dotted path, nested models' fields included."""
+    out = []
+    for name, field in model.model_fields.items():
+        out.append(prefix + name)
+        inner = _as_model(field.annotation)
+        if inner is not None:
+            out += field_paths(inner, f"{prefix}{name}.")
+    return out
+
+
+def _near(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The fields an unknown key at ``loc`` may have meant: the closest beside it, else the
+    closest anywhere in ``model`` by full path (``learning_rate`` → ``teacher.train.lr``)."""
+    parent = _model_at(model, loc[:-1])
+    prefix = "".join(f"{k}." for k in loc[:-1])
+    beside = close_matches(str(loc[-1]), list(parent.model_fields), 2) if parent else []
+    return ([prefix + name for name in beside]
+            or close_matches(".".join(map(str, loc)), field_paths(model)))
 
 
 def _model_at(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:

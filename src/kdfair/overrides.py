@@ -111,3 +111,30 @@ def describe(overrides: Overrides, label: str = LABEL) -> str:
     """How the overrides read in an error's source: each as its caller wrote it
     (``given_as``), else ``<label> a.b=1``."""
     return " ".join(o.given_as or f"{label} {o.text()}" for o in as_overrides(overrides, label))
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{dotted.path: value}`` (lists and empty mappings kept whole)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(dotted path, old value, new value) of every field that differs between two nested
+    mappings, values as compact YAML (``unset`` where one lacks the field)."""
+    a, b = flatten(old), flatten(new)
+
+    def text(flat: dict[str, Any], path: str) -> str:
+        if path not in flat:
+            return "unset"
+        return yaml.safe_dump(flat[path], default_flow_style=True,
+                              width=1 << 16).strip().removesuffix("...").strip()
+
+    return [(p, text(a, p), text(b, p)) for p in dict.fromkeys([*a, *b])
+            if text(a, p) != text(b, p)]
+

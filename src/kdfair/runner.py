@@ -7,6 +7,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from kdfair.data.registry import load_dataset
 from kdfair.errors import SETTING, ConfigError, DatasetError, StoreError
 from kdfair.export import stored_model
 from kdfair.method_options import TEACHER_FREE
+from kdfair.overrides import differences
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec, stored_method
 from kdfair.store import ResultsDir
@@ -150,18 +152,45 @@ class StudyStatus:
         return not (self.missing or self.failed or self.damaged)
 
 
-def check_store(store: ResultsDir, specs: list[RunSpec]) -> None:
+SHOWN_DIFFERENCES = 12  # differing fields a "different configuration" error lists
+
+
+def check_store(store: ResultsDir, specs: list[RunSpec],
+                experiment: dict[str, Any] | None = None) -> None:
     """Refuse to mix: every stored run must belong to the current plan (a study's or an
-    audit's: a run id hashes the settings, the data's fingerprint and an audit's predictions)."""
+    audit's: a run id hashes the settings, the data's fingerprint and an audit's predictions).
+    ``experiment``: the one now (as experiment.json holds it), so the refusal can list the
+    fields that differ from the stored one (``path: old → new``)."""
     planned = {s.run_id for s in specs}
     stale = sorted(store.done_ids() - planned)
     if stale:
+        why, listing = _what_differs(store, experiment)
         raise StoreError(
             f"{store.root} holds {len(stale)} finished run(s) from a different configuration of "
-            f"this experiment (e.g. {stale[0]}): other settings, other data or, for an audit, "
-            f"other predictions than now. Write to a new directory ({SETTING}), or move the old "
-            "one aside, so that results are never mixed.", setting="out"
+            f"this experiment (e.g. {stale[0]}): {why}. Write to a new directory ({SETTING}), or "
+            "move the old one aside, so that results are never mixed." + listing, setting="out"
         )
+
+
+def _what_differs(store: ResultsDir, experiment: dict[str, Any] | None) -> tuple[str, str]:
+    """(why the runs are stale, the fields that differ between the stored experiment and
+    ``experiment`` as lines ``path: old → new``, "" when none do or either is unknown)."""
+    vague = "other settings, other data or, for an audit, other predictions than now"
+    if experiment is None:
+        return vague, ""
+    try:
+        old = store.experiment()
+    except StoreError:
+        return vague, ""
+    diff = [d for d in differences(old, experiment) if d[0] != "name"]
+    if not diff:
+        return ("the same settings as now, so other data or, for an audit, other predictions "
+                "than now"), ""
+    lines = [f"\n  {path}: {a} → {b}" for path, a, b in diff[:SHOWN_DIFFERENCES]]
+    more = len(diff) - SHOWN_DIFFERENCES
+    return (f"other settings ({len(diff)} listed below)",
+            "\nThese settings differ (stored → now):" + "".join(lines)
+            + (f"\n  … and {more} more" if more > 0 else ""))
 
 
 def load_data(exp: Experiment, data_root: Path | None = None) -> SplitData:
@@ -199,7 +228,7 @@ def write_store(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitDat
         moved = store.repair()
         if repaired is not None:
             repaired.update(moved)
-        check_store(store, specs)
+        check_store(store, specs, exp.model_dump(mode="json"))
     store.init(exp.model_dump(mode="json"))
     store.write_plan([s.run_id for s in specs])
     # a resumed study keeps them: the test set is unchanged (stores of an earlier release lack

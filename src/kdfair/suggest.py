@@ -8,7 +8,7 @@ kdfair: the command line's help loads it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 # what other tools call a field -> kdfair's name for it (matched on the last key of a path)
 SYNONYMS = {
@@ -30,18 +30,21 @@ def _norm(name: str) -> str:
 
 def close_matches(word: str, choices: Iterable[str], n: int = 3,
                   cutoff: float = 0.6) -> list[str]:
-    """The choices closest to ``word`` (case and ``-``/``_`` ignored): the same path with a
-    synonym's name for its last key, else any choice ending in that name, else difflib's close
-    matches (a dotted choice also matches by its last key)."""
+    """The choices closest to ``word`` (case and ``-``/``_`` ignored): the same name, else
+    the same path with a synonym's name for its last key, else any choice ending in that name,
+    else difflib's close matches (a dotted word by its last key against the choices' last
+    keys)."""
     options = list(dict.fromkeys(choices))
     by_norm: dict[str, list[str]] = {}
     for c in options:
         for key in {_norm(c), _norm(c.rsplit(".", 1)[-1])}:
             by_norm.setdefault(key, []).append(c)
+    leaves = [_norm(c.rsplit(".", 1)[-1]) for c in options]
     w = _norm(word)
     head, _, leaf = w.rpartition(".")
     syn = SYNONYMS.get(w) or SYNONYMS.get(leaf)
-    tiers = [[f"{head}.{syn}" if head and syn else ""], [syn or ""],
+    tiers = [[w], [f"{head}.{syn}" if head and syn else ""], [syn or ""],
+             difflib.get_close_matches(leaf, leaves, n=n, cutoff=cutoff) if head else
              difflib.get_close_matches(w, list(by_norm), n=n, cutoff=cutoff)]
     out: list[str] = []
     for tier in tiers:  # the first tier that names a choice: a path's own field before others
@@ -55,8 +58,10 @@ def close_matches(word: str, choices: Iterable[str], n: int = 3,
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """`` (did you mean 'x'?)``, `` (did you mean 'x' or 'y'?)``, or "" when nothing is close."""
     found = close_matches(word, choices, n)
-    if not found:
-        return ""
-    quoted = [repr(f) for f in found]
-    names = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-    return f" (did you mean {names}?)"
+    return f" (did you mean {alternatives(found)}?)" if found else ""
+
+
+def alternatives(names: Sequence[str]) -> str:
+    """``'x'``, ``'x' or 'y'``, ``'x', 'y' or 'z'``."""
+    quoted = [repr(f) for f in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"

@@ -25,6 +25,7 @@ from kdfair.analysis.text import COMPARISON_WORDS, LABELS
 from kdfair.config import AnalysisConfig
 from kdfair.errors import ConfigError
 from kdfair.integrity import atomic_write
+from kdfair.overrides import flatten
 from kdfair.store import ResultsDir
 
 COLUMNS = ["study", "label", "model", "role", "T", "measure", "attribute", "n_runs", "mean",
@@ -44,18 +45,6 @@ class Comparison:
     studies: pd.DataFrame  # one row per study: label, name, path, the settings that differ
     table: pd.DataFrame  # long: one row per (study, model, measure, attribute): mean and CI
     counts: pd.DataFrame  # #SC / #TC per (study, DS T)
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested experiment as ``{dotted.path: value}`` (lists kept whole)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
 
 
 def differing_settings(experiments: Sequence[Mapping[str, Any]]) -> list[str]:
