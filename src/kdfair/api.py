@@ -313,10 +313,21 @@ def study(
 ) -> StudyStatus:
     """Run the whole study on your own arrays and models; same plan, store and report as YAML.
 
-    ``train``/``val``/``test`` are ``(x, y)`` or ``(x, y, {attribute: group codes})``: uint8
+    ``train``/``val``/``test`` are ``(x, y)`` or ``(x, y, {attribute: groups})``: uint8
     images [N, C, H, W] take the on-device path with augmentation; any other array is used as
-    float features as given. ``teacher``/``student`` are registry names or factories
+    float features as given. ``val=None`` holds out ``VAL_FRACTION`` (10 %) of train, drawn
+    with a fixed seed. ``teacher``/``student`` are registry names or factories
     ``f(num_classes, input_shape) -> nn.Module``.
+
+    Checked before anything runs (``kdfair.inputs``): labels are class indices 0..C−1 or
+    class names, every class labelled in train and test unless ``num_classes``/``class_names``
+    say C; ``classes`` maps another coding (``{1: "good", 2: "bad"}``). Groups are codes or
+    names matching ``attribute_groups``.
+
+    The default recipe (``teacher_train``/``student_train`` unset: SGD, lr 0.1, cosine, 30
+    epochs, batch 128) suits the image presets; on tabular features it can leave the teacher
+    below the NDS (the report warns): set ``teacher_train``. Each epoch drops the last partial
+    batch (a train set smaller than one batch is one batch).
     """
     given = {"train": _arrays(train, "train"), "test": _arrays(test, "test")}
     if val is None:

@@ -110,7 +110,9 @@ def run_warnings(runs: pd.DataFrame, preds: list[np.ndarray], num_classes: int,
             "weak_teacher",
             f"The teacher ({t:.2f} %) is less accurate than the non-distilled student "
             f"({n:.2f} %): the students distil from a weaker model; check the teacher's "
-            "training recipe.", "warning", {"model": "teacher"},
+            "training recipe (teacher.train in an experiment file, teacher_train in "
+            "kdfair.study: more epochs, or e.g. optimizer adam with lr 1e-3 for small models "
+            "on features).", "warning", {"model": "teacher"},
             {"teacher_accuracy": t, "nds_accuracy": n}))
     nds_std = accuracy.loc[accuracy["role"] == "nds", "acc_std"]
     if len(nds_std) and np.isfinite(nds_std.iloc[0]) and nds_std.iloc[0] > 0:
