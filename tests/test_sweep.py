@@ -87,6 +87,19 @@ def test_run_sweep_refuses_a_bad_value_before_training(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_dry_run_sweep_plans_each_study_and_trains_nothing(tmp_path):
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(TINY)
+    res = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path / "o"), "--dry-run",
+                                   "--sweep", "distill.alpha=0.5,0.9"])
+    assert res.exit_code == 0, res.output
+    for name in ("tiny-alpha0.5", "tiny-alpha0.9"):
+        assert f"{name}: 6 runs (0 already done, 6 to train) → {tmp_path / 'o' / name}" in \
+            _text(res)
+    assert "alpha: 0.9" in res.output and "kdfair compare" not in res.output
+    assert not (tmp_path / "o" / "tiny-alpha0.5" / "runs").exists()
+
+
 def test_sweep_runs_one_resumable_study_per_value_then_compare_names_alpha(tmp_path):
     """The done-when of the issue: two tiny digits studies that differ in α, compared."""
     exp = tmp_path / "tiny.yaml"

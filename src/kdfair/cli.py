@@ -211,7 +211,7 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
     _end_of_study(st)
 
 
-def _report(where: Path) -> None:
+def _report(where: Path, options: Any = None) -> None:
     """Write the report (a spinner or a line per section meanwhile); print where it went first,
     then the summary — a table in a terminal, one ``model: key value; …`` line per model
     elsewhere (no truncation in logs) — and at most ``FINDINGS_SHOWN`` findings (the rest stay
@@ -221,7 +221,7 @@ def _report(where: Path) -> None:
 
     with phase_view(progress=not _STATE["quiet"]) as say:
         say(f"report: opening {where}")
-        res = api.report(where)
+        res = api.report(where, options)
     console.print(f"report: {res.md_path}  {res.html_path}", markup=False, highlight=False)
     if interactive(console.file):
         table = Table(title=plain(f"summary — {where}"))
@@ -318,12 +318,14 @@ def run(
     flags = [*_flag_overrides({"--device": device, **slurm}),
              *(_sbatch_option(text) for text in slurm_option or [])]
     exp = _load(experiment, set_, flags)
+    run_one = _run_and_report if executor == "local" else _run_on_slurm
+    if sweep:  # --dry-run: each study's plan
+        _run_sweep(exp, sweep, set_, out, (lambda one: _print_plan(one, out, data_root))
+                   if dry_run else (lambda one: run_one(one, out, data_root, report, wait)),
+                   compare_hint=not dry_run)
+        return
     if dry_run:
         _print_plan(exp, out, data_root)
-        return
-    run_one = _run_and_report if executor == "local" else _run_on_slurm
-    if sweep:
-        _run_sweep(exp, sweep, set_, out, lambda one: run_one(one, out, data_root, report, wait))
         return
     if executor == "local":
         _run_and_report(exp, out, data_root, report, wait)
@@ -332,7 +334,7 @@ def run(
 
 
 def _run_sweep(exp: Experiment, sweeps: list[str], sets: list[str] | None, out: Path,
-               run_one: Callable[[Experiment], None]) -> None:
+               run_one: Callable[[Experiment], None], compare_hint: bool = True) -> None:
     """One study per point of the sweeps' product, one after the other (each resumable); exit 3
     at the end when any ended with runs failed or missing."""
     from kdfair.sweep import parse_sweep, sweep_experiments
@@ -349,9 +351,10 @@ def _run_sweep(exp: Experiment, sweeps: list[str], sets: list[str] | None, out: 
             if end.exit_code != EXIT_RUNS_FAILED:
                 raise
             incomplete.append(one.name)
-    dirs = " ".join(str(out / e.name) for e in studies)
-    console.print(f"side by side: kdfair compare {dirs}", markup=False, highlight=False,
-                  soft_wrap=True)
+    if compare_hint:
+        dirs = " ".join(str(out / e.name) for e in studies)
+        console.print(f"side by side: kdfair compare {dirs}", markup=False, highlight=False,
+                      soft_wrap=True)
     if incomplete:
         err_console.print(f"studies with runs failed or missing: {', '.join(incomplete)}; run "
                           "the same command again to resume them", markup=False,
@@ -507,12 +510,15 @@ def audit(
                                        "nds, ds ({T: [one file per seed]}), groups, features…"),
     out: Path = typer.Option(Path("results"), help="results root; the audit goes to OUT/<name>"),
     report: bool = typer.Option(True, help="write the report"),
+    set_: list[str] | None = typer.Option(None, "--set", help="an analysis option, recorded "
+                                          "with the audit (repeatable), e.g. --set "
+                                          "analysis.vector_figures=true"),
 ) -> None:
     """Analyse predictions made elsewhere (logits, probabilities or predicted classes): writes a
     results directory and its report; nothing is trained."""
     from kdfair.auditing import audit_file
 
-    where = audit_file(predictions, out, write_report=False)
+    where = audit_file(predictions, out, write_report=False, analysis=_analysis_sets(set_))
     echo(f"audit written to {where}")
     if report:
         _report(where)
@@ -534,9 +540,34 @@ def _study(results: Path) -> Path:
 
 @app.command()
 @_friendly
-def report(results: Path = typer.Argument(..., help=RESULTS_HELP)) -> None:
+def report(results: Path = typer.Argument(..., help=RESULTS_HELP),
+           set_: list[str] | None = typer.Option(None, "--set", help="change an analysis "
+                                                 "option for this report (repeatable), e.g. "
+                                                 "--set analysis.pairing=paired")) -> None:
     """Analyse a study's results: report.md, report.html and CSV tables under RESULTS/report."""
-    _report(_study(results))
+    from kdfair import api
+
+    where = _study(results)
+    changes = _analysis_sets(set_)
+    _report(where, api.analysis_options(where, changes) if changes else None)
+
+
+def _analysis_sets(sets: list[str] | None) -> dict[str, Any]:
+    """``--set analysis.FIELD=VALUE`` (or ``FIELD=VALUE``) of ``kdfair report`` / ``audit`` as
+    ``{field: value}``; any other field is refused: the runs fix the rest of a study."""
+    from kdfair.overrides import parse_override
+
+    changes: dict[str, Any] = {}
+    for text in sets or []:
+        keys, value = parse_override(text, "--set")
+        if keys[0] == "analysis":
+            keys = keys[1:]
+        if len(keys) != 1:
+            raise ConfigError(f"--set {text}: only analysis options can be changed here "
+                              "(--set analysis.FIELD=VALUE, e.g. --set analysis.pairing=paired; "
+                              "docs/analysis.md lists them); the runs fix the rest of a study")
+        changes[keys[0]] = value
+    return changes
 
 
 @app.command()
