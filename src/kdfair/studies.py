@@ -34,8 +34,8 @@ def find_study(path: str | Path) -> tuple[Path, str]:
     """(the study ``path`` means, a note saying which was chosen or "" when ``path`` is one);
     a StoreError saying what was found otherwise (several studies: their list)."""
     path = Path(path)
-    if is_study(path):
-        return path, ""
+    if is_study(path) or (path / "runs").is_dir():  # (runs without experiment.json: the
+        return path, ""                             # readers say what they can use)
     found = studies_under(path)
     if len(found) == 1:
         return found[0], f"{path} holds one study: using {found[0]}"
