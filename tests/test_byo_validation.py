@@ -290,3 +290,48 @@ def test_a_byo_report_does_not_cite_the_papers_tables(tmp_path):
     text = (root / "report" / "report.md").read_text()
     assert "reaches the NDS's mean accuracy" in text
     assert "Table 2" not in text and "Tables 1–2" not in text and "paper's effects" not in text
+
+
+def test_the_command_line_audit_checks_the_same_and_takes_classes(tmp_path):
+    """`kdfair audit predictions.yaml`: 1/2-coded labels refused with the fix (exit 1, no
+    traceback, nothing written); with `classes:` they give Fairlearn's binary DPD."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from kdfair.cli import app
+
+    x, y, groups = credit(120, 6)
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "labels.npy", y)
+    for s in range(2):
+        np.save(tmp_path / f"nds{s}.npy", np.where(rng.random(len(y)) < 0.8, y, 3 - y))
+    pd.DataFrame({"sex": groups["sex"]}).to_csv(tmp_path / "groups.csv", index=False)
+    spec = {"name": "credit-cli", "labels": "labels.npy", "nds": ["nds0.npy", "nds1.npy"],
+            "groups": "groups.csv"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["audit", str(tmp_path / "p.yaml"), "--out", str(out),
+                                   "--no-report"])
+    assert res.exit_code == 1
+    assert "labels: the labels are coded 1..2, so class 0 of 0..2 has no input" in res.output
+    assert "Traceback" not in res.output and not (out / "credit-cli").exists()
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({**spec, "classes": {1: "good", 2: "bad"}}))
+    res = CliRunner().invoke(app, ["audit", str(tmp_path / "p.yaml"), "--out", str(out),
+                                   "--no-report"])
+    assert res.exit_code == 0, res.output
+    got = kdfair.analyze(out / "credit-cli")["fairness"]["dpd_mean"].iloc[0]
+    expected = [100 * demographic_parity_difference(
+        y, np.load(tmp_path / f"nds{s}.npy"), sensitive_features=groups["sex"]) for s in range(2)]
+    assert got == pytest.approx(np.mean(expected), abs=1e-9)
+
+
+def test_a_one_seed_study_says_why_each_comparison_is_untested(tmp_path):
+    _study(tmp_path, name="one", classes=[1, 2], seeds=[0], write_report=True)
+    c = kdfair.analyze(tmp_path / "one")["classwise_counts"]
+    assert set(c["reason"]) == {
+        "DS has 1 seed(s) at this T: DS vs NDS untestable (a test needs at least 2 seeds per "
+        "side)",
+        "DS has 1 seed(s) at this T: DS vs teacher untestable (a test needs at least 2 seeds "
+        "per side)"}
+    text = (tmp_path / "one" / "report" / "report.md").read_text()
+    assert "switched off" not in text and "DS vs NDS untestable" in text
