@@ -169,3 +169,35 @@ def _experiment():
     import yaml
 
     return yaml.safe_load(EXPERIMENT)
+
+
+@pytest.mark.parametrize("split, message", [
+    (lambda x, y: (x,), r"^train: give \(x, y\) or \(x, y, \{attribute: groups\}\)$"),
+    (lambda x, y: (x, y, [0] * len(y)), r"^train: the third item is \{attribute: group of each "
+     r"input\}, got list$"),
+    (lambda x, y: (x[:10], y), r"^train x: 10 rows for 16 train labels \(y\): give one row per "
+     r"input"),
+    (lambda x, y: (x, y.astype(float) + 0.5), r"^train: expected class indices \(integers\) or "
+     r"class names \(text\), got values of type float64$"),
+])
+def test_study_inputs_name_the_split_and_the_fix(tmp_path, split, message):
+    rng = np.random.default_rng(0)
+    x, y = _split(16, rng)
+    with pytest.raises(ConfigError, match=message):
+        api.study("bad", split(x, y), _split(8, rng), _split(8, rng), "lenet5", "lenet5",
+                  out=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_study_text_labels_are_class_names_in_sorted_order(tmp_path):
+    """Labels given as text work like the audit's class names (no int() of 'male')."""
+    from kdfair.inputs import encode_labels
+
+    codes, names = encode_labels({"train": np.array(["no", "yes", "no"]),
+                                  "test": np.array(["yes", "no"])})
+    assert names == ["no", "yes"]
+    assert codes["train"].tolist() == [0, 1, 0] and codes["test"].tolist() == [1, 0]
+    with pytest.raises(ConfigError, match=r"^test: class names \['maybe'\] are not in "
+                       r"class_names \('no', 'yes'\)"):
+        encode_labels({"train": np.array(["no", "yes"]), "test": np.array(["maybe", "no"])},
+                      class_names=["no", "yes"])

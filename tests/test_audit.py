@@ -212,7 +212,7 @@ def test_kind_detection_and_conversion():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(nds=[np.zeros((5, 3))]), r"nds\[0\]: 5 rows for 4 labels: give one row per test"),
+    (dict(nds=[np.zeros((5, 3))]), r"nds\[0\]: 5 rows for 4 labels: give one row per input"),
     (dict(nds=[np.zeros((4, 2))], class_names=["a", "b", "c"]),
      r"nds\[0\]: expected \[4, 3\] logits"),
     (dict(nds=np.zeros((4, 3))), "nds: give a list with one prediction per seed"),

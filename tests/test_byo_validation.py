@@ -159,7 +159,7 @@ def test_labels_shorter_than_the_inputs_are_blamed_on_the_labels(tmp_path):
     x, y, groups = credit(64, 2)
     with pytest.raises(ConfigError, match=r"^test labels \(y\): 60 labels, but every array "
                        r"given per input \(test x, test groups 'sex', test groups 'age'\) has "
-                       "64 rows: give one label per test input"):
+                       "64 rows: give one label per input"):
         api.study("short", credit(96, 0), credit(24, 1), (x, y[:60], groups), mlp, mlp,
                   classes=[1, 2], out=tmp_path, progress=False)
     preds = [np.zeros((64, 2))] * 2

@@ -287,10 +287,10 @@ def check_lengths(n_labels: int, lengths: Mapping[str, int], labels: str = "labe
         names = list(lengths)
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         raise ConfigError(f"{labels}: {n_labels} labels, but every array given per input "
-                          f"({shown}) has {m} rows: give one label per test input, in the "
-                          "same order")
+                          f"({shown}) has {m} rows: give one label per input, in the same "
+                          "order")
     w, m = next(iter(off.items()))
-    raise ConfigError(f"{w}: {m} rows for {n_labels} {labels}: give one row per test input, in "
+    raise ConfigError(f"{w}: {m} rows for {n_labels} {labels}: give one row per input, in "
                       f"the order of the {labels}")
 
 
