@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_faults import EXPERIMENT, cli
+from test_faults import EXPERIMENT, cli, run_id
+
+from kdfair.errors import StoreError
+from kdfair.store import ResultsDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -244,3 +247,128 @@ def test_markup_in_run_ids_and_output_paths_is_printed_verbatim(study, tmp_path)
     res = cli("run", root.parent.parent / "faults.yaml", "--out", root.parent,
               "--set", "tracking=tensorboard")
     assert res.exit_code == 1 and 'pip install "kdfair[tracking]"' in one_line(res.output)
+
+
+# --- 1. no writing through symlinks inside a results directory -----------------------------------
+
+
+@pytest.mark.parametrize("link", ["report", "analysis_cache"])
+def test_a_symlinked_report_or_cache_folder_is_refused(study, tmp_path, link):
+    _, root = study
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(root / link, ignore_errors=True)
+    (root / link).symlink_to(elsewhere)
+    before = tree(tmp_path / "out")
+    res = cli("report", root)
+    assert res.exit_code == 1
+    assert f"{root / link} is a symbolic link (to {elsewhere}, outside the results directory); " \
+        "kdfair writes nothing through links" in one_line(res.output)
+    assert list(elsewhere.iterdir()) == []
+    assert not list(root.glob(".report-*"))  # its temporary directory is gone too
+    assert {k: v for k, v in tree(tmp_path / "out").items()} == before
+
+
+def test_symlinked_failed_and_damaged_folders_are_refused(study, tmp_path):
+    exp, root = study
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for link in ("failed", "damaged"):
+        (root / link).symlink_to(elsewhere)
+    store = ResultsDir(root)
+    rid = run_id(root, "nds-")
+    with pytest.raises(StoreError, match="failed is a symbolic link"):
+        store.record_failure(store.load_spec(rid), "boom")
+    (root / "runs" / rid / "labels.npy").write_bytes(b"x")  # damaged: run moves it aside
+    res = cli("run", exp, "--out", root.parent, "--no-report")
+    assert res.exit_code == 1
+    assert f"{root / 'damaged'} is a symbolic link" in one_line(res.output)
+    assert list(elsewhere.iterdir()) == []
+    assert (root / "runs" / rid / "spec.json").exists()  # nothing lost
+
+
+# --- 3. audits write stores that status and a re-run see as done ---------------------------------
+
+
+def test_an_audit_is_done_for_status_and_a_second_audit(tmp_path):
+    preds = write_audit(tmp_path / "a")
+    res = cli("audit", preds, "--out", tmp_path / "out", "--no-report")
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "out" / "aud"
+    res = cli("status", root)
+    assert res.exit_code == 0, res.output
+    assert "6 done" in res.output and "damaged" not in res.output
+    before = tree(root / "runs")
+    res = cli("audit", preds, "--out", tmp_path / "out", "--no-report")
+    assert res.exit_code == 0, res.output
+    assert not (root / "damaged").exists() and tree(root / "runs") == before
+
+
+# --- 5. runs are sealed both ways ----------------------------------------------------------------
+
+
+def test_an_unlisted_file_makes_a_run_damaged_and_is_never_read(study):
+    _, root = study
+    rid = run_id(root, "ds-")
+    logits = np.load(root / "runs" / rid / "logits.npy")
+    np.save(root / "runs" / rid / "counterfactual-evil.npy", logits)
+    res = cli("status", root)
+    assert res.exit_code == 3 and "5 done, 1 damaged" in res.output
+    assert ResultsDir(root).check(rid).reason == \
+        "counterfactual-evil.npy is not listed in manifest.json"
+    res = cli("report", root)
+    assert res.exit_code == 0, res.output
+    md = (root / "report" / "report.md").read_text()
+    assert "evil" not in md.replace("counterfactual-evil.npy is not listed", "")
+    assert "counterfactual-evil.npy is not listed in manifest.json" in md  # skipped, with why
+
+
+# --- 10. a stray folder under runs/ --------------------------------------------------------------
+
+
+def test_a_stray_folder_under_runs_is_ignored_with_a_warning(study):
+    exp, root = study
+    (root / "runs" / "old copy").mkdir()
+    (root / "runs" / "old copy" / "notes.txt").write_text("mine")
+    res = cli("status", root)
+    assert res.exit_code == 0, res.output
+    assert f"{root / 'runs' / 'old copy'} is not a run" in res.output
+    before = snapshot_runs(root)
+    res = cli("run", exp, "--out", root.parent)
+    assert res.exit_code == 0, res.output
+    assert snapshot_runs(root) == before and (root / "report" / "report.md").exists()
+    assert (root / "runs" / "old copy" / "notes.txt").read_text() == "mine"
+
+
+def snapshot_runs(root: Path) -> dict[str, tuple[int, int]]:
+    return {k: v for k, v in tree(root / "runs").items() if "/" in k}
+
+
+# --- 15. report/manifest.json is confined to report/ ---------------------------------------------
+
+
+def test_a_report_manifest_naming_other_paths_removes_nothing_outside(study):
+    _, root = study
+    assert cli("report", root).exit_code == 0
+    keep = root / "keep.txt"
+    keep.write_text("mine")
+    (root / "report" / "manifest.json").write_text(json.dumps(
+        {"files": ["..", "../keep.txt", "/etc/passwd", "report.md", "."]}))
+    res = cli("report", root)
+    assert res.exit_code == 0, res.output
+    assert keep.read_text() == "mine" and (root / "report" / "report.md").exists()
+    assert json.loads((root / "report" / "manifest.json").read_text())["files"][-1] == \
+        "manifest.json"
+
+
+def test_a_temporary_report_directory_left_by_a_killed_report_is_removed(study):
+    import os
+
+    _, root = study
+    old, fresh = root / ".report-killed", root / ".report-running"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "report.md").write_text("half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert cli("report", root).exit_code == 0
+    assert not old.exists() and fresh.exists()  # another report may be writing that one

@@ -42,6 +42,7 @@ from typing import Literal
 import numpy as np
 
 from kdfair.integrity import atomic_write, digest
+from kdfair.store.files import inside
 
 Norm = Literal["tv", "l1", "l2"]
 GRAPH_VERSION = 1
@@ -131,7 +132,7 @@ def cached_graph(results_dir: Path, similarity: str, dim: int, k: int) -> Neighb
     features = results_dir / "test_features.npy"
     key = _features_key(features, similarity, dim, k)
     desc = f"{'pixels' if similarity == 'pixels' else f'PCA-{dim}'} of the test features"
-    cache = results_dir / "analysis_cache" / f"knn-{similarity}{dim}-k{k}.npz"
+    cache = inside(results_dir, "analysis_cache", f"knn-{similarity}{dim}-k{k}.npz")
     if cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as z:

@@ -25,9 +25,20 @@ def safe_component(name: str, what: str = "name") -> str:
 
 
 def inside(root: Path, *parts: str) -> Path:
-    """``root / parts``, refused unless it lies inside ``root`` (symlinks resolved)."""
+    """``root / parts``, refused unless it lies inside ``root`` (symlinks resolved) and no part
+    of it below ``root`` is a symbolic link: nothing is written or moved through a link inside
+    a results directory (``root`` itself may be one)."""
     path = root.joinpath(*parts)
     base = root.resolve()
+    at = root
+    for part in Path(*parts).parts if parts else ():
+        at = at / part
+        if at.is_symlink():
+            target = at.resolve()
+            where = "" if target.is_relative_to(base) else ", outside the results directory"
+            raise StoreError(f"{at} is a symbolic link (to {target}{where}); kdfair writes "
+                             "nothing through links inside a results directory: replace it "
+                             "with a folder or file of its own (or remove it)")
     if not path.resolve().is_relative_to(base):
         raise StoreError(f"{path} lies outside the results directory {base}; refusing to write")
     return path
@@ -79,6 +90,9 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
     for name in required:
         if name not in files:
             return f"{MANIFEST} does not list {name}"
+    extra = sorted(p.name for p in run_dir.iterdir() if p.name not in files and p.name != MANIFEST)
+    if extra:  # sealed both ways: an added file is never read as part of the run
+        return f"{extra[0]} is not listed in {MANIFEST}"
     for name, entry in files.items():
         path = run_dir / name
         try:

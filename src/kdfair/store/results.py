@@ -9,6 +9,7 @@ manifest; one that does not is *damaged*, and the next ``kdfair run`` moves it t
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import shutil
@@ -24,6 +25,7 @@ import torch
 
 from kdfair.errors import SETTING, StoreError
 from kdfair.integrity import atomic_write
+from kdfair.paths import is_safe_name
 from kdfair.spec import RunSpec
 from kdfair.store.arrays import (
     CorruptRun,
@@ -46,7 +48,9 @@ from kdfair.store.files import (
 )
 from kdfair.studies import not_a_study
 
+log = logging.getLogger(__name__)
 State = Literal["done", "damaged", "missing"]
+_WARNED: set[str] = set()  # folders under runs/ that are not runs: warned about once
 WEIGHTS = "model.safetensors"
 # run dir -> (signature of its files, check): a study's runs are hashed once per process, not
 # once per question (a 75-run ImageNet study holds 15 GB of logits)
@@ -178,7 +182,7 @@ class ResultsDir:
 
     # --- runs ------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
-        return inside(self.runs_dir, safe_component(run_id, "run id"))
+        return inside(self.root, "runs", safe_component(run_id, "run id"))
 
     def check(self, run_id: str, deep: bool = True) -> RunCheck:
         """Whether a run is done (its files match its manifest), damaged or missing.
@@ -210,7 +214,9 @@ class ResultsDir:
                 return f"spec.json names run {spec.get('run_id')!r}, not {d.name!r}"
             if metrics.get("status", "ok") != "ok":
                 return f"metrics.json status is {metrics.get('status')!r}"
-            if deep and spec.get("role") == "teacher" and not (d / WEIGHTS).exists():
+            audited = "audit" in (spec.get("model_options") or {})  # predictions, no model
+            if deep and spec.get("role") == "teacher" and not audited \
+                    and not (d / WEIGHTS).exists():
                 return f"a teacher run without {WEIGHTS}"
             if legacy or not deep:
                 check_shapes(d)
@@ -219,11 +225,22 @@ class ResultsDir:
         return None
 
     def checks(self, deep: bool = True) -> dict[str, RunCheck]:
-        """The check of every run directory under runs/."""
+        """The check of every run directory under runs/; a folder whose name no run id can
+        have ('old copy') is not a run: ignored, with a warning."""
         if not self.runs_dir.is_dir():
             return {}
-        return {p.name: self.check(p.name, deep) for p in sorted(self.runs_dir.iterdir())
-                if p.is_dir() and not p.name.startswith(".")}
+        out = {}
+        for p in sorted(self.runs_dir.iterdir()):
+            if not p.is_dir() or p.name.startswith("."):
+                continue
+            if not is_safe_name(p.name):
+                if str(p) not in _WARNED:
+                    _WARNED.add(str(p))
+                    log.warning("%s is not a run (no run id is named %r): ignored; move it out "
+                                "of runs/", p, p.name)
+                continue
+            out[p.name] = self.check(p.name, deep)
+        return out
 
     def is_done(self, run_id: str) -> bool:
         return self.check(run_id).state == "done"
@@ -238,10 +255,10 @@ class ResultsDir:
     def quarantine(self, run_id: str, reason: str) -> Path:
         """Move a damaged run to ``damaged/<run_id>[.n]/`` with ``reason.json``; returns it."""
         src = self.run_dir(run_id)
-        self.damaged_dir.mkdir(parents=True, exist_ok=True)
-        dst, n = self.damaged_dir / run_id, 1
-        while dst.exists():
-            dst, n = self.damaged_dir / f"{run_id}.{n}", n + 1
+        inside(self.root, "damaged").mkdir(parents=True, exist_ok=True)
+        dst, n = inside(self.root, "damaged", run_id), 1
+        while dst.exists() or dst.is_symlink():
+            dst, n = inside(self.root, "damaged", f"{run_id}.{n}"), n + 1
         os.replace(src, dst)
         write_json(dst / "reason.json", {"run_id": run_id, "reason": reason,
                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -305,25 +322,25 @@ class ResultsDir:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         _fsync_dir(self.runs_dir)
-        (self.failed_dir / f"{run_id}.json").unlink(missing_ok=True)
+        inside(self.root, "failed", f"{run_id}.json").unlink(missing_ok=True)
         return final
 
     def _keep_twin(self, run_id: str) -> bool:
         """True when runs/<run_id> is already done; a damaged one is moved aside."""
         c = self.check(run_id)
         if c.state == "done":
-            (self.failed_dir / f"{run_id}.json").unlink(missing_ok=True)
+            inside(self.root, "failed", f"{run_id}.json").unlink(missing_ok=True)
             return True
         if c.state == "damaged":
             self.quarantine(run_id, c.reason)
         return False
 
     def record_failure(self, spec: RunSpec, error: str) -> None:
+        path = inside(self.root, "failed", safe_component(spec.run_id, "run id") + ".json")
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         rec = {"run_id": spec.run_id, "spec": spec.to_json(), "error": error,
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_json(inside(self.failed_dir, safe_component(spec.run_id, "run id") + ".json"),
-                    rec)
+        atomic_json(path, rec)
 
     def weights_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / WEIGHTS
