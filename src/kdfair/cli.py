@@ -222,7 +222,8 @@ def _report(where: Path, options: Any = None) -> None:
     with phase_view(progress=not _STATE["quiet"]) as say:
         say(f"report: opening {where}")
         res = api.report(where, options)
-    console.print(f"report: {res.md_path}  {res.html_path}", markup=False, highlight=False)
+    console.print(f"report: {res.md_path}  {res.html_path}", markup=False, highlight=False,
+                  soft_wrap=True)
     if interactive(console.file):
         table = Table(title=plain(f"summary — {where}"))
         for col in res.summary.columns:  # findings and cells hold brackets: '[all seeds equal]'
