@@ -35,10 +35,11 @@ from kdfair.store import ResultsDir
 
 log = logging.getLogger("kdfair")
 
-# the report's seconds: a fixed part, and a part per run and test input (bootstraps over seeds,
-# class-wise tests, neighbours), fitted on the demo and the tests' tiny studies on a 2-core CPU
+# the report's seconds: a fixed part, and a part per run (seed statistics, class-wise tests,
+# figures), growing with the square root of the test set beyond the demo's 600 inputs; fitted on
+# the demo (21 runs: ~38 s) and an 8-run version of it (~18 s) on a 2-core CPU
 REPORT_FIXED_S = 6.0
-REPORT_PER_RUN_INPUT_S = 1.2e-3
+REPORT_PER_RUN_S = 1.5
 
 
 def role_label(spec: RunSpec) -> str:
@@ -235,7 +236,7 @@ def chunked(specs: list[RunSpec], done: set[str], workers: int) -> list[list[lis
 
 def report_seconds(runs: int, n_test: int) -> float:
     """The report's seconds for a study of ``runs`` runs on ``n_test`` test inputs."""
-    return REPORT_FIXED_S + REPORT_PER_RUN_INPUT_S * runs * n_test ** 0.5 * 10
+    return REPORT_FIXED_S + REPORT_PER_RUN_S * runs * max(1.0, n_test / 600) ** 0.5
 
 
 def estimate(exp: Experiment, specs: list[RunSpec], done: set[str], data: SplitData,
