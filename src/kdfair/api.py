@@ -180,7 +180,18 @@ def compare(studies: Sequence[str | Path], out: str | Path | None = None, option
     return write_comparison(roots, out, _analysis_options(options))
 
 
-def _analysis_options(options: Any):
+def analysis_options(results: str | Path, changes: Mapping[str, Any]):
+    """The study's own analysis options (experiment.json's ``analysis`` section, else the
+    defaults) with ``changes`` (``{field: value}``) applied, validated as an ``AnalysisConfig``."""
+    from kdfair.store.files import read_json
+
+    path = Path(results) / "experiment.json"
+    section = read_json(path).get("analysis") if path.exists() else None
+    return _analysis_options({**(section if isinstance(section, dict) else {}), **changes},
+                             "analysis")
+
+
+def _analysis_options(options: Any, prefix: str = "options"):
     from pydantic import ValidationError
 
     from kdfair.config import AnalysisConfig
@@ -192,7 +203,7 @@ def _analysis_options(options: Any):
         try:
             return AnalysisConfig.model_validate(dict(options))
         except ValidationError as err:
-            raise invalid(err, AnalysisConfig, "invalid analysis options:", "options") from None
+            raise invalid(err, AnalysisConfig, "invalid analysis options:", prefix) from None
     raise ConfigError(f"options must be an AnalysisConfig or a dict, got {type(options).__name__}")
 
 

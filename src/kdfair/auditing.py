@@ -358,9 +358,11 @@ def audit(
     group_raw = group_arrays(groups)
     check_lengths(len(y), {**{p.what: len(a) for p, a in raw},
                            **{f"groups[{a!r}]": len(v) for a, v in group_raw.items()}})
-    ys, class_list = encode_labels(
-        {"labels": y}, classes=classes, class_names=class_names, names_from_values=False,
-        width=_width(raw, kind), fix="subtract 1 from the labels and the predicted classes")
+    width = _width(raw, kind)  # text labels name the classes in sorted order unless a
+    ys, class_list = encode_labels(  # prediction has columns, whose order only class_names says
+        {"labels": y}, classes=classes, class_names=class_names,
+        names_from_values=width is None, width=width,
+        fix="subtract 1 from the labels and the predicted classes")
     y, k, n = ys["labels"], len(class_list), len(y)
     lookup = class_lookup(classes, class_names)[0] if classes is not None else None
     codes, names = encode_groups({"groups": group_raw}, group_names)
@@ -372,7 +374,7 @@ def audit(
         if feats.ndim != 2 or len(feats) != n:
             raise ConfigError(f"features: expected [{n}, D] (one row per input), got shape "
                               f"{feats.shape}")
-    logits = [to_logits(a, kind, k, n, p.what, class_names, lookup) for p, a in raw]
+    logits = [to_logits(a, kind, k, n, p.what, class_list, lookup) for p, a in raw]
     notes = _notes(sorted({kd for _, kd in logits}), distill, any(p.role == "ds" for p in preds))
     notes += _pairing_notes(preds)
     data = audit_data(exp.dataset.name, y, class_list, codes["groups"], names, feats, notes)
@@ -421,6 +423,11 @@ def _recipe(distill: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(distill)
 
 
+# an audit's report: PNG figures only, unless asked (analysis={"vector_figures": True}, or
+# `--set analysis.vector_figures=true`): the SVG / PDF twins would double its time
+_AUDIT_ANALYSIS = {"vector_figures": False}
+
+
 def audit_experiment(name: str, preds: list[Prediction], teacher_arch: str, student_arch: str,
                      dataset: str, distill: Mapping[str, Any] | None,
                      analysis: Mapping[str, Any] | None) -> Experiment:
@@ -441,7 +448,8 @@ def audit_experiment(name: str, preds: list[Prediction], teacher_arch: str, stud
             "teacher": {"model": {"arch": teacher_arch}},
             "student": {"model": {"arch": student_arch}},
             "distill": {**_recipe(distill), **({"temperatures": temps} if temps else {})},
-            "seeds": seeds, "analysis": {"tests": len(seeds) >= 2, **(analysis or {})}}
+            "seeds": seeds,
+            "analysis": {"tests": len(seeds) >= 2, **_AUDIT_ANALYSIS, **(analysis or {})}}
     try:
         return Experiment.model_validate(spec)
     except ValidationError as err:
@@ -664,6 +672,11 @@ def load_audit_file(path: str | Path) -> dict[str, Any]:
         distill=cfg.distill, analysis=cfg.analysis)
 
 
-def audit_file(path: str | Path, out: str | Path = "results", write_report: bool = True) -> Path:
-    """:func:`audit` of a predictions YAML file into ``<out>/<name>``."""
-    return audit(**load_audit_file(path), out=out, write_report=write_report)
+def audit_file(path: str | Path, out: str | Path = "results", write_report: bool = True,
+               analysis: Mapping[str, Any] | None = None) -> Path:
+    """:func:`audit` of a predictions YAML file into ``<out>/<name>``; ``analysis``: options
+    changed over the file's ``analysis`` section (the command line's ``--set``)."""
+    given = load_audit_file(path)
+    if analysis:
+        given["analysis"] = {**(given.get("analysis") or {}), **analysis}
+    return audit(**given, out=out, write_report=write_report)
