@@ -335,3 +335,17 @@ def test_a_one_seed_study_says_why_each_comparison_is_untested(tmp_path):
         "per side)"}
     text = (tmp_path / "one" / "report" / "report.md").read_text()
     assert "switched off" not in text and "DS vs NDS untestable" in text
+
+
+def test_text_labels_in_an_audit_are_class_names(tmp_path):
+    """Text labels and text predicted classes code the classes in sorted order; with logits,
+    whose column order only class_names can say, they are refused naming it."""
+    y = np.array(["good", "bad", "good", "good", "bad", "bad"])
+    pred = [np.array(["good", "bad", "bad", "good", "bad", "good"]), y]
+    root = audit(y, nds=pred, out=tmp_path, write_report=False)
+    assert json.loads((root / "data.json").read_text())["class_names"] == ["bad", "good"]
+    assert kdfair.analyze(root)["accuracy"]["acc_mean"].iloc[0] == pytest.approx(
+        100 * np.mean([np.mean(p == y) for p in pred]))
+    with pytest.raises(ConfigError, match=r"^labels: class names \(text\) need class_names, the "
+                       r"name of each class in class order"):
+        audit(y, nds=[np.zeros((6, 2))] * 2, out=tmp_path, name="logits", write_report=False)
