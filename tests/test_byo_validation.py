@@ -349,3 +349,15 @@ def test_text_labels_in_an_audit_are_class_names(tmp_path):
     with pytest.raises(ConfigError, match=r"^labels: class names \(text\) need class_names, the "
                        r"name of each class in class order"):
         audit(y, nds=[np.zeros((6, 2))] * 2, out=tmp_path, name="logits", write_report=False)
+
+
+def test_group_codes_with_blanks_are_unknown_and_classes_must_agree_with_num_classes():
+    from kdfair.inputs import encode_groups, encode_labels
+
+    codes, names = encode_groups({"test": {"age": np.array([0.0, np.nan, 1.0])}})
+    assert codes["test"]["age"].tolist() == [0, -1, 1] and names == {"age": ["0", "1"]}
+    with pytest.raises(ConfigError, match=r"^num_classes is 3 but classes names 2"):
+        encode_labels({"train": np.array([1, 2])}, classes=[1, 2], num_classes=3)
+    with pytest.raises(ConfigError, match=r"^train: values \['7'\] are not in classes: give "
+                       "every label value a class in classes"):
+        encode_labels({"train": np.array([1, 2, 7])}, classes={1: "good", 2: "bad"})

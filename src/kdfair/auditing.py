@@ -21,7 +21,12 @@ Each prediction is an array (numpy or torch) or a file: ``.npy``, ``.npz`` / ``.
   distributions.
 
 ``kind="auto"`` (the default) decides per array: 1-D integers are classes, rows that are
-non-negative and sum to 1 (within 1e-3) are probabilities, anything else is logits.
+non-negative and sum to 1 (within 1e-3) are probabilities, anything else is logits. A binary
+model's single output per input ([N] or [N, 1] floats) is the logit of class 1, or with
+``kind="probabilities"`` its probability (``inputs.single_logit``).
+
+Labels, groups, lengths and temperatures are checked by ``kdfair.inputs`` (as ``kdfair.study``
+checks its own) before anything is written.
 """
 
 from __future__ import annotations

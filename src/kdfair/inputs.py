@@ -125,6 +125,9 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
             raise ConfigError(f"{w}: expected one class per input, got shape {a.shape}")
     if classes is not None:
         lookup, names = class_lookup(classes, class_names)
+        if num_classes is not None and num_classes != len(names):
+            raise ConfigError(f"num_classes is {num_classes} but classes names {len(names)}: "
+                              "leave num_classes out, or give one class per label value")
         return {w: map_classes(a, lookup, w) for w, a in arrays.items()}, names
     texts = [w for w, a in arrays.items() if _is_text(a)]
     if texts:
@@ -252,7 +255,10 @@ def encode_groups(parts: Mapping[str, Mapping[str, Any]],
             continue
         top = -1
         for w, g in arrays.items():
-            c = _integers(g[a])
+            v = g[a]
+            if v.dtype.kind == "f":  # a CSV column of codes with blanks: NaN is unknown
+                v = np.where(np.isnan(v), -1.0, v)
+            c = _integers(v)
             if c is None:
                 raise ConfigError(f"{w}[{a!r}]: expected group codes (integers) or group names "
                                   f"(text), got values of type {g[a].dtype}")
