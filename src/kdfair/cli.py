@@ -39,7 +39,9 @@ class _PlainHelp(TyperCommand):
         return params
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+        import re
+
+        return [re.sub(r"^\{(.+)\}(\.\.\.)?$", r"\1\2", piece)
                 for piece in super().collect_usage_pieces(ctx)]
 
 
