@@ -372,3 +372,40 @@ def test_a_temporary_report_directory_left_by_a_killed_report_is_removed(study):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     assert cli("report", root).exit_code == 0
     assert not old.exists() and fresh.exists()  # another report may be writing that one
+
+
+# --- 13. a full disk names the file --------------------------------------------------------------
+
+
+def test_a_short_write_names_the_file_and_the_full_disk(study, monkeypatch):
+    import kdfair.store.arrays as arrays
+
+    exp, root = study
+    victim = run_id(root, "nds-s0")
+    shutil.rmtree(root / "runs" / victim)
+
+    def short_save(f, arr, allow_pickle=False):  # what numpy raises when the disk fills
+        raise OSError("138240 requested and 72672 written")
+
+    monkeypatch.setattr(arrays.np, "save", short_save)
+    res = cli("run", exp, "--out", root.parent, "--no-report")
+    assert res.exit_code == 1
+    line = one_line(res.output)
+    assert "logits.npy: no space left on the device" in line and ".tmp" in line
+    assert not list((root / ".tmp").iterdir())
+
+
+def test_a_failed_export_leaves_no_partial_file(study, tmp_path, monkeypatch):
+    import kdfair.export
+
+    _, root = study
+    rid = run_id(root, "teacher-s0")
+
+    def full(src, dst):
+        Path(dst).write_bytes(b"half")
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr(kdfair.export.shutil, "copyfile", full)
+    res = cli("export", root, rid, "--out", tmp_path / "exp")
+    assert res.exit_code == 1 and "no space left on the device" in one_line(res.output)
+    assert list((tmp_path / "exp").iterdir()) == []

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from kdfair.errors import ConfigError, StoreError
+from kdfair.integrity import atomic_write
 from kdfair.models.factories import FACTORIES
 from kdfair.spec import RunSpec
 from kdfair.store import ResultsDir
@@ -196,7 +197,8 @@ def export_model(results: str | Path, run_id: str, out: str | Path,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{run_id}.safetensors"
-    shutil.copyfile(store.weights_path(run_id), weights)
+    source = store.weights_path(run_id)  # whole or not at all: a full disk leaves no stub
+    atomic_write(weights, lambda tmp: shutil.copyfile(source, tmp))
     meta = {"run_id": run_id, "arch": spec.arch, "model_options": spec.model_options,
             "factory": path if custom else None,
             "num_classes": info["num_classes"], "class_names": info["class_names"],
@@ -209,7 +211,8 @@ def export_model(results: str | Path, run_id: str, out: str | Path,
                     "**model_options)) and load_state_dict(safetensors.torch.load_file(path)). "
                     "Inputs: uint8 images scaled to [0, 1] then normalised with mean/std; "
                     "mean/std null: inputs used as given"}
-    (out / f"{run_id}.json").write_text(json.dumps(meta, indent=2, default=str))
+    text = json.dumps(meta, indent=2, default=str)
+    atomic_write(out / f"{run_id}.json", lambda tmp: tmp.write_text(text))
     return weights
 
 

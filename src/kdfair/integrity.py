@@ -7,11 +7,13 @@ arrays' dtype, shape and bytes; :func:`sha256_file`) and replace files all at on
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,19 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised while writing ``path`` names it: numpy's short write ("138240
+    requested and 72672 written", no errno, no file) is a full disk."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename:
+            raise
+        code = err.errno or (errno.ENOSPC if "requested and" in str(err) else 0)
+        raise OSError(code, os.strerror(code) if code else str(err), str(path)) from err
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary sibling, fsync, rename: readers see the old or the new file.
 
@@ -50,7 +65,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        write(tmp)
+        with naming(path):
+            write(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)

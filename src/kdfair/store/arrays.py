@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from kdfair.integrity import naming
 from kdfair.reading import MAX_JSON_BYTES, ReadError, read_text
 
 ARRAYS = ("logits", "labels", "index")
@@ -64,7 +65,7 @@ def write_predictions(run_dir: Path, logits: np.ndarray, labels: np.ndarray, ind
               "labels": np.ascontiguousarray(labels, dtype=np.int64),
               "index": np.ascontiguousarray(index, dtype=np.int64)}
     for key, arr in arrays.items():
-        with open(run_dir / f"{key}.npy", "wb") as f:
+        with naming(run_dir / f"{key}.npy"), open(run_dir / f"{key}.npy", "wb") as f:
             np.save(f, arr, allow_pickle=False)
 
 
@@ -77,7 +78,8 @@ def write_counterfactuals(run_dir: Path, logits: dict[str, np.ndarray],
     counterfactuals, rows in the order of ``logits.npy`` (stored like it)."""
     for attr, arr in logits.items():
         half = float16_keeping_argmax(arr) if logits_dtype == "float16" else None
-        with open(run_dir / f"{COUNTERFACTUAL_PREFIX}{attr}.npy", "wb") as f:
+        path = run_dir / f"{COUNTERFACTUAL_PREFIX}{attr}.npy"
+        with naming(path), open(path, "wb") as f:
             np.save(f, half if half is not None else np.ascontiguousarray(arr, np.float32),
                     allow_pickle=False)
 
