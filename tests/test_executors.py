@@ -137,8 +137,8 @@ def test_engine_workers_choose_a_cpu_pool(monkeypatch):
     from kdfair import config
     from kdfair.executors import LocalExecutor, local_executor
 
-    exp = experiment_from_dict(TINY)
-    assert isinstance(local_executor(exp), LocalExecutor)  # the default: this process
+    one = experiment_from_dict({**TINY, "engine": {"workers": 1}})
+    assert isinstance(local_executor(one), LocalExecutor)  # this process
     two = experiment_from_dict({**TINY, "engine": {"workers": 2}})
     pool = local_executor(two)
     assert isinstance(pool, LocalPoolExecutor)
@@ -147,6 +147,10 @@ def test_engine_workers_choose_a_cpu_pool(monkeypatch):
     monkeypatch.setattr(config, "available_cores", lambda: 4)
     per_core = local_executor(experiment_from_dict({**TINY, "engine": {"workers": 0}}))
     assert (per_core.devices, per_core.threads) == (["cpu"] * 4, 1)
+    default = local_executor(experiment_from_dict(TINY))  # one process per core, one thread
+    assert (default.devices, default.threads) == (["cpu"] * 4, 1)
+    monkeypatch.setattr(config, "available_cores", lambda: 1)
+    assert isinstance(local_executor(experiment_from_dict(TINY)), LocalExecutor)
 
 
 @pytest.mark.slow

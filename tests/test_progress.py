@@ -233,7 +233,8 @@ def _run_on_a_slow_machine(tmp_path, capsys, monkeypatch, **extra) -> str:
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_a_slow_machine_is_reported_before_and_during_training(tmp_path, capsys, monkeypatch):
-    err = _run_on_a_slow_machine(tmp_path, capsys, monkeypatch)
+    # one training process with the process' threads (the default is one thread per run)
+    err = _run_on_a_slow_machine(tmp_path, capsys, monkeypatch, engine={"workers": 1})
     assert "warning: PyTorch with 4 threads runs 5.0× slower than with one thread" in err
     assert re.search(r"warning: teacher-s0-\w+ trains at [\d,]+ img/s; at this machine's "
                      r"single-thread speed it would reach about [\d,]+ img/s", err)

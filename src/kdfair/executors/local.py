@@ -16,9 +16,10 @@ import os
 import pickle
 import queue as queue_mod
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +129,18 @@ def _pickled(obj: Any, what: str, fix: str) -> bytes:
             "visible GPU (CUDA_VISIBLE_DEVICES=0)") from None
 
 
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's thread count ``n`` for the block (None: as it is), as a worker would have it."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _QueueReporter:
     def __init__(self, events: Any):
         self.events = events
@@ -185,6 +198,11 @@ class LocalPoolExecutor:
                   data: SplitData, data_root: Path | None) -> None:
         by_id = {s.run_id: s for b in bundles for s in b}
         chunks = split_evenly(bundles, len(self.devices), lambda s: s.seed)
+        if len(chunks) == 1 and self.devices[0] == "cpu":  # nothing to share out: no fork
+            with _torch_threads(self.threads):
+                train_runs(exp, out, chunks[0], data=data, data_root=data_root,
+                           reporter=self.reporter, on_run=self.on_run)
+            return
         # no more processes than the phase has chunks (a fork starts them all at once)
         used = self.devices[:len(chunks)]
         fork = self.forks()
@@ -197,7 +215,7 @@ class LocalPoolExecutor:
         if fork:
             _WORKER["data"] = data
         root = str(data_root) if data_root else None
-        errors: list[str] = []
+        errors: list[BaseException] = []
         with ProcessPoolExecutor(len(used), mp_context=ctx, initializer=_init_worker,
                                  initargs=(devices, events, self.threads, sent)) as pool:
             pending = {pool.submit(_train_in_worker, exp, str(out),
@@ -211,12 +229,17 @@ class LocalPoolExecutor:
                     if err is not None:
                         if isinstance(err, KdfairError):
                             raise err
-                        errors.append(f"{chunk[0].run_id}…: {type(err).__name__}: {err}")
+                        errors.append(err)
+                        err.add_note(f"(in the worker training {chunk[0].run_id}…)")
             self._drain(events, by_id)
         self._drain(events, by_id)  # workers joined: their last events have arrived
         _WORKER.clear()
+        if len(errors) == 1:  # as it would have been raised in this process
+            raise errors[0]
         if errors:
-            raise RuntimeError("a worker failed: " + "; ".join(errors))
+            raise RuntimeError("workers failed: " + "; ".join(
+                f"{type(e).__name__}: {e} {' '.join(getattr(e, '__notes__', []))}"
+                for e in errors)) from errors[0]
 
     def _drain(self, events: Any, by_id: dict[str, RunSpec]) -> None:
         while True:
