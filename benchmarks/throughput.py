@@ -16,8 +16,10 @@ the ratio is what this benchmark reports.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 import torch
 from torchvision.transforms import v2
@@ -90,15 +92,18 @@ METHOD_OPTIONS = {"kd": {}, "dkd": {"beta": 8.0}, "lskd": {},
 
 
 def kdfair_engine(device: torch.device, x: torch.Tensor, y: torch.Tensor, grid: str,
-                  compile: bool, method: str = "kd", nds: bool = True) -> tuple[float, int]:
-    """Student-images/s of kdfair's grouped engine on the grid (second epoch, after warm-up)."""
+                  compile: bool, method: str = "kd", nds: bool = True, epochs: int = 2,
+                  steps: int | None = None) -> tuple[float, int]:
+    """Student-images/s of kdfair's grouped engine on the grid (last epoch: the second, after
+    warm-up); ``steps``: steps per epoch instead of the grid's."""
     temps, seeds, batch, n = GRIDS[grid]
+    n = n if steps is None else batch * steps
     part = Part(y=y[:n], x=x[:n])
     data = SplitData(name="bench", train=part, val=Part(y=y[:256], x=x[:256]),
                      test=Part(y=y[:256], x=x[:256]), num_classes=100,
                      class_names=[str(i) for i in range(100)], fingerprint="bench",
                      mean=MEAN, std=STD)
-    train = {"epochs": 2, "batch_size": batch, "lr": 0.05, "augment": "crop_flip"}
+    train = {"epochs": epochs, "batch_size": batch, "lr": 0.05, "augment": "crop_flip"}
     common = dict(experiment="bench", train=train, dataset={}, data_fingerprint="bench")
     teachers, t_specs = {}, {}
     for s in seeds:
@@ -124,6 +129,55 @@ def kdfair_engine(device: torch.device, x: torch.Tensor, y: torch.Tensor, grid: 
     return m["history"][-1]["images_per_s"] * m.get("group_size", 1), len(jobs)
 
 
+RANGES = ("kdfair.data", "kdfair.forward", "kdfair.teacher", "kdfair.loss", "kdfair.backward",
+          "kdfair.optimizer")
+
+
+def profile(device: torch.device, x: torch.Tensor, y: torch.Tensor, grid: str, compile: bool,
+            steps: int = 8, top: int = 15) -> dict:
+    """Where the engine's time goes on the grid: one epoch of ``steps`` steps under
+    torch.profiler (after one unprofiled epoch of warm-up). The engine's ranges (data, forward,
+    teacher, loss, backward, optimizer: ``engine.fit``) as shares of their sum, in host time and,
+    on CUDA, in device time; the top kernels by device (CPU: self host) time; the share of
+    device time in memory copies."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    kdfair_engine(device, x, y, grid, compile, epochs=1, steps=2)  # warm-up (and compile)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=acts) as prof:
+        kdfair_engine(device, x, y, grid, compile, epochs=1, steps=steps)
+    events = prof.key_averages()
+
+    def dev(e, self_only: bool = False) -> float:
+        names = (("self_device_time_total", "self_cuda_time_total") if self_only
+                 else ("device_time_total", "cuda_time_total"))
+        return float(next((getattr(e, n) for n in names if hasattr(e, n)), 0.0))
+
+    ranges = {e.key: e for e in events if e.key in RANGES}
+    host = {k: ranges[k].cpu_time_total / 1e3 if k in ranges else 0.0 for k in RANGES}
+    device_ms = {k: dev(ranges[k]) / 1e3 if k in ranges else 0.0 for k in RANGES}
+    cuda = device.type == "cuda"
+    kernels = sorted((e for e in events if not e.key.startswith("kdfair.")),
+                     key=lambda e: dev(e, True) if cuda else e.self_cpu_time_total,
+                     reverse=True)[:top]
+    total_dev = sum(dev(e, True) for e in events) or 1.0
+    copies = sum(dev(e, True) for e in events if "memcpy" in e.key.lower()
+                 or "memset" in e.key.lower())
+
+    def shares(ms: dict) -> dict:
+        total = sum(ms.values()) or 1.0
+        return {k.split(".", 1)[1]: round(v / total, 4) for k, v in ms.items()}
+
+    return {"steps": steps, "host_ms": host, "host_share": shares(host),
+            "device_ms": device_ms if cuda else None,
+            "device_share": shares(device_ms) if cuda else None,
+            "copy_share_of_device_time": round(copies / total_dev, 4) if cuda else None,
+            "top": [{"name": e.key, "calls": e.count,
+                     "self_ms": round((dev(e, True) if cuda else e.self_cpu_time_total) / 1e3,
+                                      3)} for e in kernels]}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -138,6 +192,9 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the grouped network")
     ap.add_argument("--methods", action="store_true",
                     help="also time each distillation method's DS grid relative to kd's")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="also profile a few engine steps; the breakdown to this JSON file")
+    ap.add_argument("--profile-steps", type=int, default=8)
     args = ap.parse_args()
     device = resolve_device(args.device)
     grid = args.grid or ("paper" if device.type == "cuda" else "small")
@@ -156,6 +213,16 @@ def main() -> None:
     ours, g_size = kdfair_engine(device, x, y, grid, args.compile)
     print(f"kdfair grouped engine ({g_size} students): {ours:,.0f} student-images/s")
     print(f"ratio: {ours / ref:.2f}")
+    if args.profile is not None:
+        found = profile(device, x, y, grid, args.compile, args.profile_steps)
+        args.profile.write_text(json.dumps(found, indent=2))
+        side = "device" if found["device_share"] else "host"
+        print(f"where the time goes ({side} time, {found['steps']} steps): " + ", ".join(
+            f"{k} {v:.0%}" for k, v in found[f"{side}_share"].items()))
+        if found["copy_share_of_device_time"] is not None:
+            print(f"memory copies: {found['copy_share_of_device_time']:.1%} of device time")
+        for k in found["top"][:10]:
+            print(f"  {k['self_ms']:10.3f} ms  {k['calls']:6d}x  {k['name'][:90]}")
     if args.methods:  # the DS runs alone (no NDS), each method on the same grid
         base, _ = kdfair_engine(device, x, y, grid, args.compile, "kd", nds=False)
         print(f"method kd (DS only): {base:,.0f} student-images/s")

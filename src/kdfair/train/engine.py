@@ -17,13 +17,14 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.profiler import record_function
 
 from kdfair.config import TrainConfig
 from kdfair.data.base import SplitData
@@ -185,22 +186,27 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         bank.train()
         t_epoch = time.perf_counter()
         loss_sum, correct, seen = torch.zeros(g, device=device), torch.zeros(g, device=device), 0
-        for batch in train.epoch(cfg, seeds, epoch):
+        for batch in _labelled(train.epoch(cfg, seeds, epoch), "kdfair.data"):
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, total, steps, cfg)
             ys = [batch.y[s] for s in seed_index]
             with autocast(device, precision):
-                logits = forward(member_inputs(bank, [channels_last(batch.x[s])
-                                                      for s in seed_index]))  # [B, G, K]
-                t_logits, t_feats = teacher_logits(batch)
+                with record_function("kdfair.forward"):
+                    logits = forward(member_inputs(bank, [channels_last(batch.x[s])
+                                                          for s in seed_index]))  # [B, G, K]
+                with record_function("kdfair.teacher"):
+                    t_logits, t_feats = teacher_logits(batch)
                 feats = taps.take()
-                losses = torch.stack([
-                    objective(MemberStep(logits[:, m], ys[m], t_logits[m], step / steps,
-                                         feats[m], t_feats[m]))
-                    for m, objective in enumerate(objectives)])
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
+                with record_function("kdfair.loss"):
+                    losses = torch.stack([
+                        objective(MemberStep(logits[:, m], ys[m], t_logits[m], step / steps,
+                                             feats[m], t_feats[m]))
+                        for m, objective in enumerate(objectives)])
+            with record_function("kdfair.backward"):
+                opt.zero_grad(set_to_none=True)
+                losses.sum().backward()
+            with record_function("kdfair.optimizer"):
+                opt.step()
             step += 1
             b = len(ys[0])
             loss_sum += losses.detach() * b  # NaN/inf propagate; checked once per epoch
@@ -222,6 +228,22 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
     taps.close()
     teacher_logits.taps.close()
     return histories, failed
+
+
+def _labelled(items: Iterable[Any], name: str) -> Iterator[Any]:
+    """``items``, each one drawn inside a profiler range ``name`` (free when not profiling):
+    the ranges ``kdfair.data``, ``.forward``, ``.teacher``, ``.loss``, ``.backward`` and
+    ``.optimizer`` show where a step's time goes (``benchmarks/throughput.py --profile``)."""
+    it = iter(items)
+    while True:
+        with record_function(name):
+            item = next(it, _END)
+        if item is _END:
+            return
+        yield item
+
+
+_END = object()
 
 
 class StudentTaps:
