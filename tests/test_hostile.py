@@ -409,3 +409,32 @@ def test_a_failed_export_leaves_no_partial_file(study, tmp_path, monkeypatch):
     res = cli("export", root, rid, "--out", tmp_path / "exp")
     assert res.exit_code == 1 and "no space left on the device" in one_line(res.output)
     assert list((tmp_path / "exp").iterdir()) == []
+
+
+# --- 6. a checkpoint that cannot fit is refused before training -----------------------------------
+
+
+def test_a_checkpoint_that_does_not_fit_the_architecture_is_refused_before_training(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from kdfair.models.registry import build_model
+
+    good = build_model("lenet5", 4, (1, 16, 16)).state_dict()  # digits has 10 classes
+    cases = {"classes.safetensors": ({k: v.contiguous() for k, v in good.items()},
+                                     "of another shape (e.g. "),
+             "keys.safetensors": ({"weight": torch.zeros(3)},
+                                  "1 unexpected (e.g. weight)")}
+    for name, (state, expect) in cases.items():
+        ckpt = tmp_path / name
+        save_file(state, str(ckpt))
+        exp = tmp_path / "e.yaml"
+        exp.write_text(EXPERIMENT.replace("model: {arch: lenet5}\n  train: {epochs: 1, "
+                                          "batch_size: 64, lr: 0.05}",
+                                          f"model: {{arch: lenet5, checkpoint: {ckpt}}}", 1))
+        res = cli("run", exp, "--out", tmp_path / "out", "--no-report")
+        assert res.exit_code == 1, res.output
+        line = one_line(res.output)
+        assert f"teacher checkpoint {ckpt} does not fit model 'lenet5'" in line
+        assert expect in line and "run again" not in line
+        assert not (tmp_path / "out" / "faults" / "runs").exists()

@@ -24,7 +24,7 @@ from kdfair.overrides import differences
 from kdfair.paths import cache_dir
 from kdfair.spec import RunSpec, stored_method
 from kdfair.store import ResultsDir
-from kdfair.store.checkpoint import load_checkpoint
+from kdfair.store.checkpoint import check_fits, load_checkpoint
 from kdfair.train.device import prepare_module, resolve_device
 from kdfair.train.engine import Reporter, RunJob, TrainedRun, build_run_model, train_bundle
 
@@ -215,6 +215,10 @@ def prepare(exp: Experiment, out: Path, data: SplitData,
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{s.role if s.role == 'teacher' else 'student'}.model "
                               f"({s.arch}): {err}; change the model or its options") from None
+    for s in specs:  # a given checkpoint that cannot load would fail the run every time
+        if s.model_options.get("checkpoint"):
+            check_fits(Path(s.model_options["checkpoint"]), _given_weights(s) or {},
+                       build_run_model(s, data), s.arch)
     return write_store(exp, out, specs, data, repaired), specs
 
 
