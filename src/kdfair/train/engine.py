@@ -120,14 +120,20 @@ def lr_factor(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> 
     return 1.0
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig,
+                   fused: bool | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimiser over ``model``'s trainable parameters. ``fused`` (default: when
+    they all live on CUDA) updates them in one kernel per step: the same elementwise update,
+    equal to the unfused one within float32 rounding (tests/test_precision.py)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if fused is None:
+        fused = bool(params) and all(p.is_cuda for p in params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, fused=fused or None)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def member_inputs(bank: nn.Module, xs: list[Inputs]) -> Any:
@@ -330,6 +336,8 @@ def _bank(members: list[nn.Module], spec: RunSpec, data: SplitData, device: torc
           kind: str) -> nn.Module:
     """The members as one module: ``grouped`` convolutions or ``list`` (plain, side by side);
     ``auto`` is grouped on CUDA where the architecture has a bank."""
+    if kind == "grouped" and len(members) == 1:  # a bank of one is the plain model
+        kind = "list"
     if kind == "auto":
         grouped = device.type == "cuda" and len(members) > 1 and bankable(
             spec.arch, data.num_classes, data.input_shape, **spec.model_options)
