@@ -138,16 +138,30 @@ def run(experiment: Experiment | str | Path, out: str | Path = "results", *,
     return st
 
 
-def analyze(results: str | Path, options: Any = None) -> dict:
+def analyze(results: str | Path, options: Any = None, *,
+            groups: Sequence[str] | Sequence[Sequence[str]] | None = None) -> dict:
     """All tables of a results directory as numeric pandas DataFrames (percent for accuracy,
-    DPD, EOD and disagreement; ``*_ci_low``/``*_ci_high``: 95 % bootstrap CIs over seeds).
+    DPD, EOD and disagreement; ``*_ci_low``/``*_ci_high``: 95 % intervals over seeds).
 
     ``options``: an ``AnalysisConfig`` or a dict of its fields (e.g. ``{"pairing": "paired"}``);
-    default: the store's experiment.json ``analysis`` section.
+    default: the store's experiment.json ``analysis`` section. Besides the report's tables:
+    ``group_rates`` (per model × attribute × group × class: selection rate, TPR, FPR and
+    accuracy in percent, with counts) and ``group_measures`` (per model × attribute × class:
+    every group measure, differences and ratios), each with seed mean, std and interval
+    (``kdfair.analysis.groups``). ``groups``: intersections of attributes to add, e.g.
+    ``["sex", "age"]`` (or a list of such lists).
     """
+    from kdfair.analysis.groups import group_tables
     from kdfair.analysis.report import analyze as _analyze
+    from kdfair.analysis.report import resolve_options
+    from kdfair.store import open_store
 
-    return _analyze(Path(results), _analysis_options(options))
+    opts = _analysis_options(options)
+    store = open_store(Path(results))
+    used = resolve_options(store, opts, [])[0]
+    per_group = group_tables(store, groups, used.seed_resamples, used.random_seed,
+                             used.seed_ci)  # first: bad groups are refused before the rest
+    return {**_analyze(Path(results), opts), **per_group}
 
 
 def report(results: str | Path, options: Any = None):
