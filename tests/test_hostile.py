@@ -438,3 +438,35 @@ def test_a_checkpoint_that_does_not_fit_the_architecture_is_refused_before_train
         assert f"teacher checkpoint {ckpt} does not fit model 'lenet5'" in line
         assert expect in line and "run again" not in line
         assert not (tmp_path / "out" / "faults" / "runs").exists()
+
+
+# --- 16. no unsafe advice -------------------------------------------------------------------------
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickled_hugging_face_model_is_refused_without_unsafe_advice(tmp_path):
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import BertConfig
+
+    from kdfair.errors import ConfigError
+    from kdfair.models.registry import build_model
+
+    d, marker = tmp_path / "hf", tmp_path / "pwned"
+    BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=16, num_labels=2).save_pretrained(d)
+    torch.save({"x": _Evil(marker)}, d / "pytorch_model.bin")
+    with pytest.raises(ConfigError) as err:
+        build_model("hf", 2, (), pretrained=str(d))
+    assert f"model.pretrained: {str(d)!r} holds pickle-based weights" in str(err.value)
+    assert "kdfair never unpickles them" in str(err.value)
+    assert "weights_only=False" not in str(err.value) and not marker.exists()

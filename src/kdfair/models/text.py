@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,12 @@ def load_classifier(arch: str, num_classes: int, opts: TextModelOptions) -> nn.M
         with quiet_transformers():
             model, info = t.AutoModelForSequenceClassification.from_pretrained(
                 src, config=config, local_files_only=lfo, output_loading_info=True)
+    except pickle.UnpicklingError:  # a safe load refused a pickle: never advise an unsafe one
+        raise ConfigError(
+            f"{field}: {source!r} holds pickle-based weights (pytorch_model.bin) with objects a "
+            "safe load refuses; kdfair never unpickles them. Save the model as safetensors "
+            "(save_pretrained(DIR, safe_serialization=True) where it was made) and give that "
+            "directory") from None
     except (OSError, ValueError) as err:
         raise ConfigError(not_found_message("model", source, field, opts.download, err)) from None
     if opts.weights and info.get("missing_keys"):
