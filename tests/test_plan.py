@@ -165,3 +165,20 @@ def test_after_a_run_the_plan_says_every_run_is_done(tiny, tmp_path):
     assert "tiny-plan: 8 runs (8 already done, 0 to train)" in again.stdout
     p = api.plan(tiny, out)
     assert p.done == {s.run_id for s in p.specs} and p.estimate.train_s == 0
+
+
+def test_a_given_teacher_is_timed_as_its_evaluation_its_weights_never_loaded(tiny):
+    from dataclasses import replace
+
+    import torch
+
+    from kdfair.planning import probe_run
+    from kdfair.runner import load_data, plan
+
+    exp = api.load_experiment(tiny)
+    data = load_data(exp)
+    teacher = plan(exp, data.fingerprint)[0]
+    given = replace(teacher, given=True, model_options={"weights": "NOT-A-FILE", "download": False})
+    probe = probe_run(given, data, torch.device("cpu"))
+    assert probe.steps_per_epoch == 0 and probe.step_s == 0.0 and probe.after_s > 0
+    assert probe.run_seconds(given) == probe.after_s  # no epochs: evaluated only

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from kdfair.config import Experiment, cpu_workers, engine_threads, load_experime
 from kdfair.data.base import SplitData
 from kdfair.errors import KdfairError
 from kdfair.overrides import Overrides
-from kdfair.progress import Schedule, fmt_duration, phase_seconds
+from kdfair.progress import Schedule, phase_seconds
 from kdfair.runner import bundles, load_data, plan
 from kdfair.spec import RunSpec
 from kdfair.store import ResultsDir
@@ -131,22 +131,11 @@ class StudyPlan:
         return Schedule(cost=dict(self.estimate.per_run), role=roles, phases=self.chunks,
                         workers=self.estimate.workers, report_s=self.estimate.report_s)
 
-    def summary(self) -> str:
-        """One line: runs, done, and the estimate."""
-        n, left = len(self.specs), len(self.to_train)
-        text = f"{self.experiment.name}: {n} runs ({n - left} already done, {left} to train)"
-        e = self.estimate
-        if e is None:
-            return text + (f"; no time estimate: {self.problem}" if self.problem else "")
-        return (text + f"; estimate {fmt_duration(e.total_s)} (training "
-                f"{fmt_duration(e.train_s)} on {e.workers} worker(s), {e.device}, "
-                f"{e.threads} thread(s) each; report {fmt_duration(e.report_s)})")
-
 
 def plan_study(experiment: Experiment | str | Path, out: str | Path = "results", *,
                overrides: Overrides | None = None, data_root: str | Path | None = None,
                data: SplitData | None = None, probe: bool = True,
-               on_step: Any = None) -> StudyPlan:
+               on_step: Callable[[str], None] | None = None) -> StudyPlan:
     """The plan of ``experiment`` into ``<out>/<name>``: nothing is written or trained.
 
     The data set is loaded (run ids hash its fingerprint); when it cannot be, the plan still
@@ -178,7 +167,7 @@ def plan_study(experiment: Experiment | str | Path, out: str | Path = "results",
 
 
 def progress_schedule(exp: Experiment, specs: list[RunSpec], done: set[str], data: SplitData,
-                      on_step: Any = None) -> Schedule | None:
+                      on_step: Callable[[str], None] | None = None) -> Schedule | None:
     """The estimate the progress view of a local run starts from; None when the probe fails
     (the view then learns from the runs alone: an estimate never stops a study)."""
     workers, threads, device = _workers(exp)
@@ -241,7 +230,7 @@ def report_seconds(runs: int, n_test: int) -> float:
 
 def estimate(exp: Experiment, specs: list[RunSpec], done: set[str], data: SplitData,
              chunks: list[list[list[str]]], workers: int, threads: int, device: torch.device,
-             say: Any = None) -> Estimate:
+             say: Callable[[str], None] | None = None) -> Estimate:
     """Probe each kind of run left to train, then the study's wall time (see the module)."""
     from kdfair.runner import _threads
 
@@ -252,15 +241,15 @@ def estimate(exp: Experiment, specs: list[RunSpec], done: set[str], data: SplitD
     teacher_probe: Probe | None = None
     with _threads(threads):
         for s in specs:
-            if s.run_id in done or s.given or cost_key(s) in probes:
+            if s.run_id in done or cost_key(s) in probes:
                 continue
             say(f"timing a few training steps of {role_label(s).split(' T=')[0]} ({s.arch})")
             teacher = by_id.get(s.teacher_run_id or "")
             probes[cost_key(s)] = probe_run(s, data, device, teacher, exp.engine.precision)
             if s.role == "teacher" and teacher_probe is None:
                 teacher_probe = probes[cost_key(s)]
-    per_run = {s.run_id: (0.0 if s.given else probes[cost_key(s)].run_seconds(s))
-               for s in specs if s.run_id not in done}
+    per_run = {s.run_id: probes[cost_key(s)].run_seconds(s) for s in specs
+               if s.run_id not in done}
     # a DS trained on unaugmented in-memory inputs reads its teacher's logits from a table, one
     # teacher pass over the training set per teacher and worker chunk: shared by its runs
     if teacher_probe is not None:
@@ -343,6 +332,14 @@ class _FewSteps:
         return (t[-1] - t[first]) / max(1, len(t) - 1 - first)
 
 
+def _unweighted(spec: RunSpec) -> RunSpec:
+    """``spec`` built from scratch: pretrained or given weights cost nothing to time (and are
+    never downloaded for a probe)."""
+    opts = {k: v for k, v in spec.model_options.items()
+            if k not in ("weights", "download", "checkpoint")}
+    return replace(spec, model_options=opts)
+
+
 def probe_run(spec: RunSpec, data: SplitData, device: torch.device,
               teacher: RunSpec | None = None, precision: str = "auto",
               warmup: int = 2, steps: int = 4) -> Probe:
@@ -358,7 +355,7 @@ def probe_run(spec: RunSpec, data: SplitData, device: torch.device,
         train_group,
     )
 
-    one = replace(spec, train={**spec.train, "epochs": 1})
+    one = replace(_unweighted(spec), train={**spec.train, "epochs": 1})
     parts = {k: Batches(getattr(data, k), data, device) for k in ("train", "val", "test")}
     parts.update({counterfactual_part(a): Batches(p, data, device)
                   for a, p in data.counterfactuals.items()})
@@ -368,7 +365,8 @@ def probe_run(spec: RunSpec, data: SplitData, device: torch.device,
     job, tables = RunJob(one), {}
     if spec.role == "ds" and teacher is not None:
         with torch.random.fork_rng(devices=[]):
-            model = prepare_module(build_run_model(teacher, data), device).requires_grad_(False)
+            model = prepare_module(build_run_model(_unweighted(teacher), data),
+                                   device).requires_grad_(False)
         job = RunJob(one, teacher=model.eval(), teacher_spec=teacher)
         if _uses_table(spec, data):  # the table's values do not change the cost of a step
             tables = {id(model): torch.zeros(len(data.train), data.num_classes, device=device)}
@@ -377,6 +375,9 @@ def probe_run(spec: RunSpec, data: SplitData, device: torch.device,
         t0 = time.perf_counter()
         train_group([job], data, device, parts, timed, tables, precision=precision)
         t1 = time.perf_counter()
+    if spec.given:  # evaluated only
+        n = len(data.val) + len(data.test)
+        return Probe(0.0, 0.0, 0.0, t1 - t0, (t1 - t0) / max(1, n), 0)
     end_of_steps = few.times[-1] if few.times else timed.started
     val_s = max(0.0, timed.epoch_at - end_of_steps) if len(data.val) else 0.0
     return Probe(setup_s=max(0.0, timed.started - t0), step_s=few.step_seconds(), val_s=val_s,
