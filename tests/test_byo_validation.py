@@ -361,3 +361,23 @@ def test_group_codes_with_blanks_are_unknown_and_classes_must_agree_with_num_cla
     with pytest.raises(ConfigError, match=r"^train: values \['7'\] are not in classes: give "
                        "every label value a class in classes"):
         encode_labels({"train": np.array([1, 2, 7])}, classes={1: "good", 2: "bad"})
+
+
+def test_paper_wording_is_for_paper_presets_and_a_weak_teacher_says_what_to_set():
+    """The report cites the paper's tables only where analysis/paper.py has numbers for the
+    study's name; a teacher below the NDS is told which setting to change."""
+    from kdfair.analysis.checks import phenomenon_warnings, run_warnings
+    from kdfair.analysis.paper import paper_entry
+
+    assert paper_entry("cifar100-r56-r20")[1] is not None
+    assert paper_entry("credit")[1] is None and paper_entry("audit")[1] is None
+    nan = float("nan")
+    acc = pd.DataFrame({"role": ["teacher", "nds", "ds"], "T": [nan, nan, 2.0],
+                        "acc_mean": [70.0, 75.0, 74.0], "acc_std": [0.0, 0.0, 0.0]})
+    (paper,) = phenomenon_warnings(acc, pd.DataFrame(), paper=True)
+    assert "the paper reports DS above the NDS (Tables 1–2)" in paper.text
+    runs = pd.DataFrame({"role": ["teacher", "nds"], "T": [nan, nan], "run_id": ["t", "n"],
+                         "seed": [0, 0]})
+    preds = [np.array([0, 1, 0, 1])] * 2
+    (weak,) = [w for w in run_warnings(runs, preds, 2, acc) if w.code == "weak_teacher"]
+    assert "teacher_train in kdfair.study" in weak.text
