@@ -470,3 +470,18 @@ def test_a_pickled_hugging_face_model_is_refused_without_unsafe_advice(tmp_path)
     assert f"model.pretrained: {str(d)!r} holds pickle-based weights" in str(err.value)
     assert "kdfair never unpickles them" in str(err.value)
     assert "weights_only=False" not in str(err.value) and not marker.exists()
+
+
+# --- 9. T = inf is refused in audits --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [float("inf"), float("nan")])
+def test_an_audit_with_a_non_finite_temperature_is_refused(tmp_path, t):
+    preds = write_audit(tmp_path / "a")
+    data = yaml.safe_load(preds.read_text())
+    data["ds"] = {t: data["ds"][2]}
+    preds.write_text(yaml.safe_dump(data))
+    res = cli("audit", preds, "--out", tmp_path / "out")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "temperatures must be" in res.output and f"got {t}" in res.output, res.output
+    assert not (tmp_path / "out" / "aud" / "runs").exists()
