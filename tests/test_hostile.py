@@ -485,3 +485,20 @@ def test_an_audit_with_a_non_finite_temperature_is_refused(tmp_path, t):
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "temperatures must be" in res.output and f"got {t}" in res.output, res.output
     assert not (tmp_path / "out" / "aud" / "runs").exists()
+
+
+# --- 8. an attribute whose every input is unknown -----------------------------------------------
+
+
+def test_an_attribute_with_every_group_unknown_is_skipped_with_a_note(tmp_path):
+    preds = write_audit(tmp_path / "a")
+    n = 48
+    np.savez(tmp_path / "a" / "groups.npz", sex=np.arange(n) % 2, age=-np.ones(n, dtype=int))
+    data = yaml.safe_load(preds.read_text())
+    data["group_names"] = {"sex": ["f", "m"], "age": ["young", "old"]}
+    preds.write_text(yaml.safe_dump(data))
+    res = cli("audit", preds, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "out" / "aud" / "report" / "report.md").read_text()
+    assert "- attribute 'age': the group of every test input is unknown (-1); it is skipped." in md
+    assert "DPD age" not in md and "DPD sex" in md

@@ -139,6 +139,10 @@ def _attributes(root: Path, data: dict[str, Any], n_test: int,
             notes.append(f"attribute {name!r} has group codes outside -1..{len(names) - 1}; "
                          "it is skipped.")
             continue
+        if not (codes >= 0).any():  # nothing to measure
+            notes.append(f"attribute {name!r}: the group of every test input is unknown (-1); "
+                         "it is skipped.")
+            continue
         out[name] = codes
     return out, {k: groups[k] for k in out}
 
