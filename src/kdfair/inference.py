@@ -75,6 +75,8 @@ def predict(model: nn.Module, loader: Iterable[Any], device: str | torch.device 
     output may be a tensor, a tuple with the logits first (mdistiller) or carry ``.logits``.
     A shuffling DataLoader is refused: rows must stay aligned with labels and groups.
     """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     _check_order(loader)
     if device is None:
         dev = _model_device(model)
