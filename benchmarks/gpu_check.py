@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdfair.analysis import measures
 from kdfair.data.base import Part, SplitData
 from kdfair.spec import RunSpec
 from kdfair.train.batches import Batches
@@ -187,62 +188,98 @@ def invariance(device: torch.device, arch: str = "resnet20", teacher_arch: str =
 
 
 # Engine independence: the same small study trained banked in bf16 and alone in fp32 must reach
-# the same conclusions. #SC / #TC per T may differ by the seed noise of a class count, taken as
-# COUNT_NOISE of the classes (at least one class); a trend significant under one engine must
-# have the same sign and p < TREND_NEAR under the other (a borderline p may cross the level).
+# the same conclusions, up to seed noise. No conclusion may reverse (a DS above the NDS under one
+# engine and below it under the other; a significant trend in T whose sign the other engine
+# reverses); the run-level values of accuracy, every headline group measure and the
+# counterfactual measures may not differ between the engines beyond seed noise (Welch's t-test
+# per quantity, role and T, Benjamini-Hochberg over all of them, at ENGINE_LEVEL); #SC / #TC per
+# T may differ by COUNT_NOISE of the classes (at least one). A verdict that is significant under
+# one engine and not under the other while the values behind it show no engine effect is what
+# another draw of seeds does too (with 3 seeds, intervals and trend p-values move a lot): such
+# verdicts are listed under ``within_noise``, not failed.
 COUNT_NOISE = 0.2
-TREND_NEAR = 0.1
+ENGINE_LEVEL = 0.05
 INDEPENDENCE_ENGINES = {"banked-bf16": {"grouped": True, "precision": "bf16", "workers": 1},
                         "alone-fp32": {"grouped": False, "precision": "fp32", "workers": 1}}
 
 
 def conclusions(tables: dict) -> dict:
-    """What a report concludes, as plain values: the temperatures at which the DS is more (less)
-    accurate than the NDS with non-overlapping 95 % intervals, every trend in T (rho, p, whether
-    significant) and #SC / #TC per T."""
+    """What a report concludes, as plain values: per T whether the DS is above or below the NDS
+    with non-overlapping 95 % intervals (or neither) and on which side its mean is, every trend
+    in T (rho, p, significant), #SC / #TC per T, and the run-level values the tests rest on
+    (accuracy and the headline group measures, by role, T and seed)."""
     summary = tables["summary"]
     nds = summary[summary["role"] == "nds"].iloc[0]
-    ds = summary[summary["role"] == "ds"]
-    trends, counts = tables["trends"], tables["classwise_counts"]
+    sides = {}
+    for r in summary[summary["role"] == "ds"].itertuples():
+        side = ("above" if r.acc_ci_low > nds["acc_ci_high"] else
+                "below" if r.acc_ci_high < nds["acc_ci_low"] else "overlap")
+        sides[f"T={r.T:g}"] = {"verdict": side, "mean_above": bool(r.acc_mean > nds["acc_mean"])}
+    runs, fair, cf = tables["runs"], tables["fairness_runs"], tables["counterfactual_runs"]
+    values: dict[str, dict[str, float]] = {}
+    for r in runs.itertuples():
+        values.setdefault(f"accuracy {r.role} T={r.T:g}", {})[str(r.seed)] = float(r.accuracy)
+    for m in measures.of("group", headline_only=True):
+        if fair.empty or m.key not in fair:
+            continue
+        for r in fair.itertuples():
+            key = f"{m.key}:{r.attribute} {r.role} T={r.T:g}"
+            values.setdefault(key, {})[str(r.seed)] = float(getattr(r, m.key))
+    for m in ("cf_distance", "cf_flip"):
+        for r in cf.itertuples() if not cf.empty else ():
+            key = f"{m}:{r.attribute} {r.role} T={r.T:g}"
+            values.setdefault(key, {})[str(r.seed)] = float(getattr(r, m))
     return {
-        "ds_above_nds": sorted(float(t) for t in ds.loc[ds["acc_ci_low"] > nds["acc_ci_high"],
-                                                        "T"]),
-        "ds_below_nds": sorted(float(t) for t in ds.loc[ds["acc_ci_high"] < nds["acc_ci_low"],
-                                                        "T"]),
+        "vs_nds": sides,
         "trends": {f"{r.quantity} ({r.range})": {"rho": float(r.rho), "p": float(r.p),
                                                   "significant": bool(r.significant)}
-                   for r in trends.itertuples() if math.isfinite(r.p)},
+                   for r in tables["trends"].itertuples() if math.isfinite(r.p)},
         "counts": {f"{r.count} {r.quantity} T={r.T:g}": int(r.n_significant)
-                   for r in counts.itertuples() if r.test != "none"},
+                   for r in tables["classwise_counts"].itertuples() if r.test != "none"},
+        "values": values,
     }
 
 
 def agree(a: dict, b: dict, num_classes: int) -> dict:
-    """Whether two studies' conclusions (``conclusions``) agree: the same temperatures above and
-    below the NDS; each trend significant under one engine of the same sign and near
-    significance (p < TREND_NEAR) under the other; every #SC / #TC within the count noise."""
+    """Whether two studies' conclusions (``conclusions``) agree up to seed noise: nothing
+    reverses, no engine effect on the run-level values, #SC / #TC within the count noise.
+    Verdicts significant under one engine only are listed under ``within_noise``."""
+    from scipy import stats
+
+    reversed_, within_noise = [], []
+    for t in a["vs_nds"].keys() & b["vs_nds"].keys():
+        x, y = a["vs_nds"][t], b["vs_nds"][t]
+        if {x["verdict"], y["verdict"]} == {"above", "below"}:
+            reversed_.append(f"DS vs NDS at {t}: {x['verdict']} / {y['verdict']}")
+        elif x["verdict"] != y["verdict"]:
+            (within_noise if x["mean_above"] == y["mean_above"] else reversed_).append(
+                f"DS vs NDS at {t}: {x['verdict']} / {y['verdict']}")
+    for k in a["trends"].keys() & b["trends"].keys():
+        x, y = a["trends"][k], b["trends"][k]
+        if (x["significant"] or y["significant"]) and x["rho"] * y["rho"] < 0:
+            reversed_.append(f"trend {k}: rho {x['rho']:+.2f} / {y['rho']:+.2f}")
+        elif x["significant"] != y["significant"]:
+            within_noise.append(f"trend {k}: p {x['p']:.3g} / {y['p']:.3g}")
+    keys = sorted(a["values"].keys() & b["values"].keys())
+    ps = []
+    for k in keys:
+        u, v = np.array(list(a["values"][k].values())), np.array(list(b["values"][k].values()))
+        with np.errstate(all="ignore"):
+            p = stats.ttest_ind(u, v, equal_var=False).pvalue if len(u) > 1 < len(v) else 1.0
+        ps.append(1.0 if not np.isfinite(p) else float(p))  # equal values: no effect
+    bh = stats.false_discovery_control(ps) if ps else []
+    effects = {k: {"p": p, "p_bh": float(q)} for k, p, q in zip(keys, ps, bh, strict=True)
+               if q < ENGINE_LEVEL}
     noise = max(1, round(COUNT_NOISE * num_classes))
     count_gaps = {k: abs(a["counts"][k] - b["counts"][k])
                   for k in a["counts"].keys() & b["counts"].keys()}
-
-    def holds(x: dict, y: dict | None) -> bool:
-        return not x["significant"] or (y is not None and y["p"] < TREND_NEAR
-                                        and x["rho"] * y["rho"] > 0)
-
-    trends_differ = {k: (a["trends"].get(k), b["trends"].get(k))
-                     for k in a["trends"].keys() | b["trends"].keys()
-                     if not (a["trends"].get(k) is None or holds(a["trends"][k],
-                                                                b["trends"].get(k)))
-                     or not (b["trends"].get(k) is None or holds(b["trends"][k],
-                                                                a["trends"].get(k)))}
-    checks = {"ds_above_nds": a["ds_above_nds"] == b["ds_above_nds"],
-              "ds_below_nds": a["ds_below_nds"] == b["ds_below_nds"],
-              "trends": not trends_differ,
+    checks = {"nothing_reverses": not reversed_, "no_engine_effect": not effects,
               "counts": a["counts"].keys() == b["counts"].keys()
-              and all(g <= noise for g in count_gaps.values())}
-    return {"checks": checks, "trends_that_differ": trends_differ,
-            "count_gaps": count_gaps, "count_noise": noise, "trend_near": TREND_NEAR,
-            "ok": all(checks.values())}
+              and all(g <= noise for g in count_gaps.values()),
+              "same_quantities": a["values"].keys() == b["values"].keys()}
+    return {"checks": checks, "reversed": reversed_, "within_noise": sorted(within_noise),
+            "engine_effects": effects, "values_tested": len(keys), "count_gaps": count_gaps,
+            "count_noise": noise, "engine_level": ENGINE_LEVEL, "ok": all(checks.values())}
 
 
 def independence(exp: dict, out: Path, engines: dict | None = None,
