@@ -502,3 +502,33 @@ def test_an_attribute_with_every_group_unknown_is_skipped_with_a_note(tmp_path):
     md = (tmp_path / "out" / "aud" / "report" / "report.md").read_text()
     assert "- attribute 'age': the group of every test input is unknown (-1); it is skipped." in md
     assert "DPD age" not in md and "DPD sex" in md
+
+
+# --- 11. report.md and the CSVs keep names as text ------------------------------------------------
+
+
+def test_names_cannot_make_links_headings_or_spreadsheet_formulas(study):
+    import pandas as pd
+
+    _, root = study
+    data = json.loads((root / "data.json").read_text())
+    evil = ["[x](javascript:alert(1))", "a\n# Injected", "=cmd|' /C calc'!A0", "@SUM(A1)",
+            "-2+3+cmd|' /C calc'!A0"]
+    data["class_names"][:len(evil)] = evil
+    data["notes"] = ["[ref]: javascript:alert(2)", "see [x](javascript:alert(1))",
+                     "a\n# Injected", "# also"]
+    (root / "data.json").write_text(json.dumps(data))
+    assert cli("report", root).exit_code == 0
+    md = (root / "report" / "report.md").read_text()
+    assert "](javascript" not in md and "]: javascript" not in md
+    assert "[x]\\(javascript:alert(1))" in md  # shown, links nowhere
+    assert not [ln for ln in md.splitlines() if ln.startswith(("# Injected", "# also"))]
+    assert "- a # Injected" in md and "- \\# also" in md
+    classes = pd.read_csv(root / "report" / "class_accuracy.csv")
+    names = list(classes["class_name"].drop_duplicates())
+    assert names[2:5] == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "'-2+3+cmd|' /C calc'!A0"]
+    assert names[5:] == data["class_names"][5:]
+    assert classes["acc_mean"].dtype == float  # numbers stay numbers
+    for f in (root / "report").glob("*.csv"):  # only the injected names were quoted
+        quoted = [ln for ln in f.read_text().splitlines() if ",'" in ln or ln.startswith("'")]
+        assert all("cmd|" in ln or "SUM(A1)" in ln for ln in quoted), (f.name, quoted)

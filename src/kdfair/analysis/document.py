@@ -157,11 +157,47 @@ _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 
 
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+_HEADING = re.compile(r"#{1,6}(?:[ \t]|$)")  # '# x' is a heading, '#SC' is not
+
+
 def _md_text(text: str) -> str:
-    """Markdown text with anything that could start HTML markup escaped (names and labels come
-    from users' data): '<script>' becomes '&lt;script>', '&lt;' becomes '&amp;lt;'; 'p < 0.05'
-    and 'A & B' stay as they are."""
-    return _TAG_START.sub("&lt;", _ENTITY.sub("&amp;", str(text)))
+    """Markdown text that stays text (names and labels come from users' data): anything that
+    could start HTML markup escaped ('<script>' becomes '&lt;script>', '&lt;' '&amp;lt;'), no
+    link ('[x](javascript:…)' and '[x]: url' keep their brackets but link nowhere), no line
+    break (a newline in a class name cannot start a heading or a link definition), no leading
+    '# ' (a heading); 'p < 0.05', 'A & B' and '[95 % CI]' stay as they are."""
+    t = _TAG_START.sub("&lt;", _ENTITY.sub("&amp;", str(text)))
+    t = _LINE_BREAK.sub(" ", t).replace("](", "]\\(").replace("]:", "]\\:")
+    return "\\" + t if _HEADING.match(t) else t
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+
+
+def csv_cell(v: object) -> object:
+    """A CSV cell a spreadsheet will not run: a string starting with '=', '+', '-', '@', a tab
+    or a carriage return gets a leading "'" (OWASP's advice), unless it is a number as text
+    ('-1.5'); numbers and everything else are kept as they are."""
+    if not isinstance(v, str) or not v.startswith(_FORMULA):
+        return v
+    try:
+        float(v)
+        return v
+    except ValueError:
+        return "'" + v
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell and column name passed through :func:`csv_cell`."""
+    out = df.rename(columns=lambda c: csv_cell(c) if isinstance(c, str) else c)
+    text = [c for c in out.columns if out[c].dtype == object or pd.api.types.is_string_dtype(
+        out[c])]
+    if text:
+        out = out.copy()
+        for c in text:
+            out[c] = out[c].map(csv_cell)
+    return out
 
 
 def _md_cell(v) -> str:

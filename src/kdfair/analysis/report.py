@@ -32,6 +32,7 @@ from kdfair.analysis import (
 )
 from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
+from kdfair.analysis.document import csv_safe
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
 from kdfair.analysis.paper import paper_entry, paper_gap, paper_table
 from kdfair.analysis.records import Finding
@@ -523,7 +524,7 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
         doc = build_document(analysis, tmp, csv_paths)  # may add notes (e.g. a failed plot)
         analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes}, dtype=object)
         for path, df in zip(csv_paths, analysis.tables.values(), strict=True):
-            df.to_csv(path, index=False)
+            csv_safe(df).to_csv(path, index=False)  # no cell runs as a spreadsheet formula
         (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
         (tmp / "report.html").write_text(doc.html(), encoding="utf-8")
         _publish(tmp, out)
