@@ -102,3 +102,28 @@ def test_a_redirected_run_log_reads_in_order_without_truncation(tmp_path):
     assert any(s.startswith("study: 0/8 runs done at start, estimate ") for s in steps)
     assert steps.index("report: class-wise tests…") > next(
         i for i, s in enumerate(steps) if s.startswith("study: 8/8 runs"))
+
+
+@pytest.mark.parametrize("width, table", [(60, False), (300, True)])
+def test_a_terminal_gets_the_table_only_when_it_fits(monkeypatch, tmp_path, width, table):
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from kdfair import cli, progress
+
+    summary = pd.DataFrame({"model": ["teacher", "DS T=4"], "runs": ["3", "3"],
+                            "accuracy (%)": ["99.72 [99.48, 99.96]", "95.83 [94.74, 96.93]"],
+                            "DPD colour (%)": ["0.39 [0.15, 0.63]", "3.44 [all seeds equal]"]})
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, width=width))
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: True)  # a terminal
+    cli.print_summary(summary, tmp_path)
+    text = out.getvalue()
+    if table:
+        assert "┃ model" in text and "3.44 [all seeds equal]" in text and "…" not in text
+    else:
+        assert text.splitlines() == [f"summary — {tmp_path}", *summary_lines(summary)]
+        assert text.splitlines()[2] == ("DS T=4: runs 3; accuracy (%) 95.83 [94.74, 96.93]; "
+                                        "DPD colour (%) 3.44 [all seeds equal]")

@@ -215,28 +215,18 @@ def _run_and_report(exp, out: Path, data_root: Path | None, report: bool,
 
 def _report(where: Path, options: Any = None) -> None:
     """Write the report (a spinner or a line per section meanwhile); print where it went first,
-    then the summary — a table in a terminal, one ``model: key value; …`` line per model
-    elsewhere (no truncation in logs) — and at most ``FINDINGS_SHOWN`` findings (the rest stay
-    in the report)."""
+    then the summary — a table in a terminal wide enough for it, else one ``model: key value;
+    …`` line per model (never cut: logs, narrow terminals) — and at most ``FINDINGS_SHOWN``
+    findings (the rest stay in the report)."""
     from kdfair import api
-    from kdfair.progress import interactive, phase_view
+    from kdfair.progress import phase_view
 
     with phase_view(progress=not _STATE["quiet"]) as say:
         say(f"report: opening {where}")
         res = api.report(where, options)
     console.print(f"report: {res.md_path}  {res.html_path}", markup=False, highlight=False,
                   soft_wrap=True)
-    if interactive(console.file):
-        table = Table(title=plain(f"summary — {where}"))
-        for col in res.summary.columns:  # findings and cells hold brackets: '[all seeds equal]'
-            table.add_column(plain(col))
-        for row in res.summary.itertuples(index=False):
-            table.add_row(*map(plain, row))
-        console.print(table)
-    else:
-        console.print(f"summary — {where}", markup=False, highlight=False)
-        for line in summary_lines(res.summary):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    print_summary(res.summary, where)
     shown = res.findings[:FINDINGS_SHOWN]
     for line in shown:
         console.print(f"• {line}", markup=False, highlight=False, soft_wrap=True)
@@ -246,6 +236,27 @@ def _report(where: Path, options: Any = None) -> None:
 
 
 FINDINGS_SHOWN = 10
+
+
+def print_summary(summary, where: Path) -> None:
+    """The summary as a table in a terminal wide enough for it, else one full line per model
+    (logs, narrow terminals): a cell is never cut."""
+    from rich.measure import Measurement
+
+    from kdfair.progress import interactive
+
+    table = Table(title=plain(f"summary — {where}"))
+    for col in summary.columns:  # findings and cells hold brackets: '[all seeds equal]'
+        table.add_column(plain(col))
+    for row in summary.itertuples(index=False):
+        table.add_row(*map(plain, row))
+    width = Measurement.get(console, console.options.update_width(10**6), table).maximum
+    if interactive(console.file) and width <= console.width:
+        console.print(table)
+        return
+    console.print(f"summary — {where}", markup=False, highlight=False, soft_wrap=True)
+    for line in summary_lines(summary):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def summary_lines(summary) -> list[str]:

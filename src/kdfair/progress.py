@@ -417,6 +417,19 @@ def steps(listener: Callable[[str], None] | None) -> Iterator[None]:
         _LISTENER.reset(token)
 
 
+class _Elapsed:
+    """A spinner's text: the step, and the time since the view opened, as of each refresh."""
+
+    def __init__(self) -> None:
+        self.text, self.t0 = "", time.monotonic()
+
+    def show(self, text: str) -> None:
+        self.text = text
+
+    def __rich__(self) -> str:
+        return f"{self.text}… ({fmt_duration(time.monotonic() - self.t0)})"
+
+
 @contextmanager
 def phase_view(progress: bool | None = None, stream: IO[str] | None = None,
                console: Any = None) -> Iterator[Callable[[str], None]]:
@@ -431,13 +444,9 @@ def phase_view(progress: bool | None = None, stream: IO[str] | None = None,
         from rich.console import Console
 
         console = console or Console(stderr=True)
-        t0 = time.monotonic()
-        with console.status("…") as status:
-            def show(text: str) -> None:
-                status.update(f"{text}… ({fmt_duration(time.monotonic() - t0)})")
-
-            with steps(show):
-                yield show
+        clock = _Elapsed()
+        with console.status(clock), steps(clock.show):
+            yield clock.show
         return
     lines = LineReporter(stream=stream, interval=0.0)
 
