@@ -101,3 +101,62 @@ def test_a_study_with_tracking_writes_every_run(tmp_path):
 
     shutil.rmtree(root / "tensorboard" / runs[0])
     assert tracking.sync(root) == [root / "tensorboard" / runs[0]]
+
+
+def test_validation_fairness_is_fairlearn_s_dpd_and_eod_per_member():
+    import fairlearn.metrics as flm
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    sex = rng.integers(0, 2, 200)
+    preds = np.stack([np.where(rng.random(200) < 0.8, y, 1 - y) for _ in range(3)], 1)
+    hook = tracking.validation_fairness(y, {"sex": sex}, 2)
+    rows = hook(preds)
+    assert len(rows) == 3 and set(rows[0]) == {"val_dpd:sex", "val_eod:sex"}
+    for m, row in enumerate(rows):
+        assert row["val_dpd:sex"] == pytest.approx(100 * flm.demographic_parity_difference(
+            y, preds[:, m], sensitive_features=sex))
+        assert row["val_eod:sex"] == pytest.approx(100 * flm.equalized_odds_difference(
+            y, preds[:, m], sensitive_features=sex))
+    assert tracking.validation_fairness(y, {}, 2) is None  # no attribute: no hook
+
+
+def _mlp(num_classes, input_shape):
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+
+def test_study_tracking_writes_validation_fairness_per_epoch(tmp_path):
+    import fairlearn.metrics as flm
+    import numpy as np
+    import torch
+
+    import kdfair
+    from kdfair.store.arrays import load_predictions
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    sex = rng.integers(0, 2, 120)
+    test = (x, y, {"sex": sex})  # val = test: the last epoch's validation = the stored test run
+    torch.set_num_threads(1)
+    kdfair.study("tracked", (x, y, {"sex": sex}), test, test, teacher=_mlp, student=_mlp,
+                 temperatures=[2], seeds=[0], teacher_train={"epochs": 2, "batch_size": 40},
+                 student_train={"epochs": 2, "batch_size": 40}, device="cpu", out=tmp_path,
+                 progress=False, write_report=False, tracking="tensorboard")
+    root = tmp_path / "tracked"
+    assert json.loads((root / "experiment.json").read_text())["tracking"] == "tensorboard"
+    for run in (root / "runs").iterdir():
+        history = json.loads((run / "metrics.json").read_text())["history"]
+        assert [sorted(k for k in h if k.startswith("val_d") or k.startswith("val_e"))
+                for h in history] == [["val_dpd:sex", "val_eod:sex"]] * 2
+        pred = load_predictions(run)["logits"].argmax(1)  # test order = val order here
+        index = load_predictions(run)["index"]
+        dpd = flm.demographic_parity_difference(y[index], pred, sensitive_features=sex[index])
+        assert history[-1]["val_dpd:sex"] == pytest.approx(100 * dpd)
+        got = read_scalars(root / "tensorboard" / run.name)
+        assert [s for s, _ in got["val/DPD/sex"]] == [1, 2]
+        assert [v for _, v in got["val/EOD/sex"]] == pytest.approx(
+            [h["val_eod:sex"] for h in history])

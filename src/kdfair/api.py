@@ -335,8 +335,11 @@ def study(
     reporter: Reporter | None = None,
     write_report: bool = True,
     progress: bool | None = None,
+    tracking: str = "none",
 ) -> StudyStatus:
     """Run the whole study on your own arrays and models; same plan, store and report as YAML.
+    ``tracking="tensorboard"``: every run's curves, validation DPD / EOD per epoch included,
+    under ``<out>/<name>/tensorboard`` (``kdfair.tracking``).
 
     ``train``/``val``/``test`` are ``(x, y)`` or ``(x, y, {attribute: groups})``: uint8
     images [N, C, H, W] take the on-device path with augmentation; any other array is used as
@@ -380,7 +383,8 @@ def study(
     no_aug = {} if data.in_memory else {"augment": "none"}
     try:
         exp = _study_experiment(name, dataset_name, teacher, student, temperatures, seeds,
-                                teacher_train, student_train, distill, device, no_aug)
+                                teacher_train, student_train, distill, device, no_aug,
+                                tracking)
     except ConfigError as err:
         if not err.problems:
             raise
@@ -411,7 +415,7 @@ def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,
                       teacher_train: Mapping[str, Any] | None,
                       student_train: Mapping[str, Any] | None,
                       distill: Mapping[str, Any] | None, device: str,
-                      no_aug: dict[str, str]) -> Experiment:
+                      no_aug: dict[str, str], tracking: str = "none") -> Experiment:
     return load_experiment({
         "name": name,
         "dataset": {"name": dataset_name},
@@ -420,6 +424,6 @@ def _study_experiment(name: str, dataset_name: str, teacher: Any, student: Any,
         "student": {"model": {"arch": _as_arch(student, f"custom-{name}-student")},
                     "train": {**no_aug, **(student_train or {})}},
         "distill": {"temperatures": list(temperatures), **(distill or {})},
-        "seeds": list(seeds), "device": device,
+        "seeds": list(seeds), "device": device, "tracking": tracking,
         "analysis": {"tests": len(seeds) >= 2},
     })

@@ -32,6 +32,7 @@ from kdfair.errors import RunFailed
 from kdfair.models.bank import ListBank, bank_from_members, member_state
 from kdfair.models.registry import bankable, build_model
 from kdfair.spec import RunSpec
+from kdfair.tracking import validation_fairness
 from kdfair.train.batches import Batches, Inputs
 from kdfair.train.device import (
     autocast,
@@ -157,8 +158,10 @@ def predict(model: nn.Module, batches: Batches, device: torch.device,
 
 @torch.no_grad()
 def bank_accuracy(bank: nn.Module, batches: Batches, device: torch.device,
-                  precision: str = "auto") -> list[float]:
-    """Each member's accuracy on a part (every member sees every input)."""
+                  precision: str = "auto", preds: list[torch.Tensor] | None = None
+                  ) -> list[float]:
+    """Each member's accuracy on a part (every member sees every input); ``preds`` receives
+    each batch's predicted classes [B, G] when given."""
     bank.eval()
     g = bank.members  # type: ignore[attr-defined]
     correct, start = torch.zeros(g, device=device), 0
@@ -167,6 +170,8 @@ def bank_accuracy(bank: nn.Module, batches: Batches, device: torch.device,
             logits = bank(member_inputs(bank, [channels_last(xb)] * g))  # [B, G, K]
         n = len(logits)
         correct += (logits.argmax(-1) == batches.y[start : start + n, None]).sum(0)
+        if preds is not None:
+            preds.append(logits.argmax(-1).cpu())
         start += n
     return (correct / max(1, start)).tolist()
 
@@ -175,10 +180,14 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         seed_index: list[int], seeds: list[int], cfg: TrainConfig, train: Batches,
         val: Batches | None, device: torch.device, reporter: Reporter, label: str,
         forward: Callable[[Any], torch.Tensor] | None = None,
-        precision: str = "auto") -> tuple[list[list[dict[str, float]]], dict[int, str]]:
+        precision: str = "auto",
+        on_val: Callable[[np.ndarray], list[dict[str, float]]] | None = None,
+        ) -> tuple[list[list[dict[str, float]]], dict[int, str]]:
     """Train the G members of ``bank``, member m on ``objectives[m]`` over the batches of seed
     ``seeds[seed_index[m]]``; return each member's per-epoch history and the members whose loss
-    stopped being finite (member -> reason). Training ends early once every member failed."""
+    stopped being finite (member -> reason). Training ends early once every member failed.
+    ``on_val``: the members' predicted classes on the validation set [N, G] -> one dict per
+    member added to its epoch's history (``tracking.validation_fairness``: DPD / EOD)."""
     forward = bank if forward is None else forward  # (a compiled module has no truth value)
     g = len(objectives)
     opt = make_optimizer(nn.ModuleList([bank, *objectives]), cfg)  # some objectives learn too
@@ -221,13 +230,17 @@ def fit(bank: nn.Module, objectives: list[Objective], teacher_logits: TeacherLog
         ips = seen / max(1e-9, time.perf_counter() - t_epoch)
         mean_loss = (loss_sum / max(1, seen)).tolist()
         train_acc = (correct / max(1, seen)).tolist()
-        val_acc = bank_accuracy(bank, val, device, precision) if val is not None else [None] * g
+        preds: list[torch.Tensor] | None = [] if on_val is not None else None
+        val_acc = bank_accuracy(bank, val, device, precision, preds) if val is not None \
+            else [None] * g
+        extra = on_val(torch.cat(preds).numpy()) if on_val is not None and preds else [{}] * g
         for m in range(g):
             if m not in failed and not math.isfinite(mean_loss[m]):
                 failed[m] = f"training loss became {mean_loss[m]} in epoch {epoch + 1}"
             histories[m].append({"epoch": epoch + 1, "loss": mean_loss[m],
                                  "train_acc": train_acc[m], "val_acc": val_acc[m],
-                                 "lr": opt.param_groups[0]["lr"], "images_per_s": ips})
+                                 "lr": opt.param_groups[0]["lr"], "images_per_s": ips,
+                                 **extra[m]})
         reporter.epoch(label, epoch + 1, sum(mean_loss) / g, ips * g)
         if len(failed) == g:
             break
@@ -412,7 +425,9 @@ def train_group(jobs: list[RunJob], data: SplitData, device: torch.device,
                 _teachers(jobs, seed_index, tables, bank, data, device, t_layers), seed_index,
                 seeds, cfg,
                 parts["train"], parts["val"] if len(parts["val"]) else None, device, reporter,
-                label, torch.compile(bank) if compile else None, precision)
+                label, torch.compile(bank) if compile else None, precision,
+                on_val=validation_fairness(data.val.y.numpy(), data.val.attributes,
+                                           data.num_classes))
     wall = time.perf_counter() - t0
     extra = {"group_size": g, "group_wall_time_s": wall} if g > 1 else None
     results: list[TrainedRun | Exception] = []
