@@ -532,3 +532,24 @@ def test_names_cannot_make_links_headings_or_spreadsheet_formulas(study):
     for f in (root / "report").glob("*.csv"):  # only the injected names were quoted
         quoted = [ln for ln in f.read_text().splitlines() if ",'" in ln or ln.startswith("'")]
         assert all("cmd|" in ln or "SUM(A1)" in ln for ln in quoted), (f.name, quoted)
+
+
+# --- 7. a study whose runs all failed ends with a report of its failures ------------------------
+
+
+def test_a_study_whose_every_run_failed_reports_its_failures_and_exits_3(tmp_path):
+    exp = tmp_path / "e.yaml"  # an lr that makes every loss overflow, teachers' and students'
+    exp.write_text(EXPERIMENT.replace("name: faults", "name: allfail")
+                   .replace("optimizer: adam, lr: 0.003", "optimizer: sgd, lr: 1.0e+30")
+                   .replace("train: {epochs: 1, batch_size: 64, lr: 0.05}",
+                            "train: {epochs: 1, batch_size: 64, lr: 1.0e+30}"))
+    res = cli("run", exp, "--out", tmp_path / "out")
+    assert res.exit_code == 3, res.output
+    assert "0 done, 6 failed, 0 missing" in res.output
+    assert "run `kdfair run` first" not in res.output and "error:" not in res.output
+    root = tmp_path / "out" / "allfail"
+    md = (root / "report" / "report.md").read_text()
+    assert "No run of this study finished: 6 failed and 0 were skipped" in md
+    failed = (root / "report" / "failed.csv").read_text()
+    assert failed.count("\n") == 7 and "most likely the learning rate" in failed
+    assert "did not finish" in failed  # the students of the failed teachers

@@ -32,7 +32,7 @@ from kdfair.analysis import (
 )
 from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
-from kdfair.analysis.document import csv_safe
+from kdfair.analysis.document import Document, csv_safe
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
 from kdfair.analysis.paper import paper_entry, paper_gap, paper_table
 from kdfair.analysis.records import Finding
@@ -48,6 +48,7 @@ from kdfair.reading import MAX_JSON_BYTES, read_text
 from kdfair.store import StudyIndex as Store
 from kdfair.store import open_store
 from kdfair.store.files import inside
+from kdfair.store.index import NoRuns
 
 TOP_FLIPS = 200  # entries kept per disagreement matrix when there are many classes
 
@@ -513,7 +514,12 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
     Everything is written into a temporary directory first, so a failure leaves the previous
     report as it was; only files named in the previous manifest are ever replaced or removed.
     """
-    analysis = _analyze(results_dir, options)
+    try:
+        analysis = _analyze(results_dir, options)
+    except NoRuns as err:
+        if not (err.failed or err.skipped):
+            raise
+        return _failure_report(err)  # every run failed: say which and why, not "run first"
     out = inside(analysis.store.root, "report")  # never written through a link
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out.parent)
@@ -536,3 +542,37 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
                         findings=[f"Warning: {w}" for w in analysis.table("warnings")["warning"]]
                         + [f.text for f in analysis.findings], records=analysis.findings,
                         key_results=analysis.key_results, manifest_path=out / MANIFEST)
+
+
+def _failure_report(err: NoRuns) -> ReportResult:
+    """The report of a study none of whose runs finished: which failed or were skipped, and
+    why (report.md, report.html, failed.csv, skipped.csv), published like a full report."""
+    tables = {
+        "failed": pd.DataFrame([{k: f.get(k) for k in ("run_id", "role", "T", "seed", "error")}
+                                for f in err.failed],
+                               columns=["run_id", "role", "T", "seed", "error"]),
+        "skipped": pd.DataFrame(err.skipped, columns=["run_id", "reason"])}
+    name = err.experiment.get("name") or err.root.name
+    doc = Document(f"kdfair report — {name}")
+    line = (f"No run of this study finished: {len(err.failed)} failed and {len(err.skipped)} "
+            "were skipped, so there is nothing to analyse. Fix what the errors below say and "
+            "run `kdfair run` again: it trains only what is missing.")
+    doc.p(line)
+    for key, title in (("failed", "Failed runs"), ("skipped", "Skipped runs")):
+        if len(tables[key]):
+            doc.h(title)
+            doc.table(tables[key].astype(object).where(tables[key].notna(), "–").astype(str))
+    out = inside(err.root, "report")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    try:
+        for key, df in tables.items():
+            csv_safe(df).to_csv(tmp / f"{key}.csv", index=False)
+        (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
+        (tmp / "report.html").write_text(doc.html(), encoding="utf-8")
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ReportResult(md_path=out / "report.md", html_path=out / "report.html",
+                        csv_paths=[out / f"{k}.csv" for k in tables], summary=pd.DataFrame(),
+                        findings=[line], manifest_path=out / MANIFEST)

@@ -219,6 +219,16 @@ def _read_meta(root: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, 
     return experiment, data
 
 
+class NoRuns(StoreError):
+    """A study with no usable run: what it has instead (failure records, skipped runs), so that
+    a report of its failures can still be written."""
+
+    def __init__(self, message: str, *, root: Path, experiment: dict[str, Any],
+                 failed: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.root, self.experiment, self.failed, self.skipped = root, experiment, failed, skipped
+
+
 def open_store(root: str | Path) -> StudyIndex:
     """Index a results directory: usable runs, skipped runs with reasons, failed runs, metadata.
 
@@ -259,8 +269,11 @@ def open_store(root: str | Path) -> StudyIndex:
     failed = [f for f in failure_records(root) if f["run_id"] not in done]
     if not runs:
         what = f"{len(skipped)} run directories, none usable" if skipped else "no finished runs"
-        raise StoreError(f"{root}: {what} under runs/; run `kdfair run` first"
-                         + ("".join(f"\n  {n}: {why}" for n, why in skipped[:10])))
+        fix = (f"{len(failed)} run(s) failed (failed/*.json say why); fix the cause and run "
+               "`kdfair run` again" if failed else "run `kdfair run` first")
+        raise NoRuns(f"{root}: {what} under runs/; {fix}"
+                     + ("".join(f"\n  {n}: {why}" for n, why in skipped[:10])),
+                     root=root, experiment=experiment, failed=failed, skipped=skipped)
     n_test, num_classes = int(n_test), int(num_classes)  # type: ignore[arg-type]
     names = [str(c) for c in data.get("class_names") or []]
     if len(names) != num_classes:
