@@ -381,3 +381,23 @@ def test_the_report_phase_says_what_it_does(tmp_path):
     with phase_view(progress=False, stream=quiet):
         step("report: class-wise tests")
     assert quiet.getvalue() == ""
+
+
+def test_the_live_view_keeps_a_bar_per_running_run_and_per_group():
+    """Two workers train at once: each run has its bar until it ends; a group's bar (one label
+    for several runs) goes when its last member is saved."""
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with RichReporter(total=5, console=console) as rep:
+        rep.plan(5, 0)
+        rep.start("nds-s0-a", 2)
+        rep.start("nds-s1-b", 2)
+        rep.epoch("nds-s0-a", 1, 0.5, 10.0)
+        rep.finish("nds-s0-a", "done")
+        assert sorted(rep.tasks) == ["nds-s1-b"]
+        rep.start("3 runs (lenet5)", 2)
+        rep.finish("ds-T2-s0-x", "done")
+        rep.finish("ds-T2-s1-y", "done")
+        assert rep.tasks["3 runs (lenet5)"][2] == 1
+        rep.finish("ds-T2-s2-z", "done")
+        rep.finish("nds-s1-b", "done")
+        assert rep.tasks == {} and len(rep.progress.tasks) == 1  # the study's bar alone

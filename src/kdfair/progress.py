@@ -299,8 +299,7 @@ class RichReporter(_SpeedNote):
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console)
         self.study = self.progress.add_task("study", total=total, completed=done, info="")
-        self.task = None
-        self._epochs = 1
+        self.tasks: dict[str, list[Any]] = {}  # label -> [task, epochs, members left]
         self._status: Any = None
         self._live = False
 
@@ -356,26 +355,32 @@ class RichReporter(_SpeedNote):
         self.progress.update(self.study, info=f"ETA {fmt_duration(self.clock.eta())}")
 
     def start(self, run_id: str, epochs: int) -> None:
+        """A run (or a group, ``"5 runs (lenet5)"``) starts: a bar of its own; several workers'
+        runs have one each."""
         self._start_live()
-        self._epochs = epochs
         self.clock.start(run_id)
-        self.task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
+        task = self.progress.add_task(f"  {run_id}", total=epochs, info="")
+        self.tasks[run_id] = [task, epochs, members(run_id)]
 
     def epoch(self, run_id: str, epoch: int, loss: float, images_per_s: float,
               **extra: Any) -> None:
-        self.clock.epoch(run_id, epoch, self._epochs)
+        task = self.tasks.get(run_id)
+        self.clock.epoch(run_id, epoch, task[1] if task else epoch)
         self._note_speed(run_id, images_per_s)
-        if self.task is not None:
-            self.progress.update(self.task, completed=epoch,
+        if task is not None:
+            self.progress.update(task[0], completed=epoch,
                                  info=_epoch_info(loss, images_per_s, extra))
         self._eta()
 
     def finish(self, run_id: str, status: str) -> None:
         from rich.markup import escape
 
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
+        label = run_id if run_id in self.tasks else next(  # else a member of a group
+            (k for k in self.tasks if members(k) > 1), None)
+        if label is not None:
+            self.tasks[label][2] -= 1
+            if self.tasks[label][2] <= 0:
+                self.progress.remove_task(self.tasks.pop(label)[0])
         self.clock.finish(run_id)
         self.progress.advance(self.study)
         self._eta()
