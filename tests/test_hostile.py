@@ -553,3 +553,19 @@ def test_a_study_whose_every_run_failed_reports_its_failures_and_exits_3(tmp_pat
     failed = (root / "report" / "failed.csv").read_text()
     assert failed.count("\n") == 7 and "most likely the learning rate" in failed
     assert "did not finish" in failed  # the students of the failed teachers
+
+
+# --- also seen: kdfair report verifies digests ----------------------------------------------------
+
+
+def test_report_never_reads_a_same_size_edit_as_good(study):
+    _, root = study
+    rid = run_id(root, "ds-")
+    spec = root / "runs" / rid / "spec.json"
+    text = spec.read_text()
+    assert '"temperature": 2.0' in text
+    spec.write_text(text.replace('"temperature": 2.0', '"temperature": 8.0'))  # same size
+    res = cli("report", root)
+    assert res.exit_code == 0, res.output
+    md = (root / "report" / "report.md").read_text()
+    assert "T = 8" not in md and "spec.json does not match its SHA-256 in manifest.json" in md

@@ -73,10 +73,12 @@ def write_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True) -> str | None:
+def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True,
+                     unhashed: tuple[str, ...] = ()) -> str | None:
     """Why a run directory does not match its manifest (None when it does).
 
-    ``deep`` compares SHA-256 digests too; without it only presence and sizes are compared.
+    ``deep`` compares SHA-256 digests too (except of the files ``unhashed``: those a reader
+    does not open); without it only presence and sizes are compared.
     """
     try:
         manifest = json.loads(read_text(run_dir / MANIFEST, MAX_JSON_BYTES))
@@ -103,6 +105,6 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
             return f"{MANIFEST} entry of {name} is corrupt"
         if size != entry.get("size"):
             return f"{name} has {size} bytes, the manifest says {entry.get('size')}"
-        if deep and sha256_file(path) != entry.get("sha256"):
+        if deep and name not in unhashed and sha256_file(path) != entry.get("sha256"):
             return f"{name} does not match its SHA-256 in {MANIFEST}"
     return None

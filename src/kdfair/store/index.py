@@ -232,8 +232,9 @@ class NoRuns(StoreError):
 def open_store(root: str | Path) -> StudyIndex:
     """Index a results directory: usable runs, skipped runs with reasons, failed runs, metadata.
 
-    Runs are checked against their manifests by size (not digest: the analysis reads every
-    byte anyway). Raises StoreError only when there is nothing to analyse at all.
+    Runs are checked against their manifests, sizes and SHA-256 of every file the analysis
+    reads (an edited file, even of the same size, makes its run skipped, never read as good).
+    Raises StoreError only when there is nothing to analyse at all.
     """
     root = Path(root)
     if not root.is_dir() or not ((root / "experiment.json").exists()

@@ -187,8 +187,9 @@ class ResultsDir:
     def check(self, run_id: str, deep: bool = True) -> RunCheck:
         """Whether a run is done (its files match its manifest), damaged or missing.
 
-        ``deep`` (training) compares SHA-256 digests and wants a teacher's weights; without it
-        (analysis), sizes and parsing: what a reader can afford and needs.
+        Both compare every file's size and SHA-256 with the manifest; ``deep`` (training) also
+        hashes the weights and wants a teacher's; without it (analysis) the weights, which the
+        analysis never opens, are not hashed, and the predictions' shapes are checked.
         """
         d = self.run_dir(run_id)
         if not d.is_dir():
@@ -205,7 +206,8 @@ class ResultsDir:
     def _problem(self, d: Path, deep: bool) -> str | None:
         legacy = is_legacy(d)  # release before manifests: checked by parsing alone
         if not legacy:
-            why = manifest_problem(d, ("spec.json", "metrics.json", *prediction_files(d)), deep)
+            why = manifest_problem(d, ("spec.json", "metrics.json", *prediction_files(d)),
+                                   unhashed=() if deep else (WEIGHTS,))
             if why:
                 return why
         try:
