@@ -155,3 +155,21 @@ def test_an_export_pair_missing_a_file_and_an_audit_are_one_message(tmp_path):
     assert res.exit_code != 0
     assert "is an audit: it holds predictions made outside kdfair, no models" in res.output
     assert "kdfair run" not in res.output
+
+
+def test_an_older_store_s_normalisation_of_features_is_not_exported(custom, tmp_path):
+    import shutil
+
+    _, root, _ = custom
+    old = tmp_path / "old"
+    shutil.copytree(root, old)
+    info = json.loads((old / "data.json").read_text())
+    info["mean"], info["std"] = [0.5], [0.5]  # what kdfair recorded for features before
+    (old / "data.json").write_text(json.dumps(info))
+    sys.path.insert(0, str(custom[0]))
+    try:
+        kdfair.export_model(old, _run(old, "nds-s0"), tmp_path / "x")
+    finally:
+        sys.path.remove(str(custom[0]))
+    meta = json.loads(next((tmp_path / "x").glob("*.json")).read_text())
+    assert meta["mean"] is None and meta["std"] is None

@@ -203,7 +203,7 @@ def export_model(results: str | Path, run_id: str, out: str | Path,
             "factory": path if custom else None,
             "num_classes": info["num_classes"], "class_names": info["class_names"],
             "input_shape": info["input_shape"],
-            "mean": info.get("mean") or None, "std": info.get("std") or None,
+            **_normalisation(info),
             "spec": spec.to_json(),
             "load": "kdfair.load_exported(path); or build the model (kdfair's registry: "
                     "kdfair.models.registry.build_model(arch, num_classes, input_shape, "
@@ -214,6 +214,13 @@ def export_model(results: str | Path, run_id: str, out: str | Path,
     text = json.dumps(meta, indent=2, default=str)
     atomic_write(out / f"{run_id}.json", lambda tmp: tmp.write_text(text))
     return weights
+
+
+def _normalisation(info: dict) -> dict[str, list[float] | None]:
+    """The mean / std applied to the inputs: images' only ([C, H, W]); features and text are
+    used as given, whatever an older data.json says (it recorded 0.5 for them)."""
+    images = len(info.get("input_shape") or ()) == 3
+    return {k: (info.get(k) or None) if images else None for k in ("mean", "std")}
 
 
 def _custom(arch: str) -> bool:
