@@ -39,6 +39,7 @@ lint: $(DEV)
 bench: $(CORE)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/analysis_scale.py
+	$(BIN)/python benchmarks/audit_report.py
 
 # the lowest versions pyproject.toml allows, in a venv of their own (scripts/check-floors.sh)
 floors:
