@@ -4,9 +4,10 @@
     python benchmarks/busy_cpu.py --set seeds=[0] --set teacher.train.epochs=1 \\
         --set student.train.epochs=1 --set distill.temperatures=[2]   # a quick smoke run
 
-Each timing is ``kdfair run <preset> --no-report`` in a fresh results directory (training only:
-data generation, the plan and every run; not the report), through the command line as a user
-runs it, with the experiment's own engine settings (the default: one training process per core,
+Each timing is ``kdfair run <preset> --no-report`` in a fresh results directory (the plan and
+every run, not the report), through the command line as a user runs it, after one untimed
+``kdfair plan`` that generates (and caches) the data set, with the experiment's own engine
+settings (the default: one training process per core,
 one thread each). "Busy" runs it while one other process spins a core (a pure-Python loop, as a
 second user's job would). The goal (issue 21): busy at most 2x idle — a study should lose the
 share of the cores the other process takes, not stall as threads waiting on each other do.
@@ -36,16 +37,16 @@ def kdfair_cmd() -> list[str]:
                                             "from kdfair.cli import app; app()"]
 
 
-def timed_run(preset: str, sets: list[str]) -> float:
-    """Wall seconds of ``kdfair run <preset> --no-report`` into a fresh directory."""
+def timed_run(preset: str, sets: list[str], command: str = "run") -> float:
+    """Wall seconds of ``kdfair run <preset> --no-report`` (or ``kdfair plan``) into a fresh
+    directory."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [*kdfair_cmd(), "run", preset, "--out", out, "--no-report"]
+        cmd = [*kdfair_cmd(), command, preset, "--out", out]
+        cmd += ["--no-report"] if command == "run" else []
         for s in sets:
             cmd += ["--set", s]
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True,
-                           env={**os.environ, "KDFAIR_CACHE": os.environ.get(
-                               "KDFAIR_CACHE", str(Path(out) / "cache"))})
+        r = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}"
@@ -60,6 +61,7 @@ def main() -> int:
                     help="an override passed to kdfair run, e.g. seeds=[0]")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args()
+    timed_run(args.preset, args.sets, "plan")  # the data set, generated and cached
     idle = timed_run(args.preset, args.sets)
     print(f"idle: {idle:.1f} s", flush=True)
     spinner = subprocess.Popen([sys.executable, "-c", SPIN])
