@@ -227,8 +227,8 @@ def test_markup_in_a_set_value_or_a_path_is_printed_verbatim(tmp_path):
     assert "MarkupError" not in res.output
 
 
-def test_markup_in_run_ids_and_output_paths_is_printed_verbatim(study, tmp_path):
-    import kdfair.tracking
+def test_markup_in_run_ids_and_output_paths_is_printed_verbatim(study, tmp_path, monkeypatch):
+    import sys
 
     _, root = study
     plan = json.loads((root / "plan.json").read_text())
@@ -239,14 +239,14 @@ def test_markup_in_run_ids_and_output_paths_is_printed_verbatim(study, tmp_path)
     rid = plan["runs"][0]
     res = cli("export", root, rid, "--out", out)
     assert res.exit_code == 0 and f"wrote {out / rid}.safetensors" in res.output, res.output
-    try:
-        kdfair.tracking.check_available()
-        return
-    except Exception as err:  # noqa: BLE001 - TensorBoard is not installed: its hint is shown
-        assert 'pip install "kdfair[tracking]"' in str(err)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     res = cli("run", root.parent.parent / "faults.yaml", "--out", root.parent,
               "--set", "tracking=tensorboard")
     assert res.exit_code == 1 and 'pip install "kdfair[tracking]"' in one_line(res.output)
+    res = cli("report", tmp_path / MARKUP)
+    assert res.exit_code == 1 and str(tmp_path / MARKUP) in one_line(res.output)
+    res = cli("audit", tmp_path / f"{MARKUP}.yaml")
+    assert res.exit_code == 1 and f"{MARKUP}.yaml" in one_line(res.output)
 
 
 # --- 1. no writing through symlinks inside a results directory -----------------------------------
@@ -569,3 +569,21 @@ def test_report_never_reads_a_same_size_edit_as_good(study):
     assert res.exit_code == 0, res.output
     md = (root / "report" / "report.md").read_text()
     assert "T = 8" not in md and "spec.json does not match its SHA-256 in manifest.json" in md
+
+
+def test_edited_or_added_test_set_files_are_not_analysed_and_run_rewrites_them(study):
+    exp, root = study
+    feats = np.load(root / "test_features.npy")
+    feats[0, 0] += 1.0  # same size, other numbers
+    np.save(root / "test_features.npy", feats)
+    res = cli("report", root)
+    assert res.exit_code == 1
+    assert "test_features.npy does not match its SHA-256 in data.json" in one_line(res.output)
+    before = snapshot_runs(root)
+    assert cli("run", exp, "--out", root.parent, "--no-report").exit_code == 0
+    assert snapshot_runs(root) == before  # only the test-set files were written again
+    assert cli("report", root).exit_code == 0
+    np.savez(root / "counterfactuals.npz", index=np.arange(3), colour=np.zeros(3, int))
+    res = cli("report", root)
+    assert res.exit_code == 1
+    assert "counterfactuals.npz is not listed in data.json" in one_line(res.output)

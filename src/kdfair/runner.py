@@ -237,7 +237,8 @@ def write_store(exp: Experiment, out: Path, specs: list[RunSpec], data: SplitDat
     store.write_plan([s.run_id for s in specs])
     # a resumed study keeps them: the test set is unchanged (stores of an earlier release lack
     # the input shape, which rebuilding a stored model needs: written again)
-    if not store.has_data_files(data.fingerprint, needs=("input_shape", "counterfactuals")):
+    if not store.has_data_files(data.fingerprint,
+                                needs=("input_shape", "counterfactuals", "files")):
         store.write_data_files(data_info(data), data.test.attributes,
                                np.arange(len(data.test)), test_features(data),
                                {a: p.attributes[a] for a, p in data.counterfactuals.items()})

@@ -27,7 +27,7 @@ from kdfair.store.arrays import (
     open_array,
     read_into,
 )
-from kdfair.store.results import ResultsDir, failure_records, finite_number
+from kdfair.store.results import ResultsDir, derived_problem, failure_records, finite_number
 from kdfair.studies import not_a_study
 
 ROLE_LABELS = {"teacher": "teacher", "nds": "NDS", "ds": "DS"}
@@ -242,6 +242,10 @@ def open_store(root: str | Path) -> StudyIndex:
         raise StoreError(not_a_study(root))
     notes: list[str] = []
     experiment, data = _read_meta(root, notes)
+    why = derived_problem(root, data)
+    if why:  # never analyse edited test-set files: they are rewritten by the next run
+        raise StoreError(f"{root}: {why}; run `kdfair run` (or `kdfair audit`) on the study "
+                         "again: it writes the test-set files anew")
     notes.extend(str(n) for n in data.get("notes") or [])  # the loader's own notes
     n_test, num_classes = data.get("n_test"), data.get("num_classes")
     runs: list[RunInfo] = []

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from kdfair.errors import SETTING, StoreError
-from kdfair.integrity import atomic_write
+from kdfair.integrity import atomic_write, sha256_file
 from kdfair.paths import is_safe_name
 from kdfair.spec import RunSpec
 from kdfair.store.arrays import (
@@ -132,7 +132,8 @@ class ResultsDir:
                 zipfile.BadZipFile):
             return False
         return (info.get("fingerprint") == fingerprint and feats.ndim == 2
-                and feats.shape[0] == n and index.shape == (n,) and all(k in info for k in needs))
+                and feats.shape[0] == n and index.shape == (n,) and all(k in info for k in needs)
+                and derived_problem(self.root, info) is None)
 
     def write_data_files(self, data_info: dict[str, Any], attributes: dict[str, np.ndarray],
                          index: np.ndarray, features: np.ndarray | None,
@@ -163,7 +164,10 @@ class ResultsDir:
                     np.save(f, feats, allow_pickle=False)
 
             atomic_write(self.root / "test_features.npy", save_feats)
-        atomic_json(self.root / "data.json", data_info)  # last: it vouches for the other two
+        files = {name: sha256_file(self.root / name) for name in DERIVED
+                 if (self.root / name).is_file()}
+        # last: it vouches for the others, by their digests
+        atomic_json(self.root / "data.json", {**data_info, "files": files})
 
     def write_plan(self, run_ids: list[str]) -> None:
         """The run ids of the current plan, in order (what `kdfair status` compares against)."""
@@ -383,6 +387,29 @@ class ResultsDir:
 
     def load_metrics(self, run_id: str) -> dict[str, Any]:
         return read_json(self.run_dir(run_id) / "metrics.json")
+
+
+DERIVED = ("attributes.npz", "test_features.npy", "counterfactuals.npz")  # vouched by data.json
+
+
+def derived_problem(root: Path, data: dict[str, Any]) -> str | None:
+    """Why the test-set files do not match the digests data.json records for them (None when
+    they do, or data.json is older and records none): one missing or edited, or one present
+    that it does not list (sealed both ways)."""
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return None
+    for name in DERIVED:
+        path = root / name
+        if name not in files:
+            if path.exists():
+                return f"{name} is not listed in data.json"
+            continue
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256_file(path) != files[name]:
+            return f"{name} does not match its SHA-256 in data.json"
+    return None
 
 
 def finite_number(v: Any) -> float | None:
