@@ -11,6 +11,7 @@ the ratio is what this benchmark reports.
     python benchmarks/throughput.py                 # the paper's grid (meant for a GPU)
     python benchmarks/throughput.py --grid small    # a grid that fits 2 CPU cores
     python benchmarks/throughput.py --methods       # + each method's cost relative to kd
+    python benchmarks/throughput.py --profile p.json  # + where the engine's time goes
 """
 
 from __future__ import annotations
