@@ -129,6 +129,20 @@ def test_an_alias_bomb_in_an_experiment_or_predictions_file_is_refused(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
+def test_an_oversized_or_broken_experiment_file_is_refused_without_its_content(tmp_path):
+    exp = tmp_path / "e.yaml"
+    exp.write_text(EXPERIMENT + "# " + "SECRET" * 200_000 + "\n")
+    res = cli("run", exp, "--out", tmp_path / "out")
+    assert res.exit_code == 1 and "SECRET" not in res.output
+    assert f"{exp} has {len(EXPERIMENT) + 1_200_003} bytes, more than the 1048576 this file " \
+        "may hold" in one_line(res.output)
+    exp.write_text(EXPERIMENT + "seeds: [0, 1\nSECRET: {x: ]\n")
+    res = cli("run", exp, "--out", tmp_path / "out")
+    assert res.exit_code == 1 and "SECRET" not in res.output
+    assert f"{exp} is not valid YAML (" in one_line(res.output) and "line " in res.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_few_aliases_are_still_read(tmp_path):
     exp = tmp_path / "e.yaml"
     exp.write_text(EXPERIMENT.replace("  train: {epochs: 1, batch_size: 64, lr: 0.05}",
