@@ -20,8 +20,6 @@ import numpy as np
 import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from kdfair.config import DatasetConfig
 from kdfair.data.base import Part, SplitData
@@ -54,6 +52,8 @@ def digits_options(options: Mapping[str, Any] | DigitsOptions | None) -> DigitsO
 
 def digits_arrays(size: int = 8, interpolation: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
     """All 1797 images as uint8 [N, 1, size, size] (0–255) and labels int64 [N]."""
+    from sklearn.datasets import load_digits  # imported here: 1.6 s that registering needs not
+
     bunch = load_digits()
     x = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     y = bunch.target.astype(np.int64)
@@ -73,6 +73,8 @@ def split_indices(
     y: np.ndarray, test_fraction: float, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded, class-stratified (train, val, test) index arrays, each sorted."""
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(len(y))
     rest, test = train_test_split(
         idx, test_size=test_fraction, stratify=y, random_state=seed % 2**32
