@@ -241,7 +241,7 @@ def _registered(name, arch):
         x = rng.normal(size=(n, 4)).astype(np.float32)
         return x, (x[:, 0] > 0).astype(int), {"grp": rng.integers(0, 2, n)}
 
-    parts = {k: _part(split(n, i), k) for i, (k, n) in enumerate((("train", 64), ("val", 16),
+    parts = {k: _part(*split(n, i)) for i, (k, n) in enumerate((("train", 64), ("val", 16),
                                                                   ("test", 32)))}
     data = SplitData(name=name, num_classes=2, class_names=["a", "b"], fingerprint=name,
                      attribute_groups={"grp": ["0", "1"]}, mean=(0.0,), std=(1.0,), **parts)
