@@ -244,7 +244,7 @@ def test_bootstrap_adds_confidence_intervals(tmp_path):
 
 
 def test_unusable_directories_raise_a_store_error(tmp_path):
-    with pytest.raises(StoreError, match="not a directory"):
+    with pytest.raises(StoreError, match="nope does not exist; a study's results directory is"):
         analyze(tmp_path / "nope")
     (tmp_path / "empty" / "runs").mkdir(parents=True)
     with pytest.raises(StoreError, match="no finished runs"):
