@@ -253,6 +253,10 @@ def test_markup_in_run_ids_and_output_paths_is_printed_verbatim(study, tmp_path,
     rid = plan["runs"][0]
     res = cli("export", root, rid, "--out", out)
     assert res.exit_code == 0 and f"wrote {out / rid}.safetensors" in res.output, res.output
+    moved = tmp_path / f"o{MARKUP}"
+    shutil.copytree(root.parent, moved, symlinks=True)
+    res = cli("run", root.parent.parent / "faults.yaml", "--out", moved, "--no-report")
+    assert res.exit_code == 0 and f"→ {moved / 'faults'}" in res.output, res.output
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     res = cli("run", root.parent.parent / "faults.yaml", "--out", root.parent,
               "--set", "tracking=tensorboard")
