@@ -92,8 +92,9 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
     for name in required:
         if name not in files:
             return f"{MANIFEST} does not list {name}"
-    extra = sorted(p.name for p in run_dir.iterdir() if p.name not in files and p.name != MANIFEST)
-    if extra:  # sealed both ways: an added file is never read as part of the run
+    extra = sorted(p.name for p in run_dir.iterdir()
+                   if p.name not in files and p.name != MANIFEST and not p.name.startswith("."))
+    if extra:  # sealed both ways (hidden files, e.g. NFS's .nfs*, are never read: ignored)
         return f"{extra[0]} is not listed in {MANIFEST}"
     for name, entry in files.items():
         path = run_dir / name
