@@ -149,8 +149,8 @@ def test_bad_methods_name_the_field(methods, message):
 
 @pytest.fixture(scope="module")
 def data():
-    parts = {k: _part(toy_split(n, s), k) for k, n, s in (("train", 96, 0), ("val", 16, 1),
-                                                          ("test", 32, 2))}
+    parts = {k: _part(*toy_split(n, s)) for k, n, s in (("train", 96, 0), ("val", 16, 1),
+                                                         ("test", 32, 2))}
     return SplitData(name="toy", num_classes=4, class_names=list("abcd"), fingerprint="x",
                      **parts)
 
