@@ -105,3 +105,33 @@ def test_compare_cli_heads_columns_by_the_differing_settings(tmp_path):
     assert f"comparison: {tmp_path / 'c' / 'report.md'}" in text
     assert "| model | seeds=[0, 1, 2] | seeds=[0, 1, 2, 3] |" in \
         (tmp_path / "c" / "report.md").read_text()
+
+
+def test_the_same_study_name_twice_keeps_each_studys_own_numbers(tmp_path):
+    a = _study(tmp_path / "r1", "toy", 0.5, seed=1)
+    b = _study(tmp_path / "r2", "toy", 0.5, seed=2)  # same name and settings, other numbers
+    res = kdfair.compare([a, b])
+    assert list(res.studies["label"]) == ["toy #1", "toy #2"]
+    assert list(res.studies["path"]) == [str(a), str(b)]
+    t = res.table
+    for root, label in ((a, "toy #1"), (b, "toy #2")):
+        acc = [100 * (p == y).mean() for spec, p, y in stored_predictions(root).values()
+               if spec["role"] == "ds"]
+        row = t[(t["label"] == label) & (t["measure"] == "accuracy")
+                & (t["model"] == "DS T=2")].iloc[0]
+        assert row["mean"] == pytest.approx(np.mean(acc))
+    with pytest.raises(ConfigError, match="compare needs at least two studies, got 1"):
+        kdfair.compare([a, tmp_path / "r1" / ".." / "r1" / "toy"])  # one study given twice
+
+
+def test_compare_csvs_neutralise_formulas_and_keep_negative_numbers(tmp_path):
+    import csv
+
+    a = _study(tmp_path / "r", "toy-a", -0.5, seed=1, note="=cmd|' /C calc'!A0")
+    b = _study(tmp_path / "r", "toy-b", 0.5, seed=2, note="plain")
+    res = kdfair.compare([a, b])
+    with open(res.md_path.parent / "studies.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["distill.alpha"] for r in rows] == ["-0.5", "0.5"]  # a number stays a number
+    assert [r["note"] for r in rows] == ["'=cmd|' /C calc'!A0", "plain"]
+    assert rows[0]["label"] == "alpha=-0.5, note==cmd|' /C calc'!A0"  # not a formula: kept

@@ -46,11 +46,15 @@ def find_studies(paths: list[str | Path]) -> list[Path]:
     """Each path as studies: a study itself, or every study under an ``--out`` root (a sweep's
     studies are siblings under one); refused, as by :func:`find_study`, when a path holds none."""
     out: list[Path] = []
+    seen: set[Path] = set()
     for p in map(Path, paths):
         found = [p] if is_study(p) else studies_under(p)
         if not found:
             raise StoreError(not_a_study(p))
-        out += [f for f in found if f not in out]
+        for f in found:  # one study given twice (a/x and ./a/x) counts once
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                out.append(f)
     return out
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from kdfair.analysis import measures
 from kdfair.analysis.common import ci_text, sort_roles
-from kdfair.analysis.document import Document
+from kdfair.analysis.document import Document, csv_safe
 from kdfair.analysis.text import COMPARISON_WORDS, LABELS
 from kdfair.config import AnalysisConfig
 from kdfair.errors import ConfigError
@@ -79,7 +79,8 @@ def short_names(paths: Sequence[str]) -> dict[str, str]:
 def study_labels(experiments: Sequence[Mapping[str, Any]],
                  names: Sequence[str]) -> tuple[list[str], list[str]]:
     """(a column head per study, the differing setting paths): ``alpha=0.5, t2_scaling=false``
-    from the settings that differ; the study's name where none do or heads would repeat."""
+    from the settings that differ; the study's name where none do or heads would repeat; heads
+    that still repeat (one name and settings twice) numbered, ``demo #1``, ``demo #2``."""
     paths = differing_settings(experiments)
     short = short_names(paths)
     flat = [flatten(e) for e in experiments]
@@ -87,6 +88,13 @@ def study_labels(experiments: Sequence[Mapping[str, Any]],
               for f, n in zip(flat, names, strict=True)]
     if len(set(labels)) < len(labels):
         labels = [f"{n} ({lab})" if lab != n else n for lab, n in zip(labels, names, strict=True)]
+    twice = {lab for lab in labels if labels.count(lab) > 1}
+    if twice:  # the same name and settings twice: numbered, so that no column stands for
+        nth: dict[str, int] = {}  # another study's numbers
+        for i, lab in enumerate(labels):
+            if lab in twice:
+                nth[lab] = nth.get(lab, 0) + 1
+                labels[i] = f"{lab} #{nth[lab]}"
     return labels, paths
 
 
@@ -220,7 +228,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+    safe = csv_safe(df)  # names and settings come from users: no cell runs as a formula
+    atomic_write(path, lambda tmp: safe.to_csv(tmp, index=False))
 
 
 def write_comparison(studies: Sequence[str | Path], out: str | Path,
