@@ -51,6 +51,23 @@ def test_parse_sweep_reads_each_value_as_yaml():
         parse_sweep("name=a,b")
 
 
+def test_an_alias_bomb_in_a_sweep_is_refused_at_once():
+    import time
+
+    pairs = zip("abcdefgh", "bcdefghi", strict=True)  # 10^9 values from 400 bytes
+    bomb = "[&a [x,x,x,x,x,x,x,x,x,x]" + "".join(
+        f", &{b} [{', '.join([f'*{a}'] * 10)}]" for a, b in pairs) + "]"
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"--sweep teacher.model.foo: the list of values: its "
+                                          r"aliases \(\*name\) expand to more than 100000"):
+        parse_sweep(f"teacher.model.foo={bomb}")
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ConfigError, match=r"--sweep distill.alpha: the list of values is not "
+                                          r"valid YAML \(.*\(line 1, column \d+\)\); give "
+                                          "them as a comma-separated list"):
+        parse_sweep("distill.alpha=0.5, [0.8")
+
+
 def test_several_sweeps_are_their_product_each_study_named_for_its_point():
     base = load_experiment("demo")
     exps = sweep_experiments(base, [parse_sweep("distill.alpha=0.5,0.9"),

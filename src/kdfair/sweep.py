@@ -19,6 +19,7 @@ import yaml
 from kdfair.config import Experiment, load_experiment
 from kdfair.errors import ConfigError
 from kdfair.overrides import Override, split_path
+from kdfair.reading import ReadError, load_yaml
 
 LABEL = "--sweep"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -45,11 +46,10 @@ def parse_sweep(text: str, label: str = LABEL) -> Sweep:
     example = "e.g. distill.alpha=0.5,0.8,0.9"
     if not sep or not path or not raw.strip():
         raise ConfigError(f"{label} {text!r}: expected DOTTED.PATH=VALUE,VALUE,…, {example}")
-    try:
-        values = yaml.safe_load(f"[{raw}]")
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{label} {path}: the values {raw!r} are not a comma-separated YAML "
-                          f"list ({str(err).splitlines()[0]}); {example}") from None
+    try:  # bounded, like --set: an alias bomb is refused, not expanded
+        values = load_yaml(f"[{raw}]", f"{label} {path}: the list of values")
+    except ReadError as err:
+        raise ConfigError(f"{err}; give them as a comma-separated list, {example}") from None
     keys = tuple(split_path(path, label))
     if keys == ("name",):
         raise ConfigError(f"{label} name: the sweep names its studies itself; sweep another "
