@@ -401,3 +401,22 @@ def test_the_live_view_keeps_a_bar_per_running_run_and_per_group():
         rep.finish("ds-T2-s2-z", "done")
         rep.finish("nds-s1-b", "done")
         assert rep.tasks == {} and len(rep.progress.tasks) == 1  # the study's bar alone
+
+
+def test_a_spinner_shows_bracketed_names_verbatim():
+    """In a terminal, a step naming a data set, a model or a path that holds brackets is shown
+    as it is: never parsed as console markup ('[/]' crashed, '[old]' vanished)."""
+    from kdfair import progress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120)
+    rep = RichReporter(console=console)
+    rep.step("loading data set my[/]set")
+    rep.step("timing a few training steps of NDS ([old]net)")
+    rep.hold()
+    terminal = type("Terminal", (io.StringIO,), {"isatty": lambda self: True})()
+    with progress.phase_view(stream=terminal, console=console) as say:
+        say("report: opening results/[/]x")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    assert "timing a few training steps of NDS ([old]net)…" in text
+    assert "report: opening results/[/]x…" in text

@@ -328,13 +328,15 @@ class RichReporter(_SpeedNote):
 
     def step(self, text: str) -> None:
         """What a phase without runs does now (loading data, timing the models): a spinner."""
+        from rich.text import Text  # names data sets and models: never parsed as markup
+
         if self._live:
             self.progress.console.print(f"{text}…", markup=False, highlight=False)
         elif self._status is None:
-            self._status = self.console.status(f"{text}…")
+            self._status = self.console.status(Text(f"{text}…"))
             self._status.start()
         else:
-            self._status.update(f"{text}…")
+            self._status.update(Text(f"{text}…"))
 
     def plan(self, total: int, done: int, schedule: Schedule | None = None) -> None:
         """The study's size, once planned, and its time estimate: the live view starts."""
@@ -431,8 +433,10 @@ class _Elapsed:
     def show(self, text: str) -> None:
         self.text = text
 
-    def __rich__(self) -> str:
-        return f"{self.text}… ({fmt_duration(time.monotonic() - self.t0)})"
+    def __rich__(self) -> Any:
+        from rich.text import Text  # the step names a path: never parsed as console markup
+
+        return Text(f"{self.text}… ({fmt_duration(time.monotonic() - self.t0)})")
 
 
 @contextmanager
