@@ -182,3 +182,41 @@ def test_a_given_teacher_is_timed_as_its_evaluation_its_weights_never_loaded(tin
     probe = probe_run(given, data, torch.device("cpu"))
     assert probe.steps_per_epoch == 0 and probe.step_s == 0.0 and probe.after_s > 0
     assert probe.run_seconds(given) == probe.after_s  # no epochs: evaluated only
+
+
+def test_no_probe_in_the_parent_of_one_worker_per_gpu(tiny, monkeypatch):
+    """Several GPUs: the progress view's probe would initialise CUDA in this process, and the
+    local executor could then no longer fork its GPU workers; no probe there (the view learns
+    from the runs). One GPU or a CPU: the probe runs."""
+    import torch
+
+    from kdfair import planning
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    probed = []
+    monkeypatch.setattr(planning, "estimate", lambda *a, **k: probed.append(a) or 1 / 0)
+    exp = api.load_experiment(tiny)
+    gpu = exp.model_copy(update={"device": "cuda"})
+    assert planning.progress_schedule(gpu, [], set(), None) is None and probed == []
+    assert planning.progress_schedule(exp, [], set(), None) is None and len(probed) == 1
+
+
+def test_the_probe_runs_under_the_engines_numerics(tiny, monkeypatch):
+    """engine.deterministic (and precision) hold while the probe trains, as they will in
+    training: on CUDA, cuBLAS's workspace setting must be in place before the first handle."""
+    import torch
+
+    from kdfair.train import engine
+
+    seen = []
+    real = engine.train_group
+
+    def spy(*a, **kw):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine, "train_group", spy)
+    p = api.plan(tiny, tiny.parent / "out", overrides=["engine.deterministic=true"])
+    assert p.estimate is not None and seen and all(seen)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored

@@ -169,8 +169,13 @@ def plan_study(experiment: Experiment | str | Path, out: str | Path = "results",
 def progress_schedule(exp: Experiment, specs: list[RunSpec], done: set[str], data: SplitData,
                       on_step: Callable[[str], None] | None = None) -> Schedule | None:
     """The estimate the progress view of a local run starts from; None when the probe fails
-    (the view then learns from the runs alone: an estimate never stops a study)."""
+    (the view then learns from the runs alone: an estimate never stops a study), and None
+    without a probe where one worker per GPU trains: probing here would initialise CUDA in this
+    process, so its workers could no longer be forked (spawned ones need data that pickles and a
+    ``__main__`` guard)."""
     workers, threads, device = _workers(exp)
+    if device.type == "cuda" and workers > 1:
+        return None
     result = StudyPlan(exp, Path("."), specs, done, chunks=chunked(specs, done, workers))
     try:
         result.estimate = estimate(exp, specs, done, data, result.chunks, workers, threads,
@@ -233,13 +238,18 @@ def estimate(exp: Experiment, specs: list[RunSpec], done: set[str], data: SplitD
              say: Callable[[str], None] | None = None) -> Estimate:
     """Probe each kind of run left to train, then the study's wall time (see the module)."""
     from kdfair.runner import _threads
+    from kdfair.train.device import engine_mode
 
     say = say or (lambda text: None)
     t0 = time.perf_counter()
     by_id = {s.run_id: s for s in specs}
     probes: dict[str, Probe] = {}
     teacher_probe: Probe | None = None
-    with _threads(threads):
+    # the engine's numerics, as training will have them (TF32, deterministic algorithms); on
+    # CUDA with engine.deterministic, CUBLAS_WORKSPACE_CONFIG is then set before the probe makes
+    # this process' first cuBLAS handle (set later, it would not apply to training)
+    eng = exp.engine
+    with _threads(threads), engine_mode(device, eng.precision, eng.deterministic):
         for s in specs:
             if s.run_id in done or cost_key(s) in probes:
                 continue
