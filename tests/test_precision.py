@@ -203,3 +203,20 @@ def test_the_fused_optimizer_used_on_cuda_trains_as_the_unfused_one(optimizer):
             opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_an_audit_of_given_predictions_claims_no_training_precision():
+    """An audit's runs are predictions trained elsewhere: their precision is not recorded, and
+    the report says so instead of 'fp32, every run'."""
+    from types import SimpleNamespace
+
+    from kdfair.analysis.sections import precision_words
+
+    audited = {"test_acc": 0.9, "epochs": 0, "history": [], "audit_kind": "ds"}
+    assert run_precision(audited) == "not recorded"
+    runs = [SimpleNamespace(metrics=audited, run_id=f"r{i}") for i in range(3)]
+    assert precision_words(runs).startswith("not recorded (audited predictions")
+    assert settings_note(runs) is None
+    trained = SimpleNamespace(metrics={"precision": "fp32"}, run_id="t")
+    assert precision_words([*runs, trained]) == ("mixed: fp32 for 1 runs, not recorded for 3 "
+                                                 "runs (engine.precision; see Notes)")

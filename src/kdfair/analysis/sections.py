@@ -27,7 +27,7 @@ from kdfair.analysis.text import (
     tests_used,
 )
 from kdfair.curves import write_learning_curves
-from kdfair.store.index import run_precision
+from kdfair.store.index import NOT_RECORDED, run_precision
 
 NORM_WORDS = {"tv": "total variation ½‖p − q‖₁", "l1": "‖p − q‖₁", "l2": "‖p − q‖₂"}
 
@@ -163,6 +163,9 @@ def precision_words(runs: list) -> str:
     """The precision the runs trained and were evaluated at (engine.precision): one for all,
     or how many runs used each (the Notes then say the study mixes settings)."""
     counts = Counter(run_precision(r.metrics) for r in runs)
+    if set(counts) == {NOT_RECORDED}:
+        return ("not recorded (audited predictions, trained outside kdfair, or runs stored "
+                "before kdfair recorded it)")
     if len(counts) == 1:
         return f"{next(iter(counts))}, every run (engine.precision)"
     return "mixed: " + ", ".join(f"{p} for {n} runs" for p, n in sorted(counts.items())) + \

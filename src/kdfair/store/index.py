@@ -177,11 +177,17 @@ def _counterfactual_targets(root: Path, data: dict[str, Any], n_test: int,
 def run_precision(metrics: dict[str, Any]) -> str:
     """The precision a run trained and was evaluated at (``engine.precision`` resolved): as
     recorded, or for runs made before it was recorded, what the engine then did — bf16
-    autocast on CUDA, fp32 elsewhere."""
+    autocast on CUDA, fp32 elsewhere; ``NOT_RECORDED`` where neither is known (an audit's
+    given predictions: kdfair trained nothing)."""
     recorded = metrics.get("precision")
     if recorded:
         return str(recorded)
-    return "bf16" if metrics.get("device_type") == "cuda" else "fp32"
+    if "device_type" not in metrics:
+        return NOT_RECORDED
+    return "bf16" if metrics["device_type"] == "cuda" else "fp32"
+
+
+NOT_RECORDED = "not recorded"
 
 
 def settings_note(runs: list[RunInfo]) -> str | None:
