@@ -235,3 +235,21 @@ def test_the_chaos_check_fails_a_member_beyond_the_chaos_and_margins():
     assert near["ok"] and near["chaos"]["disagree"] == 0.01 and near["disagree"] == 0.02
     (far,) = check.within_chaos(jobs, [result(5)], alone, alone, [nudge])
     assert not far["ok"] and far["disagree"] == 0.05 and far["acc_gap"] == pytest.approx(0.05)
+
+
+def test_a_throughput_run_cut_by_its_time_limit_keeps_the_ratio_it_printed(monkeypatch):
+    """gpu_check's throughput step: the benchmark prints its ratio before profiling; a run
+    stopped by --throughput-timeout during the profile keeps that ratio (and fails the step)."""
+    import subprocess
+
+    check = _gpu_check()
+
+    def cut(cmd, **kw):
+        raise subprocess.TimeoutExpired(cmd, kw["timeout"], output=b"grid: paper\nratio: 41.50\n",
+                                        stderr=b"profiling")
+
+    monkeypatch.setattr(check.subprocess, "run", cut)
+    out = check.throughput(5)
+    assert out["ratio"] == 41.5 and out["meets_goal"] and not out["ok"]
+    assert out["returncode"] is None and out["stdout"].endswith("ratio: 41.50\n")
+    assert out["stderr"].startswith("profiling") and "--throughput-timeout" in out["stderr"]
