@@ -253,3 +253,19 @@ def test_a_throughput_run_cut_by_its_time_limit_keeps_the_ratio_it_printed(monke
     assert out["ratio"] == 41.5 and out["meets_goal"] and not out["ok"]
     assert out["returncode"] is None and out["stdout"].endswith("ratio: 41.50\n")
     assert out["stderr"].startswith("profiling") and "--throughput-timeout" in out["stderr"]
+
+
+def test_a_failing_compiler_fails_its_row_and_keeps_the_eager_invariance(monkeypatch):
+    """gpu_check's invariance: torch.compile raising (no Triton on the GPU machine, say) is
+    recorded as the compile row's failure; the fp32 rows measured before it are kept."""
+    check = _gpu_check()
+
+    def no_compiler(*a, **kw):
+        raise RuntimeError("no Triton")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    out = check.invariance(torch.device("cpu"), arch="lenet5", teacher_arch="lenet5", px=16,
+                           n_train=128, epochs=1, precisions=("fp32",), compile=True)
+    assert out["compile"] == [{"run": "torch.compile", "ok": False,
+                               "error": "RuntimeError: no Triton"}]
+    assert len(out["fp32"]) == 4 and len(out["fp32_one_step"]) == 4 and not out["ok"]
