@@ -381,3 +381,124 @@ def test_paper_wording_is_for_paper_presets_and_a_weak_teacher_says_what_to_set(
     preds = [np.array([0, 1, 0, 1])] * 2
     (weak,) = [w for w in run_warnings(runs, preds, 2, acc) if w.code == "weak_teacher"]
     assert "teacher_train in kdfair.study" in weak.text
+
+
+# --- review of issue 23: 1/2-coded labels beside two columns; messages that stay short ------
+
+
+def test_an_audit_of_1_2_coded_probabilities_names_classes_and_maps_to_fairlearn(tmp_path):
+    """Probabilities [N, 2] of a model trained on UCI's 1/2 coding (columns: P(1), P(2)): the
+    refusal names classes= and the shift (not 'give one column per class'); with classes= the
+    DPD is Fairlearn's binary DPD and the accuracy the columns' argmax in the labels' coding."""
+    _, y, groups = credit(200, 7)
+    rng = np.random.default_rng(4)
+    probs = []
+    for _ in range(2):
+        p2 = np.clip(0.5 + 0.3 * (y == 2) - 0.15 + 0.3 * rng.normal(size=len(y)), 0.01, 0.99)
+        probs.append(np.stack([1 - p2, p2], 1))
+    with pytest.raises(ConfigError, match=r"^labels: the labels are coded 1\.\.2, but the "
+                       r"predictions have 2 classes \(columns; .*\), counted from 0: give classes "
+                       r"\(label value → class name, class 0 first, e\.g\. classes=\{1: '1', 2: "
+                       r"'2'\}\) or subtract 1 from the labels"):
+        audit(y, nds=probs, groups={"sex": groups["sex"]}, out=tmp_path, write_report=False)
+    with pytest.raises(ConfigError, match=r"coded -1, 1, but the predictions have 2 classes "
+                       r".*classes=\{-1: '-1', 1: '1'\}\)$"):  # no 'subtract' for -1/1
+        audit(2 * y - 3, nds=probs, out=tmp_path, write_report=False)
+    assert not any(tmp_path.iterdir())
+    root = audit(y, nds=probs, groups={"sex": groups["sex"]}, classes={1: "good", 2: "bad"},
+                 out=tmp_path, name="probs", write_report=False)
+    t = kdfair.analyze(root)
+    pred = [np.where(p[:, 1] > p[:, 0], 2, 1) for p in probs]
+    assert t["accuracy"]["acc_mean"].iloc[0] == pytest.approx(
+        100 * np.mean([np.mean(p == y) for p in pred]))
+    expected = [100 * demographic_parity_difference((y == 2).astype(int), (p == 2).astype(int),
+                                                    sensitive_features=groups["sex"])
+                for p in pred]
+    got = t["fairness"].set_index("attribute").loc["sex", "dpd_mean"]
+    assert got == pytest.approx(np.mean(expected), abs=1e-9)
+
+
+def test_messages_cut_long_values_and_label_ids_do_not_exhaust_memory():
+    from kdfair.inputs import encode_labels, temperature
+
+    long = "z" * 300
+    with pytest.raises(ConfigError) as err:
+        encode_labels({"labels": np.array([long, "b"])}, class_names=["a", "b"])
+    assert "z" * 40 + "…" in str(err.value) and "z" * 41 not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        encode_labels({"labels": np.array([long, "b"], dtype=object)}, classes=["a", "b"])
+    assert "z" * 41 not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        temperature(long)
+    assert "z" * 41 not in str(err.value)
+    # labels that are ids (0 and 10⁹): one message, no list of 10⁹ classes built
+    with pytest.raises(ConfigError, match=r"^labels: the labels are coded 0, 1000000000, so class "
+                       r"1, 2, .*, 10 … \(999999999 classes\) of 0\.\.1000000000 has no input"):
+        encode_labels({"labels": np.array([0, 10**9, 0])})
+
+
+def test_num_classes_must_agree_with_class_names_and_text_labels():
+    from kdfair.inputs import encode_labels
+
+    with pytest.raises(ConfigError, match=r"^num_classes is 3 but class_names has 2 names"):
+        encode_labels({"train": np.array([0, 1])}, num_classes=3, class_names=["a", "b"])
+    with pytest.raises(ConfigError, match=r"^num_classes is 3 but the labels name 2 classes "
+                       r"\('no', 'yes'\)"):
+        encode_labels({"train": np.array(["no", "yes"])}, num_classes=3)
+
+
+def test_group_codes_that_are_ids_are_refused_not_expanded():
+    """An attribute of ids or amounts (a code of 10⁹) would name 10⁹ + 1 groups: refused,
+    naming the codes and the fix, instead of building every name."""
+    from kdfair.inputs import encode_groups
+
+    with pytest.raises(ConfigError, match=r"^groups of 'customer' are coded 3, 1000000000: code "
+                       r"1000000000 means 1000000001 groups for 3 inputs\. Group codes count "
+                       r"0\.\.G−1: give the groups as names \(text\) or group_names\['customer'\]"):
+        encode_groups({"test": {"customer": np.array([3, 10**9, -1])}})
+    codes, names = encode_groups({"test": {"age": np.array([19, 75, 40])}})  # small: as before
+    assert names["age"][-1] == "75" and codes["test"]["age"].tolist() == [19, 75, 40]
+
+
+def test_text_labels_as_python_objects_fingerprint_by_their_text():
+    """Labels from pandas are object arrays, whose bytes are pointers: the study's fingerprint
+    (in every run id) must depend on the text only, or a resumed study finds none of its runs."""
+    def labels():
+        return np.array(["".join(["go", "od"]), "".join(["ba", "d"])] * 3, dtype=object)
+
+    a, b = labels(), labels()
+    assert a[0] is not b[0]  # other objects, same text
+    assert api._fingerprint(np.zeros(6), a) == api._fingerprint(np.zeros(6), b)
+    assert api._fingerprint(np.zeros(6), a) != api._fingerprint(np.zeros(6), a[::-1].copy())
+
+
+def test_features_with_a_text_column_name_the_split_and_the_fix(tmp_path):
+    """German credit's columns include text (purpose: 'car', 'radio/TV'): a DataFrame of them
+    is refused naming the split and the fix, not a torch TypeError; numbers held as objects
+    are taken as numbers."""
+    x, y, groups = credit(96, 0)
+    frame = pd.DataFrame(x).assign(purpose=np.where(y == 1, "car", "radio/TV"))
+    with pytest.raises(ConfigError, match=r"^train x: features must be numbers \(or uint8 "
+                       r"images\), got values of type object: encode text columns as numbers "
+                       r"first \(e\.g\. pandas\.get_dummies\)$"):
+        api.study("text-x", (frame, y, groups), None, credit(64, 2), mlp, mlp, classes=[1, 2],
+                  out=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+    xs, _, _ = api._arrays((x.astype(object), y), "train")
+    assert xs.dtype == np.float32 and np.array_equal(xs, x)
+
+
+def test_groups_as_names_in_one_split_and_codes_in_another_are_refused():
+    """test: 'female'/'male', val: 0/1 — without names the codes would become groups '0' and
+    '1' beside 'female' and 'male' (the validation fairness of other groups): refused."""
+    from kdfair.inputs import encode_groups
+
+    with pytest.raises(ConfigError, match=r"^groups of 'sex' are names \(text\) in some parts "
+                       r"but codes \(numbers\) in val: give them the same way in every part, or "
+                       r"attribute_groups\['sex'\]"):
+        encode_groups({"test": {"sex": np.array(["female", "male"])},
+                       "val": {"sex": np.array([0, 1])}}, names_param="attribute_groups")
+    with pytest.raises(ConfigError, match=r"^groups of 'sex': '0', '1' are not in "
+                       r"group_names\['sex'\]"):  # with names: the codes are not among them
+        encode_groups({"test": {"sex": np.array(["female", "male"])},
+                       "val": {"sex": np.array([0, 1])}}, {"sex": ["female", "male"]})

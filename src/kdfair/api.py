@@ -239,6 +239,13 @@ def _arrays(split: Sequence[Any] | None, name: str
         raise ConfigError(f"{name}: the third item is {{attribute: group of each input}}, got "
                           f"{type(named).__name__}")
     x, y = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in split[:2])
+    if x.dtype.kind not in "biuf":
+        try:  # numbers held as objects (a DataFrame of mixed columns) are numbers
+            x = x.astype(np.float32)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} x: features must be numbers (or uint8 images), got values "
+                              f"of type {x.dtype}: encode text columns as numbers first (e.g. "
+                              "pandas.get_dummies)") from None
     attrs = {str(a): np.asarray(v) for a, v in named.items()}
     check_lengths(len(y), {f"{name} x": len(x), **{f"{name} groups {a!r}": len(v)
                                                    for a, v in attrs.items()}},
@@ -268,8 +275,11 @@ def _part(x: np.ndarray, y: np.ndarray, attrs: dict[str, np.ndarray]) -> Part:
 
 
 def _fingerprint(*arrays: ArrayLike) -> str:
-    """The data fingerprint of a custom study: the one array digest, over dtypes and shapes too."""
-    return digest(*(np.asarray(a) for a in arrays))[:16]
+    """The data fingerprint of a custom study: the one array digest, over dtypes and shapes too.
+    Object arrays (text labels from pandas) are digested as text: their bytes are pointers,
+    which differ between processes (a resumed study would not find its runs)."""
+    as_given = (np.asarray(a) for a in arrays)
+    return digest(*(a.astype(str) if a.dtype == object else a for a in as_given))[:16]
 
 
 @dataclass(frozen=True)

@@ -300,21 +300,6 @@ def group_arrays(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None
             for attr, src in groups.items()}
 
 
-def read_groups(groups: ArrayOrPath | Mapping[str, ArrayOrPath] | None,
-                group_names: Mapping[str, Sequence[str]] | None,
-                n: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """Attribute codes (−1: unknown) and group names per attribute (``inputs.encode_groups``).
-
-    ``groups`` maps attribute → codes (integers; group i is ``group_names[attr][i]``) or group
-    names (strings; coded in sorted order); or is one .npz/.csv file holding one array/column
-    per attribute.
-    """
-    raw = group_arrays(groups)
-    check_lengths(n, {f"groups[{a!r}]": len(v) for a, v in raw.items()})
-    codes, names = encode_groups({"groups": raw}, group_names)
-    return codes["groups"], names
-
-
 def audit(
     labels: ArrayOrPath,
     *,
@@ -347,7 +332,8 @@ def audit(
 
     Labels are class indices 0..C−1 or class names (with ``class_names``); ``classes`` maps
     any other coding, e.g. ``{1: "good", 2: "bad"}`` for labels coded 1/2 (predicted classes
-    are read in the same coding). Labels that would leave a class empty are refused
+    are read in the same coding; columns of logits or probabilities are the classes in
+    ``classes``' order). Labels that would leave a class empty are refused
     (``kdfair.inputs``). A binary model's single output per input ([N] or [N, 1]) is the
     logit (``kind="logits"``) or probability (``kind="probabilities"``) of class 1.
 
@@ -367,7 +353,7 @@ def audit(
     ys, class_list = encode_labels(  # prediction has columns, whose order only class_names says
         {"labels": y}, classes=classes, class_names=class_names,
         names_from_values=width is None, width=width,
-        fix="subtract 1 from the labels and the predicted classes")
+        shifted="the labels and the predicted classes")
     y, k, n = ys["labels"], len(class_list), len(y)
     lookup = class_lookup(classes, class_names)[0] if classes is not None else None
     codes, names = encode_groups({"groups": group_raw}, group_names)

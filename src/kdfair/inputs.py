@@ -21,6 +21,7 @@ import numpy as np
 from kdfair.errors import ConfigError
 
 Classes = Mapping[Any, Any] | Sequence[Any]  # label value -> class name, or label values in order
+MAX_UNNAMED_GROUPS = 1024  # group codes without names above this (and the inputs): refused
 
 
 def _is_text(a: np.ndarray) -> bool:
@@ -49,14 +50,17 @@ def coding(values: Sequence[int] | np.ndarray) -> str:
     u = sorted({int(v) for v in np.asarray(values).ravel()})
     if not u:
         return "(none)"
-    if u == list(range(u[0], u[-1] + 1)) and len(u) > 1:
+    if u[-1] - u[0] + 1 == len(u) > 1:  # contiguous (never lists the range: ids 0, 10⁹)
         return f"{u[0]}..{u[-1]}"
     return ", ".join(map(str, u[:10])) + (" …" if len(u) > 10 else "")
 
 
-def _shown(values: Sequence[Any], n: int = 5) -> str:
+def _shown(values: Sequence[Any], n: int = 5, width: int = 40) -> str:
+    """Up to ``n`` values for a message, each cut to ``width`` characters: a message never
+    echoes a long value (a CSV cell, a file's line) at length."""
     vals = list(values)
-    return ", ".join(map(repr, vals[:n])) + (" …" if len(vals) > n else "")
+    cut = [v if len(s := str(v)) <= width else s[:width] + "…" for v in vals[:n]]
+    return ", ".join(map(repr, cut)) + (" …" if len(vals) > n else "")
 
 
 def class_lookup(classes: Classes, class_names: Sequence[str] | None,
@@ -96,8 +100,8 @@ def map_classes(values: np.ndarray, lookup: Mapping[Any, int], what: str,
     flat = [_key(v) for v in np.asarray(values).ravel()]
     unknown = sorted({str(v) for v in flat if v not in lookup and str(v) not in lookup})
     if unknown:
-        raise ConfigError(f"{what}: values {unknown[:5]} are not in {param}: give every label "
-                          f"value a class in {param}")
+        raise ConfigError(f"{what}: values [{_shown(unknown)}] are not in {param}: give every "
+                          f"label value a class in {param}")
     return np.array([lookup[v] if v in lookup else lookup[str(v)] for v in flat],
                     dtype=np.int64).reshape(np.shape(values))
 
@@ -105,7 +109,7 @@ def map_classes(values: np.ndarray, lookup: Mapping[Any, int], what: str,
 def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = None,
                   class_names: Sequence[str] | None = None, num_classes: int | None = None,
                   names_from_values: bool = True, required: Sequence[str] | None = None,
-                  width: int | None = None, fix: str = "subtract 1 from the labels"
+                  width: int | None = None, shifted: str = "the labels"
                   ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Labels of each part (``{what: values}``, e.g. ``{"train": y, "test": y}``) as class
     indices 0..C−1, and the C class names.
@@ -117,8 +121,13 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
       number of columns of the predictions), else the largest label + 1. Unless C was given
       (``num_classes``/``class_names``), every class must have a label in each of the
       ``required`` parts (default: all): labels coded 1..2 would add an empty class 0 —
-      refused, naming the coding found and the fix (``fix``, or ``classes``).
+      refused, naming the coding found and the fix (``classes``, or subtracting the smallest
+      label from ``shifted`` when they are coded m..m+j).
     """
+    if num_classes is not None and class_names is not None and num_classes != len(class_names):
+        raise ConfigError(f"num_classes is {num_classes} but class_names has "
+                          f"{len(class_names)} names: give one name per class, or leave "
+                          "num_classes out")
     arrays = {w: np.asarray(v) for w, v in parts.items()}
     for w, a in arrays.items():
         if a.ndim != 1 or not len(a):
@@ -145,11 +154,16 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
             if _is_text(a):
                 unknown = sorted({str(v) for v in a} - set(lookup))
                 if unknown:
-                    raise ConfigError(f"{w}: class names {unknown[:5]} are not in class_names "
-                                      f"({_shown(names)}): give every class its name")
+                    raise ConfigError(f"{w}: class names [{_shown(unknown)}] are not in "
+                                      f"class_names ({_shown(names)}): give every class its "
+                                      "name")
                 out[w] = np.array([lookup[str(v)] for v in a], dtype=np.int64)
             else:
                 out[w] = _indices(a, w, len(names))
+        if num_classes is not None and num_classes != len(names):
+            raise ConfigError(f"num_classes is {num_classes} but the labels name "
+                              f"{len(names)} classes ({_shown(names)}): give class_names (one "
+                              "per class), or leave num_classes out")
         return out, names
     ints = {w: _integers(a) for w, a in arrays.items()}
     for w, a in ints.items():
@@ -160,30 +174,62 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
     given = num_classes if num_classes is not None else \
         len(class_names) if class_names is not None else None
     k = given if given is not None else width if width is not None else int(found.max()) + 1
+    fix = _fix(found, shifted)
     if found.min() < 0 or found.max() >= k:
         what = next(w for w, a in ints.items() if a is not None and (a.min() < 0 or a.max() >= k))
-        if given is None and width is not None and found.min() >= 0:
-            raise ConfigError(f"{what}: the labels are coded {coding(found)}, but the "
-                              f"predictions have {k} classes (columns; a binary model's single "
-                              "output counts as 2): give one column per class, or class_names "
-                              "(one per class, class 0 first)")
+        head = f"{what}: the labels are coded {coding(found)}, but the predictions have {k} " \
+            "classes (columns; a binary model's single output counts as 2)"
+        if given is None and width is not None and found.min() >= 0 and \
+                (_shift(found) is None or len(np.unique(found)) > k):
+            raise ConfigError(f"{head}: give one column per class, or class_names (one per "
+                              "class, class 0 first)")
+        if given is None and width is not None:  # e.g. 1..2 with 2 columns: another coding
+            raise ConfigError(f"{head}, counted from 0: {fix}")
         raise ConfigError(f"{what}: labels are coded {coding(found)}, outside the classes "
-                          f"0..{k - 1}: {fix}, or give classes (label value → class name)")
+                          f"0..{k - 1}: {fix}")
     if given is None:
         for w in (required if required is not None else list(ints)):
-            missing = sorted(set(range(k)) - set(np.unique(ints[w]).tolist()))
-            if missing:
-                shown = coding(missing)
+            present = np.unique(ints[w])
+            if len(present) < k:
+                missing = _absent(present, k)
+                shown = coding(missing) if len(missing) <= 10 else \
+                    ", ".join(map(str, missing[:10])) + f" … ({k - len(present)} classes)"
                 raise ConfigError(
                     f"{w}: the labels are coded {coding(ints[w])}, so class {shown} of "
                     f"0..{k - 1} has no input: classes count from 0, and an empty class would "
                     "change every per-class number (one-vs-rest DPD/EOD, class-wise tests). "
-                    f"Give classes (label value → class name, class 0 first, e.g. "
-                    f"classes={_example(ints[w])}) or {fix}; if the data really lack the "
-                    "class, give class_names (one per class, class 0 first)")
+                    f"{fix[0].upper()}{fix[1:]}; if the data really lack the class, give "
+                    "class_names (one per class, class 0 first)")
     names = [str(n) for n in class_names] if class_names is not None else \
         [str(i) for i in range(k)]
     return {w: a for w, a in ints.items() if a is not None}, names
+
+
+def _absent(present: np.ndarray, k: int, n: int = 11) -> list[int]:
+    """Up to ``n`` of the classes 0..k−1 not in ``present`` (sorted), without listing all k
+    (labels such as ids 0, 10⁹ make k huge)."""
+    out: list[int] = []
+    start = 0
+    for v in [*present.tolist(), k]:
+        out += range(start, min(v, start + n - len(out)))
+        if len(out) >= n:
+            break
+        start = v + 1
+    return out
+
+
+def _shift(codes: np.ndarray) -> int | None:
+    """m when the labels are m..m+j, every value present, m ≥ 1 (subtracting m codes them from
+    0); else None (e.g. −1/1 or 0, 2, 5: only ``classes`` maps those)."""
+    u = np.unique(codes)
+    return int(u[0]) if len(u) and u[0] >= 1 and u[-1] - u[0] + 1 == len(u) else None
+
+
+def _fix(codes: np.ndarray, shifted: str) -> str:
+    """The fix of labels in another coding: ``classes``, or subtracting m where that works."""
+    m = _shift(codes)
+    return (f"give classes (label value → class name, class 0 first, e.g. "
+            f"classes={_example(codes)})" + (f" or subtract {m} from {shifted}" if m else ""))
 
 
 def _example(codes: np.ndarray) -> str:
@@ -240,6 +286,11 @@ def encode_groups(parts: Mapping[str, Mapping[str, Any]],
     for a in attrs:
         given = names_given.get(a)
         if any(_is_text(g[a]) for g in arrays.values()):
+            numbers = [w for w, g in arrays.items() if not _is_text(g[a])]
+            if numbers and given is None:  # codes 0/1 would become groups '0'/'1' beside names
+                raise ConfigError(f"groups of {a!r} are names (text) in some parts but codes "
+                                  f"(numbers) in {', '.join(numbers)}: give them the same way in "
+                                  f"every part, or {names_param}[{a!r}]")
             texts = {w: _texts(g[a]) for w, g in arrays.items()}
             found = sorted({v for t in texts.values() for v in t if v})
             order = given or found
@@ -273,6 +324,12 @@ def encode_groups(parts: Mapping[str, Mapping[str, Any]],
                               f"{names_param}[{a!r}] has {len(given)} name(s) "
                               f"({_shown(given)}): give one name per code (code i is the i-th "
                               "name), or the groups as names")
+        n = sum(len(codes[w][a]) for w in parts)
+        if given is None and top >= max(n, MAX_UNNAMED_GROUPS):  # ids or amounts, not codes
+            found = np.concatenate([codes[w][a] for w in parts])
+            raise ConfigError(f"groups of {a!r} are coded {coding(found[found >= 0])}: code "
+                              f"{top} means {top + 1} groups for {n} inputs. Group codes count "
+                              f"0..G−1: give the groups as names (text) or {names_param}[{a!r}]")
         names[a] = given or [str(i) for i in range(top + 1)]
     return codes, names
 
@@ -305,10 +362,10 @@ def temperature(t: Any, param: str = "ds") -> float:
     try:
         v = float(t)
     except (TypeError, ValueError):
-        raise ConfigError(f"{param}: temperature {t!r} is not a number; key each temperature "
-                          f"by its value, e.g. {param}={{4: [...]}}") from None
+        raise ConfigError(f"{param}: temperature {_shown([t])} is not a number; key each "
+                          f"temperature by its value, e.g. {param}={{4: [...]}}") from None
     if not v > 0 or v != v:
-        raise ConfigError(f"{param}: temperatures must be > 0, got {t!r}")
+        raise ConfigError(f"{param}: temperatures must be > 0, got {_shown([t])}")
     return v
 
 
