@@ -173,3 +173,20 @@ def test_an_older_store_s_normalisation_of_features_is_not_exported(custom, tmp_
         sys.path.remove(str(custom[0]))
     meta = json.loads(next((tmp_path / "x").glob("*.json")).read_text())
     assert meta["mean"] is None and meta["std"] is None
+
+
+def test_an_export_whose_factory_is_not_a_model_builder_is_one_message(tmp_path):
+    """The JSON's factory is called as factory(num_classes, input_shape): a path that is not a
+    string, or a callable that returns no nn.Module, is a ConfigError naming it (no
+    AttributeError), before any weights are read."""
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "m.safetensors"))
+    meta = {"arch": "custom-review-net", "num_classes": 2, "input_shape": [3]}
+    (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": 123}))
+    with pytest.raises(ConfigError, match="factory 123 is not an import path"):
+        kdfair.load_exported(tmp_path / "m.json")
+    (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": "builtins:slice"}))
+    with pytest.raises(ConfigError, match="factory of 'custom-review-net' returned slice, not a "
+                                          "torch.nn.Module"):
+        kdfair.load_exported(tmp_path / "m.json")

@@ -182,3 +182,20 @@ def test_hugging_face_trainer_predictions_equal_trainer_predict(tmp_path):
                          name="hf", write_report=False)
     acc = kdfair.analyze(where)["accuracy"]["acc_mean"].iloc[0]
     assert acc == pytest.approx(100 * np.mean(logits.argmax(1) == labels))
+
+
+def test_predict_refuses_random_and_weighted_samplers():
+    """Any sampler that draws the inputs out of order is refused like shuffle=True: row i of
+    the predictions must be input i (its label and groups)."""
+    x, y, _ = _data((5,))
+    model = nn.Linear(5, K)
+    data = torch.utils.data.TensorDataset(x, y)
+    for sampler in (torch.utils.data.SubsetRandomSampler(range(N)),
+                    torch.utils.data.WeightedRandomSampler([1.0] * N, N),
+                    torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0)):
+        with pytest.raises(ConfigError, match=r"shuffles \(shuffle=True\).* no random sampler "
+                                              rf"\(it has a {type(sampler).__name__}\)"):
+            kdfair.predict(model, torch.utils.data.DataLoader(data, sampler=sampler))
+    ordered = torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
+    logits, labels = kdfair.predict(model, torch.utils.data.DataLoader(data, sampler=ordered))
+    assert np.array_equal(labels, y.numpy()) and logits.shape == (N, K)

@@ -50,7 +50,7 @@ def factory_path(factory: Any) -> str | None:
 
 def import_factory(path: str) -> Factory:
     """The object an import path ``"package.module:function"`` names."""
-    module, colon, name = path.partition(":")
+    module, colon, name = path.partition(":") if isinstance(path, str) else ("", "", "")
     if not colon or not module or not name:
         raise ConfigError(f"factory {path!r} is not an import path: give it as "
                           "'package.module:function'")
@@ -71,6 +71,7 @@ def record_factories(results: str | Path, archs: Mapping[str, Any]) -> dict[str,
     factory that another process can import (merged with what is there); returns them."""
     path = Path(results) / FACTORIES_FILE
     known = read_json(path) if path.exists() else {}
+    known = known if isinstance(known, dict) else {}
     found = {a: p for a, f in archs.items() if (p := factory_path(f)) is not None}
     if found and {**known, **found} != known:
         atomic_json(path, {**known, **found})
@@ -79,7 +80,8 @@ def record_factories(results: str | Path, archs: Mapping[str, Any]) -> dict[str,
 
 def _recorded(results: Path, arch: str) -> str | None:
     path = results / FACTORIES_FILE
-    return read_json(path).get(arch) if path.exists() else None
+    known = read_json(path) if path.exists() else {}
+    return known.get(arch) if isinstance(known, dict) else None
 
 
 def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
@@ -106,10 +108,14 @@ def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
 
     def build(k: int, shape: tuple[int, ...], opts: dict) -> nn.Module:
         try:
-            return chosen(k, tuple(shape), **opts)
+            model = chosen(k, tuple(shape), **opts)
         except TypeError as err:
             raise ConfigError(f"factory of {arch!r} cannot be called as factory(num_classes, "
                               f"input_shape{', **' + str(opts) if opts else ''}): {err}") from None
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"factory of {arch!r} returned {type(model).__name__}, not a "
+                              "torch.nn.Module: give the function that builds the model")
+        return model
     return build
 
 
@@ -234,7 +240,10 @@ def load_exported(path: str | Path, factory: Factory | str | None = None) -> nn.
     names either file or their common stem), ready to use (CPU, eval mode).
 
     A custom architecture is built by ``factory`` when given, else by the import path the JSON
-    records (its module must be importable here).
+    records (its module must be importable here). That path is code: kdfair imports the module
+    it names and calls the function with the JSON's options, so load exports (and results
+    directories, whose ``factories.json`` ``load_model`` follows) only from sources you would
+    run code from, or pass ``factory=`` yourself. The weights are safetensors, never unpickled.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file

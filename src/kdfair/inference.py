@@ -55,12 +55,19 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+_SHUFFLING = (torch.utils.data.RandomSampler, torch.utils.data.SubsetRandomSampler,
+              torch.utils.data.WeightedRandomSampler)
+
+
 def _check_order(loader: Iterable[Any]) -> None:
+    """Refuse a loader whose sampler draws the inputs out of order (shuffle=True, a random or
+    weighted sampler, a DistributedSampler that shuffles)."""
     sampler = getattr(loader, "sampler", None)
-    if isinstance(sampler, torch.utils.data.RandomSampler):
-        raise ConfigError("the data loader shuffles (shuffle=True): predictions must follow the "
-                          "data set's order, row i ↔ label i ↔ group i; build it with "
-                          "shuffle=False")
+    if isinstance(sampler, _SHUFFLING) or getattr(sampler, "shuffle", False) is True:
+        raise ConfigError("the data loader shuffles (shuffle=True): predictions must follow "
+                          "the data set's order, row i ↔ label i ↔ group i; build it with "
+                          f"shuffle=False and no random sampler (it has a "
+                          f"{type(sampler).__name__})")
 
 
 def predict(model: nn.Module, loader: Iterable[Any], device: str | torch.device | None = None
