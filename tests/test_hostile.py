@@ -605,3 +605,111 @@ def test_edited_or_added_test_set_files_are_not_analysed_and_run_rewrites_them(s
     res = cli("report", root)
     assert res.exit_code == 1
     assert "counterfactuals.npz is not listed in data.json" in one_line(res.output)
+
+
+# --- 1. (continued) TensorBoard curves and SLURM files are never written through a link ---------
+
+
+def test_tensorboard_curves_are_not_written_or_removed_through_a_link(tmp_path, caplog):
+    from kdfair import tracking
+
+    root, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    (elsewhere / "r1").mkdir(parents=True)
+    (elsewhere / "r1" / "keep.txt").write_text("mine")
+    root.mkdir()
+    (root / "tensorboard").symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="tensorboard is a symbolic link"):
+        tracking.write_run(root, "r1", [{"epoch": 1, "loss": 0.5}])
+    assert tracking.record_run({"tracking": "tensorboard"}, root, "r1",
+                               {"history": [{"epoch": 1, "loss": 0.5}]}) is None
+    assert "tensorboard curves of r1 not written" in caplog.text  # logged, the run is safe
+    assert [p.name for p in elsewhere.rglob("*")] == ["r1", "keep.txt"]
+    assert (elsewhere / "r1" / "keep.txt").read_text() == "mine"
+
+
+def test_slurm_files_are_not_written_through_a_link(tmp_path, monkeypatch):
+    from kdfair.config import load_experiment
+    from kdfair.executors import slurm
+
+    root, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "slurm").symlink_to(elsewhere)
+    monkeypatch.setattr(slurm, "_slurm", lambda args: pytest.fail(f"submitted {args}"))
+    ex = slurm.SlurmExecutor()
+    with pytest.raises(StoreError, match="slurm is a symbolic link"):
+        ex._probe(load_experiment("demo"), root)  # the check job: nothing submitted
+    with pytest.raises(StoreError, match="slurm is a symbolic link"):
+        ex._executor(root, 0, "kdfair-demo-teachers")  # the jobs' folder
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_report_spinner_shows_a_path_with_markup_verbatim():
+    import io
+
+    from rich.console import Console
+
+    from kdfair.progress import _Elapsed
+
+    spinner, out = _Elapsed(), io.StringIO()
+    spinner.show("report: opening results/a[/]b[bold]c")  # what `kdfair report PATH` shows
+    Console(file=out, force_terminal=True, width=200).print(spinner)
+    assert "report: opening results/a[/]b[bold]c…" in out.getvalue()
+
+
+def test_yaml_nested_thousands_deep_is_refused_in_one_line(tmp_path):
+    exp = tmp_path / "e.yaml"
+    exp.write_text(EXPERIMENT)
+    deep = "[" * 3000 + "]" * 3000
+    res = cli("run", exp, "--out", tmp_path / "out", "--set", f"teacher.model.foo={deep}")
+    assert res.exit_code == 1 and not (tmp_path / "out").exists()
+    line = one_line(res.output)
+    assert "--set teacher.model.foo: the value of 6000 characters: nested too deeply" in line
+    assert "unexpected" not in line and "RecursionError" not in res.output
+
+
+def test_a_slurm_job_list_linked_to_a_device_is_not_read(tmp_path):
+    from analysis_fixtures import write_store
+
+    root = write_store(tmp_path / "q" / "toy", num_classes=3, n_per_class=20, seeds=(0, 1),
+                       temperatures=(2.0,), features=False, name="toy")
+    (root / "plan.json").write_text(json.dumps({"runs": sorted(
+        p.name for p in (root / "runs").iterdir())}))
+    (root / "slurm").mkdir()
+    (root / "slurm" / "jobs.jsonl").symlink_to("/dev/zero")
+    t0 = time.perf_counter()
+    res = cli("status", root)
+    assert time.perf_counter() - t0 < 10 and res.exit_code == 1
+    assert f"{root / 'slurm' / 'jobs.jsonl'} is not a regular file" in one_line(res.output)
+    assert "it lists this study's SLURM jobs" in res.output
+
+
+def test_a_counterfactual_file_added_to_a_run_of_the_release_before_manifests_is_not_read(
+        tmp_path):
+    import pandas as pd
+    from analysis_fixtures import write_store
+
+    import kdfair
+
+    root = write_store(tmp_path / "toy", num_classes=3, n_per_class=20, seeds=(0, 1),
+                       temperatures=(2.0,), features=False, attributes={"colour": ["r", "b"]})
+    clean = kdfair.analyze(root)["summary"]
+    for d in (root / "runs").iterdir():  # predictions.npz, no manifest: the older format
+        with np.load(d / "predictions.npz") as z:
+            np.save(d / "counterfactual-evil.npy", z["logits"][::-1].copy())
+    summary = kdfair.analyze(root)["summary"]
+    assert not [c for c in summary.columns if "evil" in c]
+    pd.testing.assert_frame_equal(summary, clean)
+
+
+def test_a_dangling_link_in_a_run_makes_it_damaged_not_the_command_fail(study, tmp_path):
+    _, root = study
+    rid = run_id(root, "nds-")
+    (root / "runs" / rid / "notes").symlink_to(tmp_path / "gone")
+    res = cli("status", root)
+    assert res.exit_code == 3 and "error:" not in res.output, res.output
+    assert "5 done, 1 damaged" in res.output
+    assert ResultsDir(root).check(rid).reason == "notes is not listed in manifest.json"
+    res = cli("report", root)
+    assert res.exit_code == 0, res.output
+    assert "notes is not listed in manifest.json" in (root / "report" / "report.md").read_text()

@@ -98,6 +98,9 @@ def load_yaml(text: str, where: str) -> Any:
         return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
     except ReadError as err:
         raise ReadError(f"{where}: {err}") from None
+    except RecursionError:  # '[[[[…' a few thousand deep: the parser recurses per level
+        raise ReadError(f"{where}: nested too deeply (lists or mappings inside each other "
+                        "thousands of times); flatten it") from None
     except yaml.YAMLError as err:
         raise ReadError(f"{where} is not valid YAML ({_yaml_problem(err)})") from None
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from kdfair.errors import ConfigError
+from kdfair.errors import ConfigError, KdfairError
+from kdfair.reading import MAX_JSON_BYTES, read_text
 
 log = logging.getLogger("kdfair")
 
@@ -95,9 +96,11 @@ def check_available() -> None:
 def write_run(results: str | Path, run_id: str, history: Sequence[Mapping[str, Any]]) -> Path:
     """Write one run's history as event files under ``<results>/tensorboard/<run_id>/``
     (replacing any there); rows without a value for a tag are skipped for that tag."""
+    from kdfair.store.files import inside  # nothing removed or written through a link
+
+    where = inside(Path(results), "tensorboard", run_id)
     from torch.utils.tensorboard import SummaryWriter
 
-    where = Path(results) / "tensorboard" / run_id
     if where.exists():
         shutil.rmtree(where)
     with SummaryWriter(log_dir=str(where)) as writer:
@@ -119,7 +122,7 @@ def record_run(experiment: Any, results: str | Path, run_id: str,
         return None
     try:
         return write_run(results, run_id, metrics.get("history") or [])
-    except (ImportError, OSError) as err:
+    except (ImportError, OSError, KdfairError) as err:
         log.warning("tensorboard curves of %s not written: %s", run_id, err)
         return None
 
@@ -134,8 +137,8 @@ def sync(results: str | Path) -> list[Path]:
         if (root / "tensorboard" / run_id).exists():
             continue
         try:
-            history = json.loads(d.read_text()).get("history") or []
-        except (OSError, ValueError):
+            history = json.loads(read_text(d, MAX_JSON_BYTES)).get("history") or []
+        except (OSError, ValueError, AttributeError):
             continue
         written.append(write_run(root, run_id, history))
     return written

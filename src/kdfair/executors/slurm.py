@@ -42,6 +42,7 @@ from kdfair.progress import LineReporter
 from kdfair.runner import teacher_finished, train_runs
 from kdfair.spec import RunSpec
 from kdfair.store import ResultsDir
+from kdfair.store.files import inside
 
 log = logging.getLogger("kdfair")
 
@@ -247,7 +248,7 @@ class SlurmExecutor:
         import submitit
 
         cfg = self.config
-        ex = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster="slurm",
+        ex = submitit.AutoExecutor(folder=inside(out, "slurm") / "%j", cluster="slurm",
                                    slurm_python=cfg.python or sys.executable)
         params = self._sbatch_params(gpus)
         extra = dict(cfg.options)
@@ -292,8 +293,8 @@ class SlurmExecutor:
         self._after = array
         rec = {"time": _now(), "phase": phase, "array": array, "dependency": dependency,
                "jobs": [{"job_id": j.job_id, "runs": j.runs, "log": j.log} for j in jobs]}
-        (out / "slurm").mkdir(parents=True, exist_ok=True)
-        with open(out / "slurm" / "jobs.jsonl", "a") as f:
+        inside(out, "slurm").mkdir(parents=True, exist_ok=True)
+        with open(inside(out, "slurm", "jobs.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
         log.info("submitted %s: job array %s (%d jobs)", phase, array, len(jobs))
         return jobs
@@ -339,7 +340,7 @@ class SlurmExecutor:
         A plain shell job with the jobs' partition, account and options (one CPU, no GPU, a
         few minutes), so that it starts soon and fast.
         """
-        folder = out / "slurm"
+        folder = inside(out, "slurm")  # nothing written through a link
         folder.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex
         target = folder / f"probe-{token}"

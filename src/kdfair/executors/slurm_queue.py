@@ -17,6 +17,7 @@ from typing import Any
 
 from kdfair.config import parse_minutes
 from kdfair.errors import SETTING, KdfairError
+from kdfair.reading import MAX_JSON_BYTES, ReadError, read_text
 
 
 class SlurmError(KdfairError):
@@ -253,14 +254,22 @@ def _end(j: JobState, state: str) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file kdfair appends to (bounded: a regular UTF-8 file)."""
     if not path.exists():
         return []
+    try:
+        text = read_text(path, MAX_JSON_BYTES)
+    except ReadError as err:
+        raise SlurmError(f"{err}; it lists this study's SLURM jobs: restore it, or remove it "
+                         "when none of them is still queued") from None
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(rec, dict):
+            out.append(rec)
     return out
 
 

@@ -85,7 +85,11 @@ def write_counterfactuals(run_dir: Path, logits: dict[str, np.ndarray],
 
 
 def counterfactual_attributes(run_dir: Path) -> list[str]:
-    """The attributes a run has counterfactual logits for (sorted)."""
+    """The attributes a run has counterfactual logits for (sorted). A run of the release before
+    manifests has none (counterfactuals came later, sealed by the manifest): a file added to
+    one, which no manifest vouches for, is never read."""
+    if is_legacy(run_dir):
+        return []
     n = len(COUNTERFACTUAL_PREFIX)
     return sorted(p.name[n:-4] for p in run_dir.glob(f"{COUNTERFACTUAL_PREFIX}*.npy"))
 

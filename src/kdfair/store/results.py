@@ -198,13 +198,18 @@ class ResultsDir:
         d = self.run_dir(run_id)
         if not d.is_dir():
             return RunCheck("missing")
-        key, sig = (str(d.resolve()), deep), _signature(d)
+        key = (str(d.resolve()), deep)
+        try:
+            sig = _signature(d)
+        except OSError:  # a dangling link, a file removed meanwhile: checked, not remembered
+            sig = None
         hit = _VERIFIED.get(key)
-        if hit is not None and hit[0] == sig:  # files untouched since they were checked
-            return hit[1]
+        if sig is not None and hit is not None and hit[0] == sig:
+            return hit[1]  # files untouched since they were checked
         why = self._problem(d, deep)
         result = RunCheck("damaged", why) if why else RunCheck("done")
-        _VERIFIED[key] = (sig, result)
+        if sig is not None:
+            _VERIFIED[key] = (sig, result)
         return result
 
     def _problem(self, d: Path, deep: bool) -> str | None:
