@@ -167,6 +167,11 @@ def test_the_report_states_the_precision_and_notes_a_study_that_mixes_them(tmp_p
                                       "(engine.precision; see Notes)")
     note = settings_note(mixed)
     assert note and "precision bf16" in note and "precision fp32" in note
+    # deterministic algorithms on for one run only: noted too
+    det = [dataclasses.replace(runs[0], metrics={**runs[0].metrics, "deterministic": True}),
+           *runs[1:]]
+    note = settings_note(det)
+    assert note and "deterministic True" in note and "deterministic False" in note
     # runs stored before precision was recorded: what the engine did then
     assert run_precision({"device_type": "cuda"}) == "bf16"
     assert run_precision({"device_type": "cpu"}) == "fp32"

@@ -191,20 +191,23 @@ NOT_RECORDED = "not recorded"
 
 
 def settings_note(runs: list[RunInfo]) -> str | None:
-    """A note when runs were made under different thread counts, device types or precisions
-    (results depend on each: floating-point reductions run in another order, or rounded)."""
-    seen: dict[tuple[Any, Any, str], list[str]] = {}
+    """A note when runs were made under different thread counts, device types, precisions or
+    determinism settings (results depend on each: floating-point reductions run in another
+    order, rounded, or by other algorithms)."""
+    seen: dict[tuple[Any, Any, str, Any], list[str]] = {}
     for r in runs:
         device = str(r.metrics.get("device", "?")).split(":")[0]
-        key = (r.metrics.get("threads"), device, run_precision(r.metrics))
+        key = (r.metrics.get("threads"), device, run_precision(r.metrics),
+               r.metrics.get("deterministic", False))
         seen.setdefault(key, []).append(r.run_id)
     if len(seen) < 2:
         return None
-    parts = [f"{len(ids)} with threads={t}, device {d}, precision {p} (e.g. {ids[0]})"
-             for (t, d, p), ids in seen.items()]
+    parts = [f"{len(ids)} with threads={t}, device {d}, precision {p}, deterministic {det} "
+             f"(e.g. {ids[0]})" for (t, d, p, det), ids in seen.items()]
     return ("runs were made under different settings — " + "; ".join(parts) + ". Results "
-            "depend on the thread count, device type and precision (floating-point order and "
-            "rounding), so differences between these runs mix settings with seeds.")
+            "depend on the thread count, device type, precision and deterministic algorithms "
+            "(floating-point order and rounding), so differences between these runs mix "
+            "settings with seeds.")
 
 
 def _read_meta(root: Path, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
