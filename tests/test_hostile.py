@@ -713,3 +713,18 @@ def test_a_dangling_link_in_a_run_makes_it_damaged_not_the_command_fail(study, t
     res = cli("report", root)
     assert res.exit_code == 0, res.output
     assert "notes is not listed in manifest.json" in (root / "report" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_slurm_view_shows_a_results_path_with_markup_verbatim(terminal):
+    import io
+
+    from rich.console import Console
+
+    from kdfair.executors.slurm_view import RichSlurmView
+
+    out = io.StringIO()
+    view = RichSlurmView(Console(file=out, force_terminal=terminal, width=200))
+    with view:  # the check job's note names the results directory
+        view.update("check", [], note="a job test-writes results/a[/]b[bold]c")
+    assert "ajobtest-writesresults/a[/]b[bold]c" in "".join(out.getvalue().split())

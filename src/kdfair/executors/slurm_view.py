@@ -51,14 +51,16 @@ class RichSlurmView:
             if key != self._last:
                 self._last = key
                 self.console.print(f"[{time.monotonic() - self._t0:5.0f}s] {line}"
-                                   + (f"  ({note})" if note else ""), highlight=False)
+                                   + (f"  ({note})" if note else ""), markup=False,
+                                   highlight=False)  # the note names a path: text, not markup
             return
         from rich.table import Table
+        from rich.text import Text
 
         if self._phase not in (None, phase):  # the phase before ended: keep its last line
             self.console.print(self._line, highlight=False)
         self._phase, self._line = phase, line
-        table = Table(title=line + (f" — {note}" if note else ""), title_justify="left",
+        table = Table(title=Text(line + (f" — {note}" if note else "")), title_justify="left",
                       show_edge=False, pad_edge=False)
         for col in ("job", "state", "runs"):
             table.add_column(col)
