@@ -502,3 +502,23 @@ def test_groups_as_names_in_one_split_and_codes_in_another_are_refused():
                        r"group_names\['sex'\]"):  # with names: the codes are not among them
         encode_groups({"test": {"sex": np.array(["female", "male"])},
                        "val": {"sex": np.array([0, 1])}}, {"sex": ["female", "male"]})
+
+
+def test_a_declared_class_without_test_input_is_noted(tmp_path):
+    """1/2-coded labels with three class names declared (class 0 empty) are the user's explicit
+    choice, so they are analysed, but the store's notes say the class has no test input and how
+    to code the labels instead; with every class present, no such note."""
+    from kdfair.store.index import open_store
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 3, 60)
+    preds = [np.where(rng.random(60) < 0.8, y, 3 - y) for _ in range(2)]
+    root = audit(y, nds=preds, teacher=preds, class_names=["none", "good", "bad"],
+                 groups={"sex": rng.integers(0, 2, 60)}, out=tmp_path, name="declared",
+                 write_report=False)
+    notes = " ".join(open_store(root).notes)
+    assert "1 of 3 declared classes have no test input ('none')" in notes
+    assert "give classes=" in notes
+    ok = audit(y - 1, nds=[p - 1 for p in preds], teacher=[p - 1 for p in preds],
+               out=tmp_path, name="coded", write_report=False)
+    assert "declared classes have no test input" not in " ".join(open_store(ok).notes)

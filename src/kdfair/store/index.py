@@ -174,6 +174,21 @@ def _counterfactual_targets(root: Path, data: dict[str, Any], n_test: int,
         return {}
 
 
+def _empty_classes_note(labels: np.ndarray, names: list[str]) -> str | None:
+    """A note naming declared classes with no test input (labels coded from 1 with class 0
+    declared, say): their accuracy is undefined and their one-vs-rest group measures count
+    only the inputs wrongly predicted as them, so every average over classes includes them."""
+    counts = np.bincount(labels[labels >= 0], minlength=len(names))
+    empty = [names[c] for c in range(len(names)) if counts[c] == 0]
+    if not empty:
+        return None
+    shown = ", ".join(repr(n[:40]) for n in empty[:5]) + (" …" if len(empty) > 5 else "")
+    return (f"{len(empty)} of {len(names)} declared classes have no test input ({shown}): their "
+            "accuracy is undefined, and their one-vs-rest group measures (DPD, EOD) and every "
+            "average over classes include a class the data lack. If the labels are coded from "
+            "1, give classes= (e.g. classes={1: 'a', 2: 'b'}) or subtract 1 from the labels.")
+
+
 def run_precision(metrics: dict[str, Any]) -> str:
     """The precision a run trained and was evaluated at (``engine.precision`` resolved): as
     recorded, or for runs made before it was recorded, what the engine then did — bf16
@@ -293,6 +308,9 @@ def open_store(root: str | Path) -> StudyIndex:
     if len(names) != num_classes:
         names = [str(i) for i in range(num_classes)]
     attributes, groups = _attributes(root, data, n_test, notes)
+    note = _empty_classes_note(read_labels(runs[0], n_test), names)
+    if note:
+        notes.append(note)
     note = settings_note(runs)
     if note:
         notes.append(note)
