@@ -165,6 +165,35 @@ def test_after_a_run_the_plan_says_every_run_is_done(tiny, tmp_path):
     assert "tiny-plan: 8 runs (8 already done, 0 to train)" in again.stdout
     p = api.plan(tiny, out)
     assert p.done == {s.run_id for s in p.specs} and p.estimate.train_s == 0
+    assert p.refusal is None
+    # another configuration: the plan says `kdfair run` would refuse, naming what differs
+    other = CliRunner().invoke(app, ["plan", str(tiny), "--out", str(out), "--set",
+                                     "distill.alpha=0.5"])
+    assert other.exit_code == 0, other.output
+    assert "`kdfair run` would refuse this directory:" in other.stdout
+    assert "distill.alpha: 0.8 → 0.5" in other.stdout
+
+
+def test_a_plan_whose_data_cannot_load_counts_done_runs_by_the_stores_fingerprint(
+        tiny, tmp_path, monkeypatch):
+    from kdfair import planning
+    from kdfair.errors import ConfigError
+    from kdfair.store.files import write_json
+
+    first = api.plan(tiny, tmp_path, probe=False)  # the run ids of the real data
+    where = first.where
+    (where / "runs").mkdir(parents=True)
+    write_json(where / "data.json", {"fingerprint": first.specs[0].data_fingerprint})
+    monkeypatch.setattr(planning, "_done", lambda w: {first.specs[0].run_id})
+
+    def no_data(exp, root):
+        raise ConfigError("data set 'digits' not found")
+
+    monkeypatch.setattr(planning, "load_data", no_data)
+    p = api.plan(tiny, tmp_path, probe=False)
+    assert p.problem == "data set 'digits' not found"
+    assert [s.run_id for s in p.specs] == [s.run_id for s in first.specs]
+    assert p.done == {first.specs[0].run_id}
 
 
 def test_a_given_teacher_is_timed_as_its_evaluation_its_weights_never_loaded(tiny):

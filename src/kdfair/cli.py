@@ -412,6 +412,9 @@ def _print_plan(exp: Experiment, out: Path, data_root: Path | None) -> None:
         console.print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                        for i, (c, w) in enumerate(zip(row, widths, strict=True))),
                       markup=False, highlight=False)
+    if p.refusal:
+        console.print(f"`kdfair run` would refuse this directory: {p.refusal}", markup=False,
+                      highlight=False, soft_wrap=True)
     e = p.estimate
     if e is None:
         console.print(f"no time estimate: {p.problem}", markup=False, highlight=False,

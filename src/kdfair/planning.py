@@ -29,9 +29,10 @@ from kdfair.data.base import SplitData
 from kdfair.errors import KdfairError
 from kdfair.overrides import Overrides
 from kdfair.progress import Schedule, phase_seconds
-from kdfair.runner import bundles, load_data, plan
+from kdfair.runner import bundles, check_store, load_data, plan
 from kdfair.spec import RunSpec
 from kdfair.store import ResultsDir
+from kdfair.store.files import read_json
 
 log = logging.getLogger("kdfair")
 
@@ -101,6 +102,7 @@ class StudyPlan:
     done: set[str] = field(default_factory=set)
     estimate: Estimate | None = None
     problem: str | None = None
+    refusal: str | None = None  # why `kdfair run` would refuse this results directory
     chunks: list[list[list[str]]] = field(default_factory=list)  # phase -> worker chunks
 
     @property
@@ -150,11 +152,13 @@ def plan_study(experiment: Experiment | str | Path, out: str | Path = "results",
         say(f"loading data set {exp.dataset.name}")
         try:
             data = load_data(exp, Path(data_root) if data_root else None)
-        except (KdfairError, OSError) as err:
-            return StudyPlan(exp, where, plan(exp, "unknown"), problem=str(err))
+        except (KdfairError, OSError) as err:  # run ids as the store's data fingerprint makes
+            specs = plan(exp, _stored_fingerprint(where) or "unknown")
+            return StudyPlan(exp, where, specs, _done(where) & {s.run_id for s in specs},
+                             problem=str(err), refusal=_refusal(where, specs, exp))
     specs = plan(exp, data.fingerprint)
     done = _done(where) & {s.run_id for s in specs}
-    result = StudyPlan(exp, where, specs, done)
+    result = StudyPlan(exp, where, specs, done, refusal=_refusal(where, specs, exp))
     workers, threads, device = _workers(exp)
     result.chunks = chunked(specs, done, workers)
     if probe and result.to_train:
@@ -185,6 +189,26 @@ def progress_schedule(exp: Experiment, specs: list[RunSpec], done: set[str], dat
                     type(err).__name__, err)
         return None
     return result.schedule()
+
+
+def _stored_fingerprint(where: Path) -> str | None:
+    """The data fingerprint the study's store recorded (data.json), if it has one."""
+    try:
+        return str(read_json(where / "data.json").get("fingerprint") or "") or None
+    except (KdfairError, OSError, ValueError, AttributeError):
+        return None
+
+
+def _refusal(where: Path, specs: list[RunSpec], exp: Experiment) -> str | None:
+    """Why ``kdfair run`` would refuse the results directory (runs of another configuration),
+    or None."""
+    if not (where / "experiment.json").exists():
+        return None
+    try:
+        check_store(ResultsDir(where), specs, exp.model_dump(mode="json"))
+    except KdfairError as err:
+        return str(err)
+    return None
 
 
 def _done(where: Path) -> set[str]:
