@@ -15,6 +15,8 @@ from kdfair.analysis.individual import counterfactual_distance, counterfactual_f
 from kdfair.analysis.report import analyze, write_report
 from kdfair.data import trifeature as tf
 from kdfair.store.arrays import COUNTERFACTUAL_PREFIX, CorruptRun, check_shapes
+from kdfair.store.files import write_manifest
+from kdfair.store.results import upgrade_run_dir
 
 GREY = 128  # the background, 0.5, as uint8
 
@@ -116,6 +118,7 @@ def _add_counterfactuals(root: Path, seed: int = 0) -> dict[str, dict[str, np.nd
     for d in sorted((root / "runs").iterdir()):
         with np.load(d / "predictions.npz") as z:
             logits, index = z["logits"], z["index"]
+        upgrade_run_dir(d)  # counterfactuals exist only in runs sealed by a manifest
         out[d.name] = {}
         for attr, share in (("colour", 0.3), ("texture", 0.1)):
             cf = logits.copy()
@@ -124,6 +127,7 @@ def _add_counterfactuals(root: Path, seed: int = 0) -> dict[str, dict[str, np.nd
             np.save(d / f"{COUNTERFACTUAL_PREFIX}{attr}.npy", cf.astype(np.float32))
             order = np.argsort(index)
             out[d.name][attr] = (logits[order], cf[order])
+        write_manifest(d)
     return out
 
 
@@ -163,6 +167,7 @@ def test_runs_without_counterfactuals_are_named_and_nothing_breaks(tmp_path):
     first = sorted((root / "runs").iterdir())[0]
     for p in first.glob(f"{COUNTERFACTUAL_PREFIX}*"):
         p.unlink()
+    write_manifest(first)
     notes = " ".join(analyze(root)["notes"]["note"])
     assert f"1 of {len(list((root / 'runs').iterdir()))} runs have no counterfactual" in notes
 
@@ -170,6 +175,7 @@ def test_runs_without_counterfactuals_are_named_and_nothing_breaks(tmp_path):
 def test_a_counterfactual_file_of_the_wrong_shape_damages_the_run(tmp_path):
     root = write_store(tmp_path / "s", seeds=(0,), roles=("teacher",))
     d = next((root / "runs").iterdir())
+    upgrade_run_dir(d)
     n, c = check_shapes(d)
     np.save(d / f"{COUNTERFACTUAL_PREFIX}colour.npy", np.zeros((n - 1, c), np.float32))
     with pytest.raises(CorruptRun, match=r"counterfactual-colour.npy must be a float"):

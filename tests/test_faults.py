@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from kdfair.cli import app
 from kdfair.store import ResultsDir, open_store
+from kdfair.store.files import sealed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -467,7 +468,7 @@ def test_report_md_escapes_html_from_names_and_labels(study):
     _, root = study
     data = json.loads((root / "data.json").read_text())
     data["notes"] = ["<svg onload=alert(1)> from a <script>loader</script>"]
-    (root / "data.json").write_text(json.dumps(data))
+    (root / "data.json").write_text(json.dumps(sealed(data)))  # as a loader's notes are written
     assert cli("report", root).exit_code == 0
     md = (root / "report" / "report.md").read_text()
     assert "<svg" not in md and "<script>" not in md

@@ -21,6 +21,7 @@ from test_faults import EXPERIMENT, cli, run_id
 
 from kdfair.errors import StoreError
 from kdfair.store import ResultsDir
+from kdfair.store.files import sealed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -522,6 +523,31 @@ def test_an_attribute_with_every_group_unknown_is_skipped_with_a_note(tmp_path):
     assert "DPD age" not in md and "DPD sex" in md
 
 
+# --- 3. data.json and plan.json sealed: an edit is seen, never read as good ------------------
+
+
+def test_an_edited_data_json_or_plan_json_is_refused_not_read(study):
+    """Swapping two class names in data.json (same size) would put every class-wise result under
+    the wrong name; the seal sees it, the report refuses, and `kdfair run` writes it anew."""
+    _, root = study
+    good = (root / "data.json").read_text()
+    data = json.loads(good)
+    names = data["class_names"]
+    names[0], names[1] = names[1], names[0]
+    (root / "data.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    res = cli("report", root)
+    assert res.exit_code == 1
+    assert ("data.json was edited after kdfair wrote it (its content does not match its seal); "
+            "run `kdfair run`") in one_line(res.output)
+    (root / "data.json").write_text(good)
+    plan = json.loads((root / "plan.json").read_text())
+    plan["runs"] = plan["runs"][1:]
+    (root / "plan.json").write_text(json.dumps(plan))
+    res = cli("status", root)
+    assert res.exit_code == 1
+    assert "plan.json was edited after kdfair wrote it" in one_line(res.output)
+
+
 # --- 11. report.md and the CSVs keep names as text ------------------------------------------------
 
 
@@ -535,7 +561,8 @@ def test_names_cannot_make_links_headings_or_spreadsheet_formulas(study):
     data["class_names"][:len(evil)] = evil
     data["notes"] = ["[ref]: javascript:alert(2)", "see [x](javascript:alert(1))",
                      "a\n# Injected", "# also"]
-    (root / "data.json").write_text(json.dumps(data))
+    # names a user gave (an audit's class names): data.json sealed as kdfair writes it
+    (root / "data.json").write_text(json.dumps(sealed(data)))
     assert cli("report", root).exit_code == 0
     md = (root / "report" / "report.md").read_text()
     assert "](javascript" not in md and "]: javascript" not in md

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kdfair.errors import StoreError
-from kdfair.integrity import atomic_write, sha256_file
+from kdfair.integrity import atomic_write, digest, sha256_file
 from kdfair.paths import is_safe_name
 from kdfair.reading import MAX_JSON_BYTES, ReadError, read_text
 
@@ -46,6 +46,24 @@ def inside(root: Path, *parts: str) -> Path:
 
 def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def sealed(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with a ``seal``: the digest of its content as JSON stores it, so that an edit of
+    the file (even of the same size) is seen when it is read back (``seal_problem``)."""
+    body = json.loads(json.dumps({k: v for k, v in obj.items() if k != "seal"}, default=str))
+    return {**body, "seal": digest(body)}
+
+
+def seal_problem(obj: dict[str, Any], name: str) -> str | None:
+    """Why ``obj`` (read from ``name``) does not match its seal; None when it does, or when it
+    has none (written before seals)."""
+    seal = obj.get("seal")
+    if seal is None:
+        return None
+    if seal != digest({k: v for k, v in obj.items() if k != "seal"}):
+        return f"{name} was edited after kdfair wrote it (its content does not match its seal)"
+    return None
 
 
 def read_json(path: Path, what: str | None = None) -> Any:

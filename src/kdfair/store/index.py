@@ -27,6 +27,7 @@ from kdfair.store.arrays import (
     open_array,
     read_into,
 )
+from kdfair.store.files import seal_problem
 from kdfair.store.results import ResultsDir, derived_problem, failure_records, finite_number
 from kdfair.studies import not_a_study
 
@@ -266,7 +267,7 @@ def open_store(root: str | Path) -> StudyIndex:
         raise StoreError(not_a_study(root))
     notes: list[str] = []
     experiment, data = _read_meta(root, notes)
-    why = derived_problem(root, data)
+    why = seal_problem(data, "data.json") or derived_problem(root, data)
     if why:  # never analyse edited test-set files: they are rewritten by the next run
         raise StoreError(f"{root}: {why}; run `kdfair run` (or `kdfair audit`) on the study "
                          "again: it writes the test-set files anew")

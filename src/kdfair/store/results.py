@@ -43,6 +43,8 @@ from kdfair.store.files import (
     manifest_problem,
     read_json,
     safe_component,
+    seal_problem,
+    sealed,
     write_json,
     write_manifest,
 )
@@ -133,6 +135,7 @@ class ResultsDir:
             return False
         return (info.get("fingerprint") == fingerprint and feats.ndim == 2
                 and feats.shape[0] == n and index.shape == (n,) and all(k in info for k in needs)
+                and seal_problem(info, "data.json") is None
                 and derived_problem(self.root, info) is None)
 
     def write_data_files(self, data_info: dict[str, Any], attributes: dict[str, np.ndarray],
@@ -167,11 +170,11 @@ class ResultsDir:
         files = {name: sha256_file(self.root / name) for name in DERIVED
                  if (self.root / name).is_file()}
         # last: it vouches for the others, by their digests
-        atomic_json(self.root / "data.json", {**data_info, "files": files})
+        atomic_json(self.root / "data.json", sealed({**data_info, "files": files}))
 
     def write_plan(self, run_ids: list[str]) -> None:
         """The run ids of the current plan, in order (what `kdfair status` compares against)."""
-        atomic_json(self.root / "plan.json", {"runs": run_ids})
+        atomic_json(self.root / "plan.json", sealed({"runs": run_ids}))
 
     def load_plan(self) -> list[str]:
         path = self.root / "plan.json"
@@ -180,6 +183,9 @@ class ResultsDir:
         fix = "run `kdfair run` on the experiment again to rewrite it"
         plan = read_json(path, fix)
         runs = plan.get("runs") if isinstance(plan, dict) else None
+        edited = seal_problem(plan, "plan.json") if isinstance(plan, dict) else None
+        if edited:
+            raise StoreError(f"{self.root}: {edited}; {fix}")
         if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
             raise StoreError(f"{path} is corrupt (no list of run ids under 'runs'); {fix}")
         return list(runs)
