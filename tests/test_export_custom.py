@@ -186,7 +186,31 @@ def test_an_export_whose_factory_is_not_a_model_builder_is_one_message(tmp_path)
     (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": 123}))
     with pytest.raises(ConfigError, match="factory 123 is not an import path"):
         kdfair.load_exported(tmp_path / "m.json")
-    (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": "builtins:slice"}))
-    with pytest.raises(ConfigError, match="factory of 'custom-review-net' returned slice, not a "
-                                          "torch.nn.Module"):
+    (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": "numpy:add"}))
+    with pytest.raises(ConfigError, match="factory of 'custom-review-net' returned ndarray, not "
+                                          "a torch.nn.Module"):
         kdfair.load_exported(tmp_path / "m.json")
+
+
+@pytest.mark.parametrize("path", ["os:system", "builtins:exec", "subprocess:run",
+                                  "importlib.util:find_spec"])
+def test_an_export_naming_a_standard_library_function_is_refused_unimported(tmp_path, path,
+                                                                           monkeypatch):
+    """An edited export JSON must not be a way to run a command: a factory path into Python's
+    standard library is refused before anything is imported or called."""
+    import importlib
+
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "m.safetensors"))
+    (tmp_path / "m.json").write_text(json.dumps({"arch": "custom-evil-net", "num_classes": 2,
+                                                 "input_shape": [3], "factory": path}))
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: imported.append(name) or real(name, *a))
+    with pytest.raises(ConfigError, match=f"names the factory '{path}', from Python's standard "
+                                          "library, which builds no model: kdfair does not "
+                                          "import it"):
+        kdfair.load_exported(tmp_path / "m.json")
+    assert path.split(":")[0] not in imported

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,18 @@ def _recorded(results: Path, arch: str) -> str | None:
     return known.get(arch) if isinstance(known, dict) else None
 
 
+def _trusted(recorded: Any, where: str) -> str:
+    """A factory path read from a file, refused when it names Python's standard library (or
+    builtins): no model factory lives there, and importing and calling one of its functions is
+    how an edited file would run a command. A user's own module is imported as recorded."""
+    top = str(recorded).partition(":")[0].split(".")[0]
+    if top in sys.stdlib_module_names or top in ("builtins", "__main__"):
+        raise ConfigError(f"{where} names the factory {str(recorded)[:80]!r}, from Python's "
+                          "standard library, which builds no model: kdfair does not import it. "
+                          "Pass the function that builds the model yourself (factory=)")
+    return str(recorded) if isinstance(recorded, str) else recorded
+
+
 def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
              where: str) -> Callable[[int, tuple[int, ...], dict], nn.Module]:
     """How to build ``arch``: the factory given, the registry's, or the recorded import path."""
@@ -103,7 +116,7 @@ def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
                     "factory for it. Pass the function that builds it: factory=make_model (or "
                     "'package.module:function'; `kdfair export --factory` on the command "
                     "line), called as factory(num_classes, input_shape)") from None
-            factory = import_factory(recorded)
+            factory = import_factory(_trusted(recorded, where))
     chosen = factory
 
     def build(k: int, shape: tuple[int, ...], opts: dict) -> nn.Module:
@@ -243,7 +256,8 @@ def load_exported(path: str | Path, factory: Factory | str | None = None) -> nn.
     records (its module must be importable here). That path is code: kdfair imports the module
     it names and calls the function with the JSON's options, so load exports (and results
     directories, whose ``factories.json`` ``load_model`` follows) only from sources you would
-    run code from, or pass ``factory=`` yourself. The weights are safetensors, never unpickled.
+    run code from, or pass ``factory=`` yourself (a recorded path into Python's standard
+    library is refused unimported). The weights are safetensors, never unpickled.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
