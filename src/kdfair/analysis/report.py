@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -523,25 +524,41 @@ def write_report(results_dir: Path | str, options: AnalysisConfig | None = None)
     out = inside(analysis.store.root, "report")  # never written through a link
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
-    try:
-        csv_paths = [tmp / f"{name}.csv" for name in analysis.tables]
+    names = [f"{name}.csv" for name in analysis.tables]
+
+    def write(tmp: Path) -> None:
         step("report: figures and the document")
-        doc = build_document(analysis, tmp, csv_paths)  # may add notes (e.g. a failed plot)
+        # may add notes (e.g. a failed plot)
+        doc = build_document(analysis, tmp, [tmp / n for n in names])
         analysis.tables["notes"] = pd.DataFrame({"note": analysis.notes}, dtype=object)
-        for path, df in zip(csv_paths, analysis.tables.values(), strict=True):
-            csv_safe(df).to_csv(path, index=False)  # no cell runs as a spreadsheet formula
-        (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
-        (tmp / "report.html").write_text(doc.html(), encoding="utf-8")
-        _publish(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _write_report_files(tmp, analysis.tables, doc)
+
+    _write_and_publish(out, write)
     return ReportResult(md_path=out / "report.md", html_path=out / "report.html",
-                        csv_paths=[out / p.name for p in csv_paths],
+                        csv_paths=[out / n for n in names],
                         summary=summary_display(analysis),
                         findings=[f"Warning: {w}" for w in analysis.table("warnings")["warning"]]
                         + [f.text for f in analysis.findings], records=analysis.findings,
                         key_results=analysis.key_results, manifest_path=out / MANIFEST)
+
+
+def _write_report_files(tmp: Path, tables: dict[str, pd.DataFrame], doc: Document) -> None:
+    """A report's CSVs (no cell runs as a spreadsheet formula), report.md and report.html."""
+    for name, df in tables.items():
+        csv_safe(df).to_csv(tmp / f"{name}.csv", index=False)
+    (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
+    (tmp / "report.html").write_text(doc.html(), encoding="utf-8")
+
+
+def _write_and_publish(out: Path, write: Callable[[Path], None]) -> None:
+    """Write a report into a new temporary directory beside ``out``, then publish it as ``out``
+    (the temporary directory is removed whatever happens)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    try:
+        write(tmp)
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _failure_report(err: NoRuns) -> ReportResult:
@@ -564,15 +581,7 @@ def _failure_report(err: NoRuns) -> ReportResult:
             doc.table(tables[key].astype(object).where(tables[key].notna(), "–").astype(str))
     out = inside(err.root, "report")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
-    try:
-        for key, df in tables.items():
-            csv_safe(df).to_csv(tmp / f"{key}.csv", index=False)
-        (tmp / "report.md").write_text(doc.markdown(), encoding="utf-8")
-        (tmp / "report.html").write_text(doc.html(), encoding="utf-8")
-        _publish(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _write_and_publish(out, lambda tmp: _write_report_files(tmp, tables, doc))
     return ReportResult(md_path=out / "report.md", html_path=out / "report.html",
                         csv_paths=[out / f"{k}.csv" for k in tables], summary=pd.DataFrame(),
                         findings=[line], manifest_path=out / MANIFEST)
