@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import yaml
 
-from kdfair.config import Experiment, cpu_workers, engine_threads, load_experiment
+from kdfair.config import Experiment, load_experiment
 from kdfair.data.base import SplitData
 from kdfair.errors import KdfairError
 from kdfair.overrides import Overrides
@@ -223,15 +223,13 @@ def _done(where: Path) -> set[str]:
 def _workers(exp: Experiment) -> tuple[int, int, torch.device]:
     """Workers, threads per worker and device, as the local executor will choose them."""
     from kdfair.config import available_cores
+    from kdfair.executors.local import pool_devices
     from kdfair.train.device import resolve_device
 
     device = resolve_device(exp.device)
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    if gpus > 1:
-        return gpus, engine_threads(exp.engine, gpus), device
-    workers = cpu_workers(exp.engine) if device.type == "cpu" else 1
-    if workers > 1:
-        return workers, engine_threads(exp.engine, workers), device
+    devices, threads = pool_devices(exp)
+    if devices:
+        return len(devices), threads, device
     return 1, exp.engine.threads or min(torch.get_num_threads(), available_cores()), device
 
 

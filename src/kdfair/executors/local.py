@@ -55,18 +55,25 @@ class LocalExecutor:
             train_runs(exp, out, specs, data=data, reporter=self.reporter, on_run=self.on_run)
 
 
-def local_executor(exp: Experiment, reporter: Reporter | None = None,
-                   on_run: Callable[[RunSpec, str], None] | None = None) -> Executor:
-    """The default executor: in this process, or one worker process per GPU when several are
-    visible and the experiment runs on CUDA, or ``engine.workers`` processes on a CPU."""
+def pool_devices(exp: Experiment) -> tuple[list[str], int]:
+    """The devices of the default executor's worker processes and each one's threads: one
+    per GPU when several are visible and the experiment runs on CUDA, ``engine.workers`` on a
+    CPU (the cores shared out between them); ``([], 0)``: it trains in this process."""
     n = torch.cuda.device_count() if exp.device != "cpu" else 0
-    if n > 1:  # the CPU cores shared out between the workers
-        threads = engine_threads(exp.engine, n)
-        return LocalPoolExecutor([f"cuda:{i}" for i in range(n)], reporter, on_run, threads)
+    if n > 1:
+        return [f"cuda:{i}" for i in range(n)], engine_threads(exp.engine, n)
     workers = cpu_workers(exp.engine)
     if workers > 1 and resolve_device(exp.device).type == "cpu":
-        return LocalPoolExecutor(["cpu"] * workers, reporter, on_run,
-                                 engine_threads(exp.engine, workers))
+        return ["cpu"] * workers, engine_threads(exp.engine, workers)
+    return [], 0
+
+
+def local_executor(exp: Experiment, reporter: Reporter | None = None,
+                   on_run: Callable[[RunSpec, str], None] | None = None) -> Executor:
+    """The default executor: in this process, or a pool of worker processes (``pool_devices``)."""
+    devices, threads = pool_devices(exp)
+    if devices:
+        return LocalPoolExecutor(devices, reporter, on_run, threads)
     return LocalExecutor(reporter, on_run)
 
 
