@@ -30,8 +30,9 @@ $(DEV): $(CORE)
 demo: $(CORE)
 	$(BIN)/kdfair demo --out results
 
+# one test process per core (up to 4), each test file kept in one process (its fixtures built once)
 test: $(TESTS)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(DEV)
 	$(BIN)/ruff check src tests benchmarks examples

@@ -1,7 +1,15 @@
 """Shared test fixtures."""
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one test process per core: one torch thread each, and the same for the
+    # commands they start, or the processes' OpenMP threads fight over the cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
