@@ -81,7 +81,7 @@ def test_a_fresh_process_reloads_an_exported_custom_student_exactly(custom, tmp_
     assert meta["mean"] is None and meta["std"] is None and meta["input_shape"] == [5]
     code = textwrap.dedent(f"""
         import numpy as np, torch, kdfair
-        model = kdfair.load_exported({str(tmp_path / (rid + '.json'))!r})
+        model = kdfair.load_exported({str(tmp_path / (rid + '.json'))!r}, trust_factory=True)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})),
                                            torch.zeros(64, dtype=torch.long)), batch_size=512)
@@ -185,11 +185,54 @@ def test_an_export_whose_factory_is_not_a_model_builder_is_one_message(tmp_path)
     meta = {"arch": "custom-review-net", "num_classes": 2, "input_shape": [3]}
     (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": 123}))
     with pytest.raises(ConfigError, match="factory 123 is not an import path"):
-        kdfair.load_exported(tmp_path / "m.json")
+        kdfair.load_exported(tmp_path / "m.json", trust_factory=True)
     (tmp_path / "m.json").write_text(json.dumps({**meta, "factory": "numpy:add"}))
     with pytest.raises(ConfigError, match="factory of 'custom-review-net' returned ndarray, not "
                                           "a torch.nn.Module"):
+        kdfair.load_exported(tmp_path / "m.json", trust_factory=True)
+
+
+def test_an_export_s_factory_is_imported_only_when_trusted(tmp_path, monkeypatch):
+    """An export travels: the factory path its JSON names is code, so without trust_factory=True
+    nothing is imported or called and the message names the path and both ways on; with it (or
+    with factory= given) the model loads."""
+    import importlib
+
+    from safetensors.torch import save_file
+
+    where = tmp_path / "mods"
+    where.mkdir()
+    (where / "kdfair_trust_net.py").write_text(
+        "import torch.nn as nn\nCALLS = []\n"
+        "def make(num_classes, input_shape):\n"
+        "    CALLS.append(num_classes)\n"
+        "    return nn.Linear(input_shape[0], num_classes)\n")
+    monkeypatch.syspath_prepend(str(where))
+    net = torch.nn.Linear(3, 2)
+    save_file(dict(net.state_dict()), str(tmp_path / "m.safetensors"))
+    (tmp_path / "m.json").write_text(json.dumps({
+        "arch": "custom-trust-net", "num_classes": 2, "input_shape": [3],
+        "factory": "kdfair_trust_net:make"}))
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: imported.append(name) or real(name, *a))
+    with pytest.raises(ConfigError) as err:
         kdfair.load_exported(tmp_path / "m.json")
+    assert ("says 'custom-trust-net' is built by the factory 'kdfair_trust_net:make': that is "
+            "code") in str(err.value)
+    assert "load_exported(path, trust_factory=True)" in str(err.value)
+    assert "factory=" in str(err.value)
+    assert "kdfair_trust_net" not in imported
+    model = kdfair.load_exported(tmp_path / "m.json", trust_factory=True)
+    assert "kdfair_trust_net" in imported
+    x = torch.randn(4, 3)
+    assert torch.equal(model(x), net(x))
+    mod = importlib.import_module("kdfair_trust_net")
+    assert mod.CALLS == [2]
+    given = kdfair.load_exported(tmp_path / "m.json", factory=lambda k, shape: torch.nn.Linear(
+        shape[0], k))  # the caller's own function: no trust needed
+    assert torch.equal(given(x), net(x)) and mod.CALLS == [2]
 
 
 @pytest.mark.parametrize("path", ["os:system", "builtins:exec", "subprocess:run",
@@ -212,5 +255,5 @@ def test_an_export_naming_a_standard_library_function_is_refused_unimported(tmp_
     with pytest.raises(ConfigError, match=f"names the factory '{path}', from Python's standard "
                                           "library, which builds no model: kdfair does not "
                                           "import it"):
-        kdfair.load_exported(tmp_path / "m.json")
+        kdfair.load_exported(tmp_path / "m.json", trust_factory=True)  # not even when trusted
     assert path.split(":")[0] not in imported

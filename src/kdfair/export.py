@@ -98,8 +98,9 @@ def _trusted(recorded: Any, where: str) -> str:
 
 
 def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
-             where: str) -> Callable[[int, tuple[int, ...], dict], nn.Module]:
-    """How to build ``arch``: the factory given, the registry's, or the recorded import path."""
+             where: str, trust: bool = True) -> Callable[[int, tuple[int, ...], dict], nn.Module]:
+    """How to build ``arch``: the factory given, the registry's, or the recorded import path
+    (followed only when ``trust``: importing and calling it runs code the file names)."""
     from kdfair.models.registry import build_model, get_factory
 
     if isinstance(factory, str):
@@ -116,6 +117,13 @@ def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
                     "factory for it. Pass the function that builds it: factory=make_model (or "
                     "'package.module:function'; `kdfair export --factory` on the command "
                     "line), called as factory(num_classes, input_shape)") from None
+            if not trust:
+                raise ConfigError(
+                    f"{where} says {arch!r} is built by the factory {str(recorded)[:80]!r}: "
+                    "that is code, and kdfair imports code a file names only when you say so. "
+                    "If you trust where this export came from: load_exported(path, "
+                    "trust_factory=True); or pass the function that builds the model yourself "
+                    "(factory=)") from None
             factory = import_factory(_trusted(recorded, where))
     chosen = factory
 
@@ -224,7 +232,8 @@ def export_model(results: str | Path, run_id: str, out: str | Path,
             "input_shape": info["input_shape"],
             **_normalisation(info),
             "spec": spec.to_json(),
-            "load": "kdfair.load_exported(path); or build the model (kdfair's registry: "
+            "load": "kdfair.load_exported(path) (a custom factory: add trust_factory=True, or "
+                    "factory=); or build the model (kdfair's registry: "
                     "kdfair.models.registry.build_model(arch, num_classes, input_shape, "
                     "**model_options); a custom one: factory(num_classes, input_shape, "
                     "**model_options)) and load_state_dict(safetensors.torch.load_file(path)). "
@@ -248,16 +257,15 @@ def _custom(arch: str) -> bool:
     return not is_builtin(arch)
 
 
-def load_exported(path: str | Path, factory: Factory | str | None = None) -> nn.Module:
+def load_exported(path: str | Path, factory: Factory | str | None = None, *,
+                  trust_factory: bool = False) -> nn.Module:
     """The model of an export (``kdfair export``'s ``.safetensors`` + ``.json`` pair; ``path``
     names either file or their common stem), ready to use (CPU, eval mode).
 
-    A custom architecture is built by ``factory`` when given, else by the import path the JSON
-    records (its module must be importable here). That path is code: kdfair imports the module
-    it names and calls the function with the JSON's options, so load exports (and results
-    directories, whose ``factories.json`` ``load_model`` follows) only from sources you would
-    run code from, or pass ``factory=`` yourself (a recorded path into Python's standard
-    library is refused unimported). The weights are safetensors, never unpickled.
+    A custom architecture is built by ``factory`` when given. The import path the JSON records
+    is code (kdfair would import its module and call it with the JSON's options), and an export
+    is a file that travels: it is followed only with ``trust_factory=True``, and never into
+    Python's standard library. The weights are safetensors, never unpickled.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -273,7 +281,7 @@ def load_exported(path: str | Path, factory: Factory | str | None = None) -> nn.
     for key in ("arch", "num_classes", "input_shape"):
         if key not in meta:
             raise StoreError(f"{meta_path} has no {key!r}: not a kdfair export")
-    build = _builder(meta["arch"], factory, meta.get("factory"), str(meta_path))
+    build = _builder(meta["arch"], factory, meta.get("factory"), str(meta_path), trust_factory)
     opts = {k: v for k, v in (meta.get("model_options") or {}).items() if k != "checkpoint"}
     with torch.random.fork_rng(devices=[]):
         model = build(int(meta["num_classes"]), tuple(meta["input_shape"]), opts)
