@@ -1,7 +1,7 @@
 """One-command GPU check: what the development machines (no GPU) cannot test, meant to stay
 within 5 minutes on one GPU.
 
-    python benchmarks/gpu_check.py [--out gpu_check.json] [--skip-throughput]
+    python benchmarks/gpu_check.py [--out gpu_check.json] [--budget 300] [--skip-throughput]
                                    [--skip-independence] [--study]
 
 1. **Invariance against chaos**: each member of a grouped bank (two NDS, two DS of a trained
@@ -339,6 +339,13 @@ def throughput(timeout_s: int) -> dict:
             "ok": rc == 0 and found is not None}
 
 
+def _left(args: argparse.Namespace, t_all: float) -> int:
+    """The throughput step's time limit: what the budget leaves, at least 60 s. The benchmark
+    prints its ratio before it profiles, so a short limit cuts the profile first."""
+    left = args.budget - (time.perf_counter() - t_all)
+    return int(max(60, min(args.throughput_timeout, left)))
+
+
 def _text(out: bytes | str | None) -> str:
     """A timed-out process' output so far (bytes, whatever ``text`` asked)."""
     return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
@@ -381,6 +388,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     ap.add_argument("--throughput-timeout", type=int, default=240)
+    ap.add_argument("--budget", type=int, default=300,
+                    help="seconds for all checks: the throughput step gets what is left (at "
+                         "least 60 s, at most --throughput-timeout); its ratio comes first")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-independence", action="store_true")
     ap.add_argument("--study", action="store_true", help="also the preset study end to end")
@@ -392,14 +402,14 @@ def main() -> int:
     device = torch.device("cuda")
     result: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    t_all = time.perf_counter()
     checks = [("invariance", lambda: invariance(device))]
     if not args.skip_independence:
         checks.append(("independence", lambda: paper_independence(device)))
     if not args.skip_throughput:
-        checks.append(("throughput", lambda: throughput(args.throughput_timeout)))
+        checks.append(("throughput", lambda: throughput(_left(args, t_all))))
     if args.study:
         checks.append(("study", lambda: study(args.epochs)))
-    t_all = time.perf_counter()
     for name, check in checks:
         t0 = time.perf_counter()
         try:
@@ -412,6 +422,7 @@ def main() -> int:
               f"({result[name]['seconds']:.0f} s)", flush=True)
         args.out.write_text(json.dumps(result, indent=2, default=str))  # kept if cut short
     result["seconds"] = time.perf_counter() - t_all
+    result["budget_s"] = args.budget
     result["ok"] = all(result[n]["ok"] for n, _ in checks)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     if "throughput" in result and result["throughput"].get("ratio") is not None:

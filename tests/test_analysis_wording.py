@@ -216,6 +216,12 @@ def test_paper_vs_this_study_side_by_side(tmp_path):
     assert len(missing) and missing["this_study"].isna().all()
     md = write_report(root, FAST).md_path.read_text()
     assert "## Paper vs this study" in md and "Table 2" in md and "Table 4" in md
+    # the fixture is named like the preset but trains something else: the report says so
+    changes = t["paper_protocol_changes"]
+    assert len(changes) and "dataset.name" in set(changes["setting"])
+    assert (f"**This study changes the preset `trifeature-r20-lenet5` in {len(changes)} "
+            "settings** (below)") in md
+    assert f"from a study that changes the preset in {len(changes)} settings" in md
     assert paper_table("no-such-experiment", t) is None
     assert paper_table("trifeature-cpu", t).equals(p)  # an alias of the paper's study
 
@@ -466,3 +472,26 @@ def test_the_report_names_its_interval_and_its_n(tmp_path):
             "coverage rests on normally spread seeds") in md
     boot = write_report(root, AnalysisConfig(vector_figures=False, seed_ci="bootstrap"))
     assert "95 % percentile bootstrap over seeds, 3 seeds per model" in boot.md_path.read_text()
+
+
+def test_a_study_named_like_a_preset_lists_what_it_changes_from_it():
+    """The paper's numbers are keyed by preset name: a study that keeps the name but changes
+    the protocol is compared with them only beside the list of changes; where and how it runs
+    (device, engine, store) is not a change, nor a field an older experiment.json lacks."""
+    from kdfair.analysis.paper import protocol_changes
+    from kdfair.config import load_experiment
+
+    def dump(*overrides: str) -> dict:
+        return load_experiment("trifeature-paper", overrides=list(overrides)).model_dump(
+            mode="json")
+
+    assert protocol_changes(dump()).empty
+    assert protocol_changes(dump("device=cpu", "engine.precision=fp32", "engine.workers=1",
+                                 "store.keep_weights=teachers")).empty
+    changed = protocol_changes(dump("student.train.epochs=5", "seeds=[0, 1]"))
+    assert sorted(map(tuple, changed.to_numpy().tolist())) == [
+        ("seeds", "[0, 1, 2, 3, 4]", "[0, 1]"), ("student.train.epochs", "60", "5")]
+    older = dump()
+    del older["distill"]["methods"]  # written before methods existed: the default, kd
+    assert protocol_changes(older).empty
+    assert protocol_changes({**dump(), "name": "my-study"}) is None

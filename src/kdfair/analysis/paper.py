@@ -8,7 +8,9 @@ CI over seeds, the difference (this study − paper) and whether the paper's val
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,6 +90,35 @@ def paper_gap(name: str) -> tuple[float | None, str | None]:
             if t is not None and n is not None:
                 return float(t) - float(n), str(key).split("-")[0]
     return None, None
+
+
+# What a study may change without changing the protocol the paper's numbers describe: where and
+# how it runs (precision and threads included: the engine-independence check bounds their
+# effect), and where it is stored.
+OPERATIONAL = ("name", "device", "engine", "store", "slurm", "tracking")
+
+
+def protocol_changes(experiment: Mapping[str, Any]) -> pd.DataFrame | None:
+    """How a study named like a preset differs from that preset in what it trains and measures:
+    one row per setting (``setting``, ``preset``, ``this_study``); None when no preset has its
+    name (there is nothing to compare with). Both sides are read through the experiment model,
+    so a field an older kdfair did not write counts as its default."""
+    from kdfair.config import experiment_from_dict, load_experiment
+    from kdfair.errors import ConfigError
+    from kdfair.overrides import differences
+    from kdfair.presets import preset_names
+
+    name = str(experiment.get("name") or "")
+    if name not in preset_names():
+        return None
+    preset = load_experiment(name).model_dump(mode="json")
+    try:
+        study = experiment_from_dict(dict(experiment), "experiment.json").model_dump(mode="json")
+    except ConfigError:
+        study = dict(experiment)
+    rows = [(path, old, new) for path, old, new in differences(preset, study)
+            if path.split(".")[0] not in OPERATIONAL]
+    return pd.DataFrame(rows, columns=["setting", "preset", "this_study"], dtype=object)
 
 
 def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:

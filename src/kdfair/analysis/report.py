@@ -35,7 +35,7 @@ from kdfair.analysis.checks import phenomenon_warnings, run_warnings
 from kdfair.analysis.common import Analysis, by_group, rows_of, sort_roles
 from kdfair.analysis.document import Document, csv_safe
 from kdfair.analysis.methods import comparison_table, methods_in, only, ranking_table
-from kdfair.analysis.paper import paper_entry, paper_gap, paper_table
+from kdfair.analysis.paper import paper_entry, paper_gap, paper_table, protocol_changes
 from kdfair.analysis.records import Finding
 from kdfair.analysis.runs import ReducedRun, labels_of, reduce_runs
 from kdfair.analysis.sections import build_document
@@ -437,6 +437,9 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     paper = paper_table(str(store.experiment.get("name") or ""), tables)
     if paper is not None:
         tables["paper_vs_study"] = paper
+        changes = protocol_changes(store.experiment)
+        if changes is not None:
+            tables["paper_protocol_changes"] = changes
     tables["skipped"] = pd.DataFrame(store.skipped, columns=["run", "reason"])
     tables["failed"] = pd.DataFrame(store.failed, columns=["run_id", "role", "T", "seed",
                                                            "error", "time"])

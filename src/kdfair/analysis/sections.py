@@ -500,6 +500,17 @@ def paper_section(a: Analysis, doc: Document) -> None:
           "as presets/paper-numbers.yaml) beside this study's seed mean and 95 % seed CI. "
           "Difference = this study − paper. #SC/#TC: relative accuracy, this study's test; "
           "counts have no CI.")
+    changes = a.table("paper_protocol_changes")
+    name = a.store.experiment.get("name")
+    if "paper_protocol_changes" in a.tables and changes.empty:
+        doc.p(f"This study runs the preset `{name}` as kdfair ships it (where and how it runs "
+              "aside).")
+    elif not changes.empty:
+        doc.p(f"**This study changes the preset `{name}` in {len(changes)} setting"
+              f"{'s' if len(changes) != 1 else ''}** (below): the paper's values describe its "
+              "protocol, so a difference here may come from these changes rather than from "
+              "kdfair or chance.")
+        doc.table(changes.rename(columns={"this_study": "this study"}))
     rows = []
     for _, r in p.iterrows():
         d = 0 if r["quantity"].startswith("#") else 4 if r["quantity"] == "I(f)" else 2

@@ -670,9 +670,12 @@ def paper_sentence(a: Analysis) -> str | None:
     have = p[p["this_study"].notna()]
     with_ci = have[have["paper_in_ci"].notna()]
     inside = int(with_ci["paper_in_ci"].astype(bool).sum())
+    changes = a.table("paper_protocol_changes")
+    changed = (f", from a study that changes the preset in {len(changes)} setting"
+               f"{'s' if len(changes) != 1 else ''}" if not changes.empty else "")
     return (f"Paper vs this study: {len(have)} of the paper's {len(p)} reported values have a "
             f"counterpart here; {inside} of the {len(with_ci)} with a seed CI lie inside this "
-            "study's 95 % CI (see 'Paper vs this study').")
+            f"study's 95 % CI{changed} (see 'Paper vs this study').")
 
 
 def findings(a: Analysis) -> list[Finding]:
