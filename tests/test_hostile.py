@@ -342,6 +342,20 @@ def test_an_unlisted_file_makes_a_run_damaged_and_is_never_read(study):
     assert "counterfactual-evil.npy is not listed in manifest.json" in md  # skipped, with why
 
 
+def test_what_a_file_manager_leaves_in_a_run_keeps_it_done(study):
+    """Thumbs.db, desktop.ini and .DS_Store are never read: a run that a file manager showed
+    stays done (not moved aside and trained again), and the report reads it."""
+    _, root = study
+    rid = run_id(root, "ds-")
+    for name in ("Thumbs.db", "desktop.ini", ".DS_Store"):
+        (root / "runs" / rid / name).write_bytes(b"\x00junk")
+    assert ResultsDir(root).check(rid).state == "done"
+    res = cli("status", root)
+    assert res.exit_code == 0 and "damaged" not in res.output, res.output
+    (root / "runs" / rid / "thumbs.db.npy").write_bytes(b"\x00junk")  # not one of those names
+    assert ResultsDir(root).check(rid).reason == "thumbs.db.npy is not listed in manifest.json"
+
+
 # --- 10. a stray folder under runs/ --------------------------------------------------------------
 
 

@@ -82,6 +82,11 @@ def atomic_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda p: write_json(p, obj))
 
 
+# What Windows' Explorer writes into a folder it shows: a reader never opens it, so it does not
+# unseal a run (which would move the run aside and train it again).
+FILE_MANAGER_FILES = frozenset({"Thumbs.db", "desktop.ini", "Desktop.ini", "ehthumbs.db"})
+
+
 def write_manifest(run_dir: Path) -> dict[str, Any]:
     """Record every file of a run directory (size, SHA-256); written last, so it seals the run."""
     files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
@@ -111,8 +116,10 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
         if name not in files:
             return f"{MANIFEST} does not list {name}"
     extra = sorted(p.name for p in run_dir.iterdir()
-                   if p.name not in files and p.name != MANIFEST and not p.name.startswith("."))
-    if extra:  # sealed both ways (hidden files, e.g. NFS's .nfs*, are never read: ignored)
+                   if p.name not in files and p.name != MANIFEST and not p.name.startswith(".")
+                   and p.name not in FILE_MANAGER_FILES)
+    if extra:  # sealed both ways; hidden files (NFS's .nfs*, macOS's .DS_Store) and the files a
+        # file manager leaves (FILE_MANAGER_FILES) are never read: ignored, the run kept
         return f"{extra[0]} is not listed in {MANIFEST}"
     for name, entry in files.items():
         path = run_dir / name
