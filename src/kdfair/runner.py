@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from kdfair import tracking
 from kdfair.config import Experiment, RoleConfig
 from kdfair.data.base import SplitData
+from kdfair.data.checks import check_split
 from kdfair.data.registry import load_dataset
 from kdfair.errors import SETTING, ConfigError, DatasetError, StoreError
 from kdfair.export import stored_model
@@ -198,9 +199,11 @@ def load_data(exp: Experiment, data_root: Path | None = None) -> SplitData:
     if data_root is not None:  # the command line overrides the experiment file
         cfg = cfg.model_copy(update={"root": Path(data_root)})
     try:
-        return load_dataset(cfg, cache_dir())
+        data = load_dataset(cfg, cache_dir())
     except FileNotFoundError as err:
         raise DatasetError(f"dataset {cfg.name!r}: {err}") from None
+    check_split(data, f"dataset {cfg.name!r}")
+    return data
 
 
 def prepare(exp: Experiment, out: Path, data: SplitData,
