@@ -47,6 +47,7 @@ from kdfair.inputs import (
     encode_groups,
     encode_labels,
     map_classes,
+    shown,
     single_logit,
     temperature,
 )
@@ -82,12 +83,6 @@ def _pick(arrays: Mapping[str, np.ndarray], names: Sequence[str], what: str) -> 
                       f"array or one named {', '.join(names)}")
 
 
-def _brief(values: Sequence[Any], n: int = 5) -> str:
-    """Up to ``n`` values for a message, each cut to 40 characters: a message never echoes a
-    file's content at length."""
-    return ", ".join(repr(s if len(s := str(v)) <= 40 else s[:40] + "…") for v in values[:n])
-
-
 def _csv_frame(path: Path, what: str, header: int | None = 0) -> Any:
     """A CSV file as a DataFrame: a regular file of at most MAX_CSV_BYTES, read by pandas."""
     import pandas as pd
@@ -113,7 +108,7 @@ def _read_csv(path: Path, columns: Sequence[str], what: str) -> np.ndarray:
         return df[names[0]].to_numpy()
     if len(df.columns) == 1:
         return df.iloc[:, 0].to_numpy()
-    raise ConfigError(f"{what}: {path} has columns {_brief(list(df.columns))}; give one "
+    raise ConfigError(f"{what}: {path} has columns {shown(list(df.columns))}; give one "
                       f"column or one named {', '.join(columns)}")
 
 
@@ -159,7 +154,7 @@ def _class_codes(values: np.ndarray, class_names: Sequence[str] | None, what: st
         lookup = {n: i for i, n in enumerate(class_names)}
         unknown = sorted({str(v) for v in values} - set(lookup))
         if unknown:
-            raise ConfigError(f"{what}: class names {_brief(unknown)} are not in class_names")
+            raise ConfigError(f"{what}: class names {shown(unknown)} are not in class_names")
         return np.array([lookup[str(v)] for v in values], dtype=np.int64)
     raise ConfigError(f"{what}: expected class indices (integers)"
                       + ("" if class_names else " or class names with class_names given")

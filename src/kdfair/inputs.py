@@ -55,7 +55,7 @@ def coding(values: Sequence[int] | np.ndarray) -> str:
     return ", ".join(map(str, u[:10])) + (" …" if len(u) > 10 else "")
 
 
-def _shown(values: Sequence[Any], n: int = 5, width: int = 40) -> str:
+def shown(values: Sequence[Any], n: int = 5, width: int = 40) -> str:
     """Up to ``n`` values for a message, each cut to ``width`` characters: a message never
     echoes a long value (a CSV cell, a file's line) at length."""
     vals = list(values)
@@ -86,7 +86,7 @@ def class_lookup(classes: Classes, class_names: Sequence[str] | None,
                           "values in class order")
     keys = [_key(v) for v in values]
     if len(set(map(str, keys))) != len(keys):
-        raise ConfigError(f"{param}: a label value is given twice ({_shown(keys)})")
+        raise ConfigError(f"{param}: a label value is given twice ({shown(keys)})")
     if len(keys) < 2:
         raise ConfigError(f"{param}: give at least 2 classes, got {len(keys)}")
     lookup = {k: i for i, k in enumerate(keys)}
@@ -100,7 +100,7 @@ def map_classes(values: np.ndarray, lookup: Mapping[Any, int], what: str,
     flat = [_key(v) for v in np.asarray(values).ravel()]
     unknown = sorted({str(v) for v in flat if v not in lookup and str(v) not in lookup})
     if unknown:
-        raise ConfigError(f"{what}: values [{_shown(unknown)}] are not in {param}: give every "
+        raise ConfigError(f"{what}: values [{shown(unknown)}] are not in {param}: give every "
                           f"label value a class in {param}")
     return np.array([lookup[v] if v in lookup else lookup[str(v)] for v in flat],
                     dtype=np.int64).reshape(np.shape(values))
@@ -154,15 +154,15 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
             if _is_text(a):
                 unknown = sorted({str(v) for v in a} - set(lookup))
                 if unknown:
-                    raise ConfigError(f"{w}: class names [{_shown(unknown)}] are not in "
-                                      f"class_names ({_shown(names)}): give every class its "
+                    raise ConfigError(f"{w}: class names [{shown(unknown)}] are not in "
+                                      f"class_names ({shown(names)}): give every class its "
                                       "name")
                 out[w] = np.array([lookup[str(v)] for v in a], dtype=np.int64)
             else:
                 out[w] = _indices(a, w, len(names))
         if num_classes is not None and num_classes != len(names):
             raise ConfigError(f"num_classes is {num_classes} but the labels name "
-                              f"{len(names)} classes ({_shown(names)}): give class_names (one "
+                              f"{len(names)} classes ({shown(names)}): give class_names (one "
                               "per class), or leave num_classes out")
         return out, names
     ints = {w: _integers(a) for w, a in arrays.items()}
@@ -192,10 +192,10 @@ def encode_labels(parts: Mapping[str, np.ndarray], *, classes: Classes | None = 
             present = np.unique(ints[w])
             if len(present) < k:
                 missing = _absent(present, k)
-                shown = coding(missing) if len(missing) <= 10 else \
+                absent = coding(missing) if len(missing) <= 10 else \
                     ", ".join(map(str, missing[:10])) + f" … ({k - len(present)} classes)"
                 raise ConfigError(
-                    f"{w}: the labels are coded {coding(ints[w])}, so class {shown} of "
+                    f"{w}: the labels are coded {coding(ints[w])}, so class {absent} of "
                     f"0..{k - 1} has no input: classes count from 0, and an empty class would "
                     "change every per-class number (one-vs-rest DPD/EOD, class-wise tests). "
                     f"{fix[0].upper()}{fix[1:]}; if the data really lack the class, give "
@@ -296,8 +296,8 @@ def encode_groups(parts: Mapping[str, Mapping[str, Any]],
             order = given or found
             missing = sorted(set(found) - set(order))
             if missing:
-                raise ConfigError(f"groups of {a!r}: {_shown(missing)} are not in "
-                                  f"{names_param}[{a!r}] ({_shown(order)}): give every group "
+                raise ConfigError(f"groups of {a!r}: {shown(missing)} are not in "
+                                  f"{names_param}[{a!r}] ({shown(order)}): give every group "
                                   "its name")
             lookup = {g: i for i, g in enumerate(order)}
             for w, t in texts.items():
@@ -322,7 +322,7 @@ def encode_groups(parts: Mapping[str, Mapping[str, Any]],
             found = np.concatenate([codes[w][a] for w in parts])
             raise ConfigError(f"groups of {a!r} are coded {coding(found[found >= 0])} but "
                               f"{names_param}[{a!r}] has {len(given)} name(s) "
-                              f"({_shown(given)}): give one name per code (code i is the i-th "
+                              f"({shown(given)}): give one name per code (code i is the i-th "
                               "name), or the groups as names")
         n = sum(len(codes[w][a]) for w in parts)
         if given is None and top >= max(n, MAX_UNNAMED_GROUPS):  # ids or amounts, not codes
@@ -348,9 +348,9 @@ def check_lengths(n_labels: int, lengths: Mapping[str, int], labels: str = "labe
     if len(lengths) > 1 and len(set(lengths.values())) == 1:
         m = next(iter(lengths.values()))
         names = list(lengths)
-        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        listed = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         raise ConfigError(f"{labels}: {n_labels} labels, but every array given per input "
-                          f"({shown}) has {m} rows: give one label per input, in the same "
+                          f"({listed}) has {m} rows: give one label per input, in the same "
                           "order")
     w, m = next(iter(off.items()))
     raise ConfigError(f"{w}: {m} rows for {n_labels} {labels}: give one row per input, in "
@@ -362,10 +362,10 @@ def temperature(t: Any, param: str = "ds") -> float:
     try:
         v = float(t)
     except (TypeError, ValueError):
-        raise ConfigError(f"{param}: temperature {_shown([t])} is not a number; key each "
+        raise ConfigError(f"{param}: temperature {shown([t])} is not a number; key each "
                           f"temperature by its value, e.g. {param}={{4: [...]}}") from None
     if not v > 0 or v != v:
-        raise ConfigError(f"{param}: temperatures must be > 0, got {_shown([t])}")
+        raise ConfigError(f"{param}: temperatures must be > 0, got {shown([t])}")
     return v
 
 
