@@ -219,9 +219,11 @@ def test_paper_vs_this_study_side_by_side(tmp_path):
     # the fixture is named like the preset but trains something else: the report says so
     changes = t["paper_protocol_changes"]
     assert len(changes) and "dataset.name" in set(changes["setting"])
-    assert (f"**This study changes the preset `trifeature-r20-lenet5` in {len(changes)} "
+    assert list(changes.columns) == ["setting", "trifeature-r20-lenet5", "this study"]
+    assert (f"**This study differs from the preset `trifeature-r20-lenet5` in {len(changes)} "
             "settings** (below)") in md
-    assert f"from a study that changes the preset in {len(changes)} settings" in md
+    assert (f"from a study that differs from the preset `trifeature-r20-lenet5` in "
+            f"{len(changes)} settings") in md
     assert paper_table("no-such-experiment", t) is None
     assert paper_table("trifeature-cpu", t).equals(p)  # an alias of the paper's study
 
@@ -479,19 +481,33 @@ def test_a_study_named_like_a_preset_lists_what_it_changes_from_it():
     the protocol is compared with them only beside the list of changes; where and how it runs
     (device, engine, store) is not a change, nor a field an older experiment.json lacks."""
     from kdfair.analysis.paper import protocol_changes
+    from kdfair.analysis.text import protocol_sentence
     from kdfair.config import load_experiment
 
-    def dump(*overrides: str) -> dict:
-        return load_experiment("trifeature-paper", overrides=list(overrides)).model_dump(
-            mode="json")
+    def dump(preset: str, *overrides: str) -> dict:
+        return load_experiment(preset, overrides=list(overrides)).model_dump(mode="json")
 
-    assert protocol_changes(dump()).empty
-    assert protocol_changes(dump("device=cpu", "engine.precision=fp32", "engine.workers=1",
-                                 "store.keep_weights=teachers")).empty
-    changed = protocol_changes(dump("student.train.epochs=5", "seeds=[0, 1]"))
+    assert protocol_changes(dump("trifeature-r20-lenet5")).empty
+    assert protocol_changes(dump(
+        "trifeature-r20-lenet5", "device=cpu", "engine.precision=fp32", "engine.workers=1",
+        "store.keep_weights=teachers", "dataset.root=/data", "dataset.download=true",
+        "analysis.vector_figures=false")).empty
+    changed = protocol_changes(dump("trifeature-r20-lenet5", "student.train.epochs=5",
+                                    "seeds=[0, 1]"))
     assert sorted(map(tuple, changed.to_numpy().tolist())) == [
         ("seeds", "[0, 1, 2, 3, 4]", "[0, 1]"), ("student.train.epochs", "60", "5")]
-    older = dump()
+    older = dump("trifeature-r20-lenet5")
     del older["distill"]["methods"]  # written before methods existed: the default, kd
     assert protocol_changes(older).empty
-    assert protocol_changes({**dump(), "name": "my-study"}) is None
+    assert protocol_changes({**dump("trifeature-r20-lenet5"), "name": "my-study"}) is None
+    # an alias of the paper's study is compared with the paper's preset, not with itself: the
+    # reduced trifeature-cpu is never "the preset as shipped" beside the paper's numbers
+    cpu = protocol_changes(dump("trifeature-cpu"))
+    assert cpu.columns[1] == "trifeature-r20-lenet5"
+    assert {"teacher.model.arch", "dataset.size"} <= set(cpu["setting"])
+    assert protocol_sentence("trifeature-cpu", cpu).startswith(
+        f"**This study (`trifeature-cpu`) differs from the preset `trifeature-r20-lenet5` in "
+        f"{len(cpu)} settings**")
+    assert protocol_sentence("trifeature-r20-lenet5", changed.iloc[:0]) == (
+        "This study runs the preset `trifeature-r20-lenet5` as kdfair ships it (where and how "
+        "it runs aside).")

@@ -256,4 +256,6 @@ def test_an_export_naming_a_standard_library_function_is_refused_unimported(tmp_
                                           "library, which builds no model: kdfair does not "
                                           "import it"):
         kdfair.load_exported(tmp_path / "m.json", trust_factory=True)  # not even when trusted
+    with pytest.raises(ConfigError, match="from Python's standard library"):  # no advice to
+        kdfair.load_exported(tmp_path / "m.json")  # trust a path that is refused anyway
     assert path.split(":")[0] not in imported

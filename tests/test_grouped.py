@@ -239,7 +239,8 @@ def test_the_chaos_check_fails_a_member_beyond_the_chaos_and_margins():
 
 def test_a_throughput_run_cut_by_its_time_limit_keeps_the_ratio_it_printed(monkeypatch):
     """gpu_check's throughput step: the benchmark prints its ratio before profiling; a run
-    stopped by --throughput-timeout during the profile keeps that ratio (and fails the step)."""
+    stopped by its time limit during the profile keeps that ratio and holds (the profile is
+    marked incomplete); a benchmark that fails after printing a ratio fails the step."""
     import subprocess
 
     check = _gpu_check()
@@ -250,9 +251,14 @@ def test_a_throughput_run_cut_by_its_time_limit_keeps_the_ratio_it_printed(monke
 
     monkeypatch.setattr(check.subprocess, "run", cut)
     out = check.throughput(5)
-    assert out["ratio"] == 41.5 and out["meets_goal"] and not out["ok"]
+    assert out["ratio"] == 41.5 and out["meets_goal"] and out["ok"]
+    assert not out["profile_complete"] and out["profile"] is None
     assert out["returncode"] is None and out["stdout"].endswith("ratio: 41.50\n")
     assert out["stderr"].startswith("profiling") and "--throughput-timeout" in out["stderr"]
+    monkeypatch.setattr(check.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, stdout="ratio: 12.00\n", stderr="Traceback …"))
+    out = check.throughput(5)
+    assert out["ratio"] == 12.0 and not out["meets_goal"] and not out["ok"]
 
 
 def test_a_failing_compiler_fails_its_row_and_keeps_the_eager_invariance(monkeypatch):

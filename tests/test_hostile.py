@@ -344,7 +344,8 @@ def test_an_unlisted_file_makes_a_run_damaged_and_is_never_read(study):
 
 def test_what_a_file_manager_leaves_in_a_run_keeps_it_done(study):
     """Thumbs.db, desktop.ini and .DS_Store are never read: a run that a file manager showed
-    stays done (not moved aside and trained again), and the report reads it."""
+    stays done (not moved aside and trained again); resealing the run does not list them, so
+    deleting them later does not unseal it either."""
     _, root = study
     rid = run_id(root, "ds-")
     for name in ("Thumbs.db", "desktop.ini", ".DS_Store"):
@@ -352,6 +353,12 @@ def test_what_a_file_manager_leaves_in_a_run_keeps_it_done(study):
     assert ResultsDir(root).check(rid).state == "done"
     res = cli("status", root)
     assert res.exit_code == 0 and "damaged" not in res.output, res.output
+    from kdfair.store.files import write_manifest
+
+    assert not {"Thumbs.db", "desktop.ini", ".DS_Store"} & set(
+        write_manifest(root / "runs" / rid)["files"])
+    (root / "runs" / rid / "Thumbs.db").unlink()
+    assert ResultsDir(root).check(rid).state == "done"
     (root / "runs" / rid / "thumbs.db.npy").write_bytes(b"\x00junk")  # not one of those names
     assert ResultsDir(root).check(rid).reason == "thumbs.db.npy is not listed in manifest.json"
 

@@ -117,6 +117,7 @@ def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
                     "factory for it. Pass the function that builds it: factory=make_model (or "
                     "'package.module:function'; `kdfair export --factory` on the command "
                     "line), called as factory(num_classes, input_shape)") from None
+            recorded = _trusted(recorded, where)  # the standard library: refused either way
             if not trust:
                 raise ConfigError(
                     f"{where} says {arch!r} is built by the factory {str(recorded)[:80]!r}: "
@@ -124,7 +125,7 @@ def _builder(arch: str, factory: Factory | str | None, recorded: str | None,
                     "If you trust where this export came from: load_exported(path, "
                     "trust_factory=True); or pass the function that builds the model yourself "
                     "(factory=)") from None
-            factory = import_factory(_trusted(recorded, where))
+            factory = import_factory(recorded)
     chosen = factory
 
     def build(k: int, shape: tuple[int, ...], opts: dict) -> nn.Module:

@@ -94,31 +94,42 @@ def paper_gap(name: str) -> tuple[float | None, str | None]:
 
 # What a study may change without changing the protocol the paper's numbers describe: where and
 # how it runs (precision and threads included: the engine-independence check bounds their
-# effect), and where it is stored.
-OPERATIONAL = ("name", "device", "engine", "store", "slurm", "tracking")
+# effect), where it is stored, where its files are and whether they may be downloaded, and the
+# report's figure formats. A setting, or a section of settings.
+OPERATIONAL = ("name", "device", "engine", "store", "slurm", "tracking", "dataset.root",
+               "dataset.download", "teacher.model.download", "student.model.download",
+               "analysis.vector_figures")
+
+
+def _operational(path: str) -> bool:
+    return any(path == op or path.startswith(op + ".") for op in OPERATIONAL)
 
 
 def protocol_changes(experiment: Mapping[str, Any]) -> pd.DataFrame | None:
-    """How a study named like a preset differs from that preset in what it trains and measures:
-    one row per setting (``setting``, ``preset``, ``this_study``); None when no preset has its
-    name (there is nothing to compare with). Both sides are read through the experiment model,
-    so a field an older kdfair did not write counts as its default."""
+    """How a study differs, in what it trains and measures, from the preset of the paper's
+    study its name stands for (``paper_entry``: itself, or for an alias such as
+    ``trifeature-cpu`` the paper's ``trifeature-r20-lenet5``): one row per setting, columns
+    ``setting``, the preset's name, ``this study``; None when no such preset exists. Both
+    sides are read through the experiment model, so a field an older kdfair did not write counts
+    as its default."""
     from kdfair.config import experiment_from_dict, load_experiment
     from kdfair.errors import ConfigError
     from kdfair.overrides import differences
     from kdfair.presets import preset_names
 
     name = str(experiment.get("name") or "")
-    if name not in preset_names():
+    key, _ = paper_entry(name)
+    presets = preset_names()
+    target = key if key in presets else name if name in presets else None
+    if target is None:
         return None
-    preset = load_experiment(name).model_dump(mode="json")
+    preset = load_experiment(target).model_dump(mode="json")
     try:
         study = experiment_from_dict(dict(experiment), "experiment.json").model_dump(mode="json")
     except ConfigError:
         study = dict(experiment)
-    rows = [(path, old, new) for path, old, new in differences(preset, study)
-            if path.split(".")[0] not in OPERATIONAL]
-    return pd.DataFrame(rows, columns=["setting", "preset", "this_study"], dtype=object)
+    rows = [row for row in differences(preset, study) if not _operational(row[0])]
+    return pd.DataFrame(rows, columns=["setting", target, "this study"], dtype=object)
 
 
 def paper_table(name: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:

@@ -23,6 +23,7 @@ from kdfair.analysis.text import (
     finding_groups,
     given_teacher,
     no_test_reasons,
+    protocol_sentence,
     summary_display,
     tests_used,
 )
@@ -501,16 +502,10 @@ def paper_section(a: Analysis, doc: Document) -> None:
           "Difference = this study − paper. #SC/#TC: relative accuracy, this study's test; "
           "counts have no CI.")
     changes = a.table("paper_protocol_changes")
-    name = a.store.experiment.get("name")
-    if "paper_protocol_changes" in a.tables and changes.empty:
-        doc.p(f"This study runs the preset `{name}` as kdfair ships it (where and how it runs "
-              "aside).")
-    elif not changes.empty:
-        doc.p(f"**This study changes the preset `{name}` in {len(changes)} setting"
-              f"{'s' if len(changes) != 1 else ''}** (below): the paper's values describe its "
-              "protocol, so a difference here may come from these changes rather than from "
-              "kdfair or chance.")
-        doc.table(changes.rename(columns={"this_study": "this study"}))
+    if "paper_protocol_changes" in a.tables:
+        doc.p(protocol_sentence(a.store.experiment.get("name"), changes))
+        if not changes.empty:
+            doc.table(changes)
     rows = []
     for _, r in p.iterrows():
         d = 0 if r["quantity"].startswith("#") else 4 if r["quantity"] == "I(f)" else 2

@@ -14,6 +14,7 @@ Wording rules (each sentence claims no more than its test measured):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -663,6 +664,23 @@ def _measure_name(m: Measure, attr: str) -> str:
     return name + (", " + m.meaning.format(attr=attr) if m.meaning else "")
 
 
+def _settings(n: int) -> str:
+    return f"{n} setting{'s' if n != 1 else ''}"
+
+
+def protocol_sentence(name: Any, changes: pd.DataFrame) -> str:
+    """Whether the study is the preset of the paper's study its numbers belong to (the table
+    ``protocol_changes`` makes: columns setting, the preset's name, this study)."""
+    preset = changes.columns[1]
+    who = "This study" if name == preset else f"This study (`{name}`)"
+    if changes.empty:
+        return (f"{who} runs the preset `{preset}` as kdfair ships it (where and how it runs "
+                "aside).")
+    return (f"**{who} differs from the preset `{preset}` in {_settings(len(changes))}** "
+            "(below): the paper's values describe the paper's protocol, so a difference here "
+            "may come from these changes rather than from kdfair or chance.")
+
+
 def paper_sentence(a: Analysis) -> str | None:
     p = a.table("paper_vs_study")
     if p.empty:
@@ -671,8 +689,8 @@ def paper_sentence(a: Analysis) -> str | None:
     with_ci = have[have["paper_in_ci"].notna()]
     inside = int(with_ci["paper_in_ci"].astype(bool).sum())
     changes = a.table("paper_protocol_changes")
-    changed = (f", from a study that changes the preset in {len(changes)} setting"
-               f"{'s' if len(changes) != 1 else ''}" if not changes.empty else "")
+    changed = (f", from a study that differs from the preset `{changes.columns[1]}` in "
+               f"{_settings(len(changes))}" if not changes.empty else "")
     return (f"Paper vs this study: {len(have)} of the paper's {len(p)} reported values have a "
             f"counterpart here; {inside} of the {len(with_ci)} with a seed CI lie inside this "
             f"study's 95 % CI{changed} (see 'Paper vs this study').")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,3 +71,11 @@ class SplitData:
             return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
         x0, _ = self.train.dataset[0]  # type: ignore[index]
         return tuple(x0.shape) if isinstance(x0, torch.Tensor) else ()  # type: ignore[return-value]
+
+
+def distinct_names(names: list[str], ids: list[str]) -> list[str]:
+    """Class names made unique: a name several classes share gets its id appended (ImageNet has
+    two 'crane's: 'crane (n02012849)', 'crane (n03126707)'), so tables keyed by name keep every
+    class apart."""
+    counts = Counter(names)
+    return [f"{n} ({i})" if counts[n] > 1 else n for n, i in zip(names, ids, strict=True)]

@@ -2,13 +2,16 @@
 
 A registered loader (``register_dataset``) is the user's code: labels coded 1..C, a class name
 list one short, or a group code without a name would not fail loudly. They would fail every run
-deep in training, or be averaged over as an empty class, or drop an attribute from the report.
-``check_split`` refuses each of them in one message that names the part, the codes found and the
-fix (a class with no test input but some training data is not refused: the report notes it).
+deep in training, or drop an attribute from the report. ``check_split`` refuses each of them in
+one message that names the part, the codes found and the fix. Integer labels of another width
+become int64, exactly. A class that ``class_names`` declares but no input has is accepted, as
+``kdfair.study`` accepts it when given class names; the report notes it (``store.index``).
 Built-in loaders pass through the same check.
 """
 
 from __future__ import annotations
+
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -29,7 +32,9 @@ def _labels(part: Part, name: str, source: str) -> np.ndarray:
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
         raise DatasetError(f"{source}: the {name} part's labels are {y.dtype}: give class "
                            "indices as integers (torch.int64), 0..num_classes-1")
-    return y.detach().cpu().numpy().astype(np.int64)
+    if y.dtype != torch.int64:  # int32, uint8 …: exact as int64, which the losses need
+        part.y = y = y.long()
+    return y.detach().cpu().numpy()
 
 
 def _names(kind: str, names: list, source: str) -> None:
@@ -42,9 +47,13 @@ def _names(kind: str, names: list, source: str) -> None:
 
 def check_split(data: SplitData, source: str) -> None:
     """Refuse what would make a study's numbers wrong: DatasetError naming what, where and the
-    fix."""
+    fix. Labels of another integer dtype become int64 in place."""
     k = data.num_classes
-    if not isinstance(k, int) or k < 2:
+    if not isinstance(k, Integral) or isinstance(k, bool):
+        raise DatasetError(f"{source}: num_classes is {k!r} ({type(k).__name__}): give the "
+                           "number of classes as an integer")
+    k = data.num_classes = int(k)
+    if k < 2:
         raise DatasetError(f"{source}: num_classes is {k!r}; a classification study needs at "
                            "least 2 classes")
     if len(data.class_names) != k:
@@ -53,20 +62,18 @@ def check_split(data: SplitData, source: str) -> None:
     _names("class names", list(data.class_names), source)
     for attr, groups in data.attribute_groups.items():
         _names(f"the group names of {attr!r}", list(groups), source)
-    seen = np.zeros(k, dtype=np.int64)
     for name in PARTS:
         part = getattr(data, name)
         y = _labels(part, name, source)
-        if part.x is not None and len(part.x) != len(y):
-            raise DatasetError(f"{source}: the {name} part has {len(part.x)} inputs and "
+        inputs = part.x if part.x is not None else part.dataset
+        if inputs is not None and hasattr(inputs, "__len__") and len(inputs) != len(y):
+            raise DatasetError(f"{source}: the {name} part has {len(inputs)} inputs and "
                                f"{len(y)} labels: give one label per input")
         if len(y) and (y.min() < 0 or y.max() >= k):
             fix = (f"labels coded 1..{k}: subtract 1" if y.min() >= 1 and y.max() == k
                    else f"give class indices 0..{k - 1} (or raise num_classes)")
             raise DatasetError(f"{source}: the {name} part's labels are {coding(y)}, but "
                                f"num_classes is {k}, so class indices run 0..{k - 1}: {fix}")
-        if name != "val":
-            seen += np.bincount(y, minlength=k)
         for attr, codes in part.attributes.items():
             _check_codes(data, name, attr, np.asarray(codes), len(y), source)
     for name in ("train", "test"):
@@ -77,14 +84,6 @@ def check_split(data: SplitData, source: str) -> None:
     if missing:
         raise DatasetError(f"{source}: attribute_groups names {missing} but the test part has "
                            "no codes for them (Part.attributes): give them, or drop the names")
-    absent = np.flatnonzero(seen == 0)
-    if len(absent):
-        shown = ", ".join(f"{c} {data.class_names[c]!r}" for c in absent[:5])
-        raise DatasetError(f"{source}: class{'es' if len(absent) > 1 else ''} {shown} "
-                           f"{'have' if len(absent) > 1 else 'has'} no example in the train or "
-                           f"test part (labels found: {coding(np.flatnonzero(seen))}): every "
-                           "per-class number would average over an empty class. Labels coded "
-                           "from 1? Subtract 1 and lower num_classes")
 
 
 def _check_codes(data: SplitData, part: str, attr: str, codes: np.ndarray, n: int,

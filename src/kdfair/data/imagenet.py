@@ -19,7 +19,7 @@ from pydantic import Field
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from kdfair.config import DatasetConfig
-from kdfair.data.base import SplitData
+from kdfair.data.base import SplitData, distinct_names
 from kdfair.data.catalog import (
     LoaderOptions,
     Requirement,
@@ -111,5 +111,6 @@ def load(cfg: DatasetConfig, cache_dir: Path) -> SplitData:
                               allow_empty=True)
     train = ([p for p, _ in train_items], np.asarray([c for _, c in train_items], np.int64))
     test = ([p for p, _ in test_items], np.asarray([c for _, c in test_items], np.int64))
-    return image_file_split("imagenet", "imagenet", d, opts, wnids, _class_names(d, wnids),
+    names = distinct_names(_class_names(d, wnids), wnids)
+    return image_file_split("imagenet", "imagenet", d, opts, wnids, names,
                             train, test, "the official val split")

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from kdfair.config import DatasetConfig
-from kdfair.data.base import SplitData
+from kdfair.data.base import SplitData, distinct_names
 from kdfair.data.catalog import (
     LoaderOptions,
     Requirement,
@@ -62,7 +62,7 @@ def read_index(d: Path) -> Index:
     for ln in _lines(d / "words.txt"):
         wnid, _, names = ln.partition("\t")
         words[wnid.strip()] = names.split(",")[0].strip()
-    names = [words.get(w, w) for w in wnids]
+    names = distinct_names([words.get(w, w) for w in wnids], wnids)
 
     tr_paths: list[str] = []
     tr_labels: list[int] = []

@@ -87,10 +87,17 @@ def atomic_json(path: Path, obj: Any) -> None:
 FILE_MANAGER_FILES = frozenset({"Thumbs.db", "desktop.ini", "Desktop.ini", "ehthumbs.db"})
 
 
+def _ignored(name: str) -> bool:
+    """A file no reader opens: hidden, or left by a file manager. Neither listed nor unsealing."""
+    return name.startswith(".") or name in FILE_MANAGER_FILES
+
+
 def write_manifest(run_dir: Path) -> dict[str, Any]:
-    """Record every file of a run directory (size, SHA-256); written last, so it seals the run."""
+    """Record every file of a run directory (size, SHA-256) but the ignored ones (``_ignored``);
+    written last, so it seals the run."""
     files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
+             for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != MANIFEST
+             and not _ignored(p.name)}
     manifest = {"format": MANIFEST_FORMAT, "files": files}
     atomic_json(run_dir / MANIFEST, manifest)
     return manifest
@@ -116,8 +123,7 @@ def manifest_problem(run_dir: Path, required: tuple[str, ...], deep: bool = True
         if name not in files:
             return f"{MANIFEST} does not list {name}"
     extra = sorted(p.name for p in run_dir.iterdir()
-                   if p.name not in files and p.name != MANIFEST and not p.name.startswith(".")
-                   and p.name not in FILE_MANAGER_FILES)
+                   if p.name not in files and p.name != MANIFEST and not _ignored(p.name))
     if extra:  # sealed both ways; hidden files (NFS's .nfs*, macOS's .DS_Store) and the files a
         # file manager leaves (FILE_MANAGER_FILES) are never read: ignored, the run kept
         return f"{extra[0]} is not listed in {MANIFEST}"
