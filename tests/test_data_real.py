@@ -284,6 +284,15 @@ def test_imagenet_class_names_from_synset_mapping(tmp_path):
     (tmp_path / "imagenet" / "LOC_synset_mapping.txt").write_text(
         "".join(f"{wn} name{i}, alias\n" for i, wn in enumerate(w["wnids"])))
     assert load("imagenet", tmp_path, image_size=16).class_names == ["name0", "name1"]
+    # ImageNet names two classes 'crane' (a bird, a machine): each keeps its wnid, and the data
+    # pass the loader check that refuses repeated names
+    (tmp_path / "imagenet" / "LOC_synset_mapping.txt").write_text(
+        "".join(f"{wn} crane, alias\n" for wn in w["wnids"]))
+    from kdfair.data.checks import check_split
+
+    data = load("imagenet", tmp_path, image_size=16)
+    assert data.class_names == [f"crane ({wn})" for wn in w["wnids"]]
+    check_split(data, "dataset 'imagenet'")
 
 
 def test_imagenet_unsorted_val_and_missing(tmp_path):
