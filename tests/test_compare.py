@@ -135,3 +135,32 @@ def test_compare_csvs_neutralise_formulas_and_keep_negative_numbers(tmp_path):
     assert [r["distill.alpha"] for r in rows] == ["-0.5", "0.5"]  # a number stays a number
     assert [r["note"] for r in rows] == ["'=cmd|' /C calc'!A0", "plain"]
     assert rows[0]["label"] == "alpha=-0.5, note==cmd|' /C calc'!A0"  # not a formula: kept
+
+
+def test_compare_set_changes_each_study_s_own_analysis_options(tmp_path):
+    """`kdfair compare --set analysis.FIELD=VALUE` analyses every study as `kdfair report --set`
+    would (its own options, that one changed) and says so; a bad value is one message."""
+    from kdfair.analysis.report import analyze
+    from kdfair.api import analysis_options
+
+    a = _study(tmp_path / "r", "toy-a", 0.5, seed=1)
+    b = _study(tmp_path / "r", "toy-b", 0.8, seed=2)
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "c"),
+                                   "--set", "analysis.significance=0.5"])
+    assert res.exit_code == 0, res.output
+    counts = pd.read_csv(tmp_path / "c" / "counts.csv")
+    for root in (a, b):
+        own = analyze(root, analysis_options(root, {"significance": 0.5}))["summary"]
+        own = own[own["role"] == "ds"].iloc[0]
+        mine = counts[counts["study"] == root.name].set_index("count")["n_significant"]
+        assert (mine["#SC"], mine["#TC"]) == (own["#SC"], own["#TC"])
+    default = kdfair.compare([a, b], tmp_path / "d").counts
+    assert counts["n_significant"].sum() > default["n_significant"].sum()  # 0.5 finds more
+    md = (tmp_path / "c" / "report.md").read_text()
+    assert ("Analysis options changed for every study here (as `kdfair report --set` would): "
+            "significance=0.5") in md
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "e"),
+                                   "--set", "analysis.pairing=sometimes"])
+    assert res.exit_code == 1 and "pairing" in res.output and not (tmp_path / "e").exists()
+    with pytest.raises(ConfigError, match="not both"):
+        kdfair.compare([a, b], options={"pairing": "paired"}, changes={"significance": 0.5})

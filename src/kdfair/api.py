@@ -172,14 +172,17 @@ def report(results: str | Path, options: Any = None):
     return write_report(Path(results), _analysis_options(options))
 
 
-def compare(studies: Sequence[str | Path], out: str | Path | None = None, options: Any = None):
+def compare(studies: Sequence[str | Path], out: str | Path | None = None, options: Any = None,
+            changes: Mapping[str, Any] | None = None):
     """Several studies side by side: write ``report.md``, ``report.html`` and CSVs under
     ``out`` (default ``<their common parent>/comparison``) and return them as a
     ``Comparison`` (``.table``: every study's registry measures with seed CIs, long form).
 
     ``studies``: results directories, or ``--out`` roots standing for every study under them
     (a sweep's). Columns are headed by the settings in which the studies differ
-    (``alpha=0.5``); ``options`` as for analyze (default: each study's own).
+    (``alpha=0.5``); ``options`` as for analyze, one analysis for all (default: each study's
+    own); ``changes`` (``{"pairing": "paired"}``): these analysis options changed in each
+    study's own, as ``kdfair report --set`` changes them (stated in the comparison).
     """
     import os
 
@@ -191,6 +194,14 @@ def compare(studies: Sequence[str | Path], out: str | Path | None = None, option
     roots = find_studies(list(studies))
     if out is None:
         out = Path(os.path.commonpath([str(r.resolve().parent) for r in roots])) / "comparison"
+    if changes:
+        if options is not None:
+            raise ConfigError("compare: give options= (one analysis for all) or changes= (each "
+                              "study's own, changed), not both")
+        for root in roots:  # every study's changed options valid before anything is analysed
+            analysis_options(root, changes)
+        return write_comparison(roots, out, lambda r: analysis_options(r, changes),
+                                changed=changes)
     return write_comparison(roots, out, _analysis_options(options))
 
 

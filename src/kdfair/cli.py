@@ -594,13 +594,16 @@ def compare(
                                          "or an OUT root standing for every study under it"),
     out: Path | None = typer.Option(None, help="where the comparison goes (default: "
                                     "<the studies' common parent>/comparison)"),
+    set_: list[str] | None = typer.Option(None, "--set", help="change an analysis option of "
+                                          "every study (repeatable), as `kdfair report --set` "
+                                          "does, e.g. --set analysis.pairing=paired"),
 ) -> None:
     """Several studies side by side: accuracy, #SC/#TC, DPD/EOD per T with seed CIs, each
     column headed by the settings in which the studies differ (e.g. alpha=0.5); writes
     report.md, report.html and CSV tables."""
     from kdfair import api
 
-    res = api.compare(studies, out)
+    res = api.compare(studies, out, changes=_analysis_sets(set_) or None)
     for _, row in res.studies.iterrows():
         console.print(f"{row['label']}: {row['path']}", markup=False, highlight=False)
     console.print(f"comparison: {res.md_path}  {res.html_path}", markup=False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +192,8 @@ def counts_side_by_side(counts: pd.DataFrame, labels: Sequence[str], count: str)
 
 
 def _document(studies: pd.DataFrame, table: pd.DataFrame, counts: pd.DataFrame,
-              settings: list[str], csv_names: list[str]) -> Document:
+              settings: list[str], csv_names: list[str],
+              changed: Mapping[str, Any]) -> Document:
     labels = list(studies["label"])
     doc = Document(f"Comparison of {len(labels)} studies")
     doc.h("Studies")
@@ -200,6 +201,10 @@ def _document(studies: pd.DataFrame, table: pd.DataFrame, counts: pd.DataFrame,
           + (f" ({', '.join(settings)})" if settings else " (none: headed by name)")
           + ". Every cell is that study's own analysis — mean over seeds and its 95 % seed "
           "interval, as its report states it; nothing here is a test between studies.")
+    if changed:
+        doc.p("Analysis options changed for every study here (as `kdfair report --set` would): "
+              + ", ".join(f"{k}={value_text(v)}" for k, v in changed.items())
+              + "; each study's other options are its own.")
     doc.table(studies)
     for m in measures.MEASURES:
         attrs = table.loc[table["measure"] == m.key, "attribute"]
@@ -233,10 +238,12 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def write_comparison(studies: Sequence[str | Path], out: str | Path,
-                     options: AnalysisConfig | None = None) -> Comparison:
-    """Analyse each study (``options``: one analysis for all; default: each study's own) and
-    write ``out/report.md``, ``out/report.html``, ``comparison.csv`` (long: study, model,
-    measure, attribute, mean, CI), ``counts.csv`` (#SC / #TC) and ``studies.csv``."""
+                     options: AnalysisConfig | Callable[[Path], AnalysisConfig] | None = None,
+                     changed: Mapping[str, Any] | None = None) -> Comparison:
+    """Analyse each study and write ``out/report.md``, ``out/report.html``, ``comparison.csv``
+    (long: study, model, measure, attribute, mean, CI), ``counts.csv`` (#SC / #TC) and
+    ``studies.csv``. ``options``: one analysis for all, or each study's from its path; default:
+    each study's own. ``changed``: the analysis options changed for every study (stated)."""
     from kdfair.analysis.report import analyze
 
     roots = [Path(s) for s in studies]
@@ -246,7 +253,7 @@ def write_comparison(studies: Sequence[str | Path], out: str | Path,
     experiments = [ResultsDir(r).experiment() for r in roots]
     names = [str(e.get("name") or r.name) for e, r in zip(experiments, roots, strict=True)]
     labels, settings = study_labels(experiments, names)
-    summaries = {label: analyze(r, options)["summary"]
+    summaries = {label: analyze(r, options(r) if callable(options) else options)["summary"]
                  for label, r in zip(labels, roots, strict=True)}
     flat = [flatten(e) for e in experiments]
     studies_df = pd.DataFrame({"label": labels, "study": names, "path": [str(r) for r in roots],
@@ -262,7 +269,7 @@ def write_comparison(studies: Sequence[str | Path], out: str | Path,
     csvs = {"comparison.csv": table, "counts.csv": counts, "studies.csv": studies_df}
     for name, df in csvs.items():
         _write_csv(out / name, df)
-    doc = _document(studies_df, table, counts, settings, list(csvs))
+    doc = _document(studies_df, table, counts, settings, list(csvs), changed or {})
     _write_text(out / "report.md", doc.markdown())
     _write_text(out / "report.html", doc.html())
     return Comparison(md_path=out / "report.md", html_path=out / "report.html",
