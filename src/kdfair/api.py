@@ -157,11 +157,11 @@ def analyze(results: str | Path, options: Any = None, *,
     from kdfair.store import open_store
 
     opts = _analysis_options(options)
-    store = open_store(Path(results))
+    store = open_store(Path(results))  # opened (and its runs verified) once for both
     used = resolve_options(store, opts, [])[0]
     per_group = group_tables(store, groups, used.seed_resamples, used.random_seed,
                              used.seed_ci)  # first: bad groups are refused before the rest
-    return {**_analyze(Path(results), opts), **per_group}
+    return {**_analyze(store, opts), **per_group}
 
 
 def report(results: str | Path, options: Any = None):

@@ -332,11 +332,13 @@ def _counterfactual(store: Store, runs: pd.DataFrame, results: list[ReducedRun],
     return {"counterfactual": summary, "counterfactual_runs": per_run}
 
 
-def _analyze(results_dir: Path | str, options: AnalysisConfig | None = None) -> Analysis:
-    """The study's analysis; with several distillation methods (or a control), the sections
-    are for the first method and ``method_comparison`` / ``method_ranking`` put all side by
-    side, each method analysed as the first (against the same teacher and NDS)."""
-    store = open_store(results_dir)
+def _analyze(results_dir: Path | str | Store, options: AnalysisConfig | None = None
+             ) -> Analysis:
+    """The study's analysis (of a results directory, or of its store already opened); with
+    several distillation methods (or a control), the sections are for the first method and
+    ``method_comparison`` / ``method_ranking`` put all side by side, each method analysed as
+    the first (against the same teacher and NDS)."""
+    store = results_dir if isinstance(results_dir, Store) else open_store(results_dir)
     names, controls = methods_in(store)
     if len(names) <= 1 and not controls:
         return _analyze_index(store, options)
@@ -430,11 +432,11 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     tables["measures"] = measures.long_table(tables)
     warnings = run_warnings(runs, [r.pred for r in results], store.num_classes,
                             tables["accuracy"])
+    name = str(store.experiment.get("name") or "")
     warnings += phenomenon_warnings(tables["accuracy"], tables.get("fairness", pd.DataFrame()),
-                                    paper=paper_entry(str(store.experiment.get("name") or ""))[1]
-                                    is not None)
+                                    paper=paper_entry(name)[1] is not None)
     tables["warnings"] = records.warnings_table(warnings)
-    paper = paper_table(str(store.experiment.get("name") or ""), tables)
+    paper = paper_table(name, tables)
     if paper is not None:
         tables["paper_vs_study"] = paper
         changes = protocol_changes(store.experiment)
@@ -454,7 +456,7 @@ def _analyze_index(store: Store, options: AnalysisConfig | None = None) -> Analy
     return analysis
 
 
-def analyze(results_dir: Path | str, options: AnalysisConfig | None = None
+def analyze(results_dir: Path | str | Store, options: AnalysisConfig | None = None
             ) -> dict[str, pd.DataFrame]:
     """All tables of a study, numeric (runs, accuracy, classwise counts and detail, fairness,
     individual fairness, disagreement, trends, warnings, paper vs this study for a paper preset,

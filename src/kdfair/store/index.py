@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from kdfair.errors import StoreError
+from kdfair.inputs import shown
 from kdfair.spec import ROLES, method_name
 from kdfair.store.arrays import (
     COUNTERFACTUAL_PREFIX,
@@ -183,11 +184,11 @@ def _empty_classes_note(labels: np.ndarray, names: list[str]) -> str | None:
     empty = [names[c] for c in range(len(names)) if counts[c] == 0]
     if not empty:
         return None
-    shown = ", ".join(repr(n[:40]) for n in empty[:5]) + (" …" if len(empty) > 5 else "")
-    return (f"{len(empty)} of {len(names)} declared classes have no test input ({shown}): their "
-            "accuracy is undefined, and their one-vs-rest group measures (DPD, EOD) and every "
-            "average over classes include a class the data lack. If the labels are coded from "
-            "1, give classes= (e.g. classes={1: 'a', 2: 'b'}) or subtract 1 from the labels.")
+    return (f"{len(empty)} of {len(names)} declared classes have no test input "
+            f"({shown(empty)}): their accuracy is undefined, and their one-vs-rest group "
+            "measures (DPD, EOD) and every average over classes include a class the data lack. "
+            "If the labels are coded from 1, give classes= (e.g. classes={1: 'a', 2: 'b'}) or "
+            "subtract 1 from the labels.")
 
 
 def run_precision(metrics: dict[str, Any]) -> str:
