@@ -7,22 +7,7 @@ from typer.testing import CliRunner
 from kdfair.cli import app
 from kdfair.overrides import differences, flatten
 from kdfair.suggest import close_matches, did_you_mean
-
-TINY = """
-name: tiny
-dataset: {name: digits, size: 16}
-teacher:
-  model: {arch: lenet5}
-  train: {optimizer: adam, lr: 0.01, weight_decay: 0.0, epochs: 1, batch_size: 128,
-          augment: none}
-student:
-  model: {arch: lenet5}
-  train: {optimizer: adam, lr: 0.01, weight_decay: 0.0, epochs: 1, batch_size: 128,
-          augment: none}
-distill: {temperatures: [4]}
-seeds: [0, 1]
-device: cpu
-"""
+from tests.toy import TINY_YAML
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +27,7 @@ def test_differences_list_every_changed_field_as_yaml():
 
 def test_a_store_of_another_configuration_names_the_fields_that_differ(tmp_path):
     exp = tmp_path / "tiny.yaml"
-    exp.write_text(TINY)
+    exp.write_text(TINY_YAML)
     out = str(tmp_path / "out")
     first = CliRunner().invoke(app, ["run", str(exp), "--out", out, "--no-report"])
     assert first.exit_code == 0, first.output

@@ -12,23 +12,9 @@ from kdfair.cli import app
 from kdfair.config import load_experiment
 from kdfair.errors import ConfigError
 from kdfair.sweep import parse_sweep, points, study_name, sweep_experiments
+from tests.toy import TINY_YAML
 
-TINY = """
-name: tiny
-dataset: {name: digits, size: 16}
-teacher:
-  model: {arch: lenet5}
-  train: {optimizer: adam, lr: 0.01, weight_decay: 0.0, epochs: 1, batch_size: 128,
-          augment: none}
-student:
-  model: {arch: lenet5}
-  train: {optimizer: adam, lr: 0.01, weight_decay: 0.0, epochs: 1, batch_size: 128,
-          augment: none}
-distill: {temperatures: [4]}
-seeds: [0, 1]
-device: cpu
-analysis: {individual_k: 3, similarity_dim: 8}
-"""
+TINY = TINY_YAML + "analysis: {individual_k: 3, similarity_dim: 8}\n"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

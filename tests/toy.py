@@ -6,6 +6,23 @@ import numpy as np
 
 TRAIN = {"epochs": 2, "batch_size": 32, "lr": 0.05}
 
+# the smallest study an experiment file can name: digits at 16 px, LeNet-5 both, one epoch
+TINY_YAML = """\
+name: tiny
+dataset: {name: digits, size: 16}
+teacher:
+  model: {arch: lenet5}
+  train: {optimizer: adam, lr: 0.01, weight_decay: 0.0, epochs: 1, batch_size: 128,
+          augment: none}
+student:
+  model: {arch: lenet5}
+  train: {optimizer: adam, lr: 0.01, weight_decay: 0.0, epochs: 1, batch_size: 128,
+          augment: none}
+distill: {temperatures: [4]}
+seeds: [0, 1]
+device: cpu
+"""
+
 
 def toy_split(n: int, seed: int, classes: int = 4):
     """uint8 images [n, 3, 16, 16] whose class is a bright band; one binary attribute."""
