@@ -112,3 +112,15 @@ def test_kdfair_run_refuses_a_registered_loader_s_bad_labels_before_writing(tmp_
                                            "labels are 1..3, but num_classes is 3"):
         kdfair.run(exp, out=tmp_path, progress=False)
     assert not (tmp_path / "coded").exists()  # nothing written, nothing trained
+
+
+def test_a_long_name_is_cut_in_the_message_and_many_names_are_checked_fast():
+    """A loader's names are echoed cut to 40 characters (inputs.shown), never at length; a
+    duplicate among 200 000 class names is found without comparing every pair."""
+    msg = refused(split(class_names=["A" * 10_000, "A" * 10_000, "b"]))
+    assert msg == ("dataset 'mine': class names ['" + "A" * 40 + "…'] appear more than once: "
+                   "each code needs a name of its own (tables and the report are keyed by them)")
+    from kdfair.data.checks import _names
+
+    with pytest.raises(DatasetError, match=r"class names \['7'\] appear more than once"):
+        _names("class names", [str(i) for i in range(200_000)] + ["7"], "dataset 'mine'")

@@ -11,6 +11,7 @@ Built-in loaders pass through the same check.
 
 from __future__ import annotations
 
+from collections import Counter
 from numbers import Integral
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 
 from kdfair.data.base import Part, SplitData
 from kdfair.errors import DatasetError
-from kdfair.inputs import coding
+from kdfair.inputs import coding, shown
 
 PARTS = ("train", "val", "test")
 
@@ -38,11 +39,10 @@ def _labels(part: Part, name: str, source: str) -> np.ndarray:
 
 
 def _names(kind: str, names: list, source: str) -> None:
-    seen = [str(n) for n in names]
-    doubled = sorted({n for n in seen if seen.count(n) > 1})
+    doubled = sorted(n for n, times in Counter(map(str, names)).items() if times > 1)
     if doubled:
-        raise DatasetError(f"{source}: {kind} {doubled[:5]} appear more than once: each code "
-                           "needs a name of its own (tables and the report are keyed by them)")
+        raise DatasetError(f"{source}: {kind} [{shown(doubled)}] appear more than once: each "
+                           "code needs a name of its own (tables and the report are keyed by them)")
 
 
 def check_split(data: SplitData, source: str) -> None:
@@ -82,17 +82,19 @@ def check_split(data: SplitData, source: str) -> None:
                                "part and measures on the test part")
     missing = [attr for attr in data.attribute_groups if attr not in data.test.attributes]
     if missing:
-        raise DatasetError(f"{source}: attribute_groups names {missing} but the test part has "
-                           "no codes for them (Part.attributes): give them, or drop the names")
+        raise DatasetError(f"{source}: attribute_groups names [{shown(missing)}] but the test "
+                           "part has no codes for them (Part.attributes): give them, or drop the "
+                           "names")
 
 
 def _check_codes(data: SplitData, part: str, attr: str, codes: np.ndarray, n: int,
                  source: str) -> None:
     groups = data.attribute_groups.get(attr)
     if groups is None:
+        named = shown(sorted(data.attribute_groups))
         raise DatasetError(f"{source}: the {part} part has codes for attribute {attr!r}, which "
-                           f"attribute_groups does not name (it names "
-                           f"{sorted(data.attribute_groups) or 'none'}): add its group names")
+                           "attribute_groups does not name (it names "
+                           f"{f'[{named}]' if named else 'none'}): add its group names")
     if codes.ndim != 1 or len(codes) != n:
         raise DatasetError(f"{source}: the {part} part has {len(codes)} codes of {attr!r} for "
                            f"{n} inputs: give one group code per input (-1: unknown)")
